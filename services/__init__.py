@@ -1,0 +1,1 @@
+"""ReleaseGate services: API, worker, store and the embedded launcher."""

@@ -1,0 +1,1 @@
+"""FastAPI service: thin routes over the UseCaseRelease workflow and the read model."""

@@ -1,0 +1,58 @@
+"""FastAPI application factory. One Temporal client and one DB engine per process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.api import problems
+from services.api.deps import Resources
+from services.api.gateway import UseCaseGateway
+from services.api.routes import approvals, health, use_cases
+from services.settings import Settings, load_settings
+from services.store.db import make_engine, make_sessionmaker
+from services.temporal import connect
+from workflows.policy import load_directory, load_policy
+
+log = logging.getLogger("releasegate.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    # Fail fast on bad files, before the server accepts a single request.
+    loaded_policy = load_policy(settings.policy_path)
+    directory = load_directory(settings.directory_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = await connect(settings, lazy=True)
+        engine = make_engine(settings.resolved_database_url)
+        app.state.resources = Resources(
+            settings=settings,
+            policy=loaded_policy,
+            directory=directory,
+            gateway=UseCaseGateway(client, settings, loaded_policy, directory),
+            engine=engine,
+            sessionmaker=make_sessionmaker(engine),
+        )
+        log.info("policy %s (%s) loaded; %d people", loaded_policy.version,
+                 loaded_policy.sha256[:12], len(directory.people))
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ReleaseGate",
+        version="0.1.0",
+        summary="Take an AI use case from pilot to governed production",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(use_cases.router)
+    app.include_router(approvals.router)
+    return app

@@ -1,0 +1,67 @@
+"""Process-wide resources (made once in the lifespan) and per-request dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.api.auth import authenticate
+from services.api.gateway import UseCaseGateway
+from services.api.problems import Problem
+from services.settings import Settings
+from workflows.policy import Directory, LoadedPolicy, Person
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    policy: LoadedPolicy
+    directory: Directory
+    gateway: UseCaseGateway
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+def resources(request: Request) -> Resources:
+    res: Resources = request.app.state.resources
+    return res
+
+
+Res = Annotated[Resources, Depends(resources)]
+
+
+def gateway(res: Res) -> UseCaseGateway:
+    return res.gateway
+
+
+Gateway = Annotated[UseCaseGateway, Depends(gateway)]
+
+
+def current_person(request: Request, res: Res) -> Person:
+    return authenticate(request, res.directory, production=res.settings.env == "production")
+
+
+CurrentPerson = Annotated[Person, Depends(current_person)]
+
+
+async def db_session(res: Res) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed on success, rolled back on error."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    try:
+        async with res.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+    except (OperationalError, DBAPIError, OSError) as exc:
+        raise Problem(503, f"the database is unreachable: {exc.__class__.__name__}", code="db-unavailable") from None
+
+
+DbSession = Annotated[AsyncSession, Depends(db_session)]

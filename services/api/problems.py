@@ -1,0 +1,99 @@
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workflows.model import Refusal
+
+PROBLEM_JSON = "application/problem+json"
+
+REFUSAL_STATUS: dict[Refusal, int] = {
+    Refusal.NOT_ELIGIBLE: 403,
+    Refusal.INVALID: 422,
+    Refusal.WRONG_STAGE: 409,
+    Refusal.GATE_NOT_OPEN: 409,
+    Refusal.RUN_CLOSED: 409,
+    Refusal.ALREADY_DECIDED: 409,
+    Refusal.EVIDENCE_MISSING: 409,
+    Refusal.EVIDENCE_CHANGED: 409,
+}
+
+TITLES: dict[int, str] = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):  # noqa: N818 - it is a problem document, not an error class name
+    def __init__(self, status: int, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or TITLES.get(status, "error").lower().replace(" ", "-")
+        self.extra = extra
+
+    @classmethod
+    def refused(cls, refusal: Refusal, detail: str) -> Problem:
+        return cls(REFUSAL_STATUS[refusal], detail, code=refusal.value.replace("_", "-"))
+
+
+def problem_response(
+    status: int, detail: str, code: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": f"urn:releasegate:problem:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem_response(exc.status, exc.detail, exc.code, headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "loc": [str(p) for p in err.get("loc", ())],
+                "msg": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+            for err in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        return problem_response(422, detail, "invalid-request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "error")
+        code = TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
+        return problem_response(exc.status_code, detail, code, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        import logging
+
+        logging.getLogger("releasegate.api").exception("unhandled error", exc_info=exc)
+        return problem_response(500, "unexpected error; it has been logged", "internal")

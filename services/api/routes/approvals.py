@@ -1,0 +1,41 @@
+"""The approver's inbox, served from the read model the workflow keeps in step."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.api.deps import CurrentPerson, DbSession, Res
+from services.api.schemas import PendingApproval, PendingPage
+from services.store.registry import RegistryRepository
+
+router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+
+
+@router.get("/pending", response_model=PendingPage)
+async def pending_approvals(
+    person: CurrentPerson,
+    session: DbSession,
+    res: Res,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> PendingPage:
+    rows = await RegistryRepository(session).pending_for(person.id, limit=limit)
+    return PendingPage(
+        items=[
+            PendingApproval(
+                id=r.workflow_id,
+                key=r.key,
+                title=r.title,
+                risk_tier=r.risk_tier,
+                gate=r.gate or "",
+                quorum=r.quorum,
+                approvals=list(r.approvals or []),
+                due_at=r.due_at,
+                round=r.round,
+                url=f"{res.settings.public_url.rstrip('/')}/v1/use-cases/{r.workflow_id}",
+            )
+            for r in rows
+            if r.gate
+        ]
+    )

@@ -1,0 +1,187 @@
+"""Use cases: start, read, complete stages, add evidence, decide gates, cancel."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from services.api.deps import CurrentPerson, DbSession, Gateway
+from services.api.problems import Problem
+from services.api.schemas import (
+    CancelBody,
+    CompleteStageBody,
+    DecisionBody,
+    EvidenceBody,
+    UseCasePage,
+    UseCaseSummary,
+)
+from services.api.gateway import workflow_id_for
+from services.store.registry import RegistryRepository
+from workflows.model import (
+    AddEvidence,
+    Cancel,
+    Channel,
+    CompleteStage,
+    Gate,
+    GateDecision,
+    HistoryEvent,
+    RiskTier,
+    Stage,
+    UseCaseCreate,
+    UseCaseView,
+)
+from workflows.release import UseCaseRelease
+
+router = APIRouter(prefix="/v1/use-cases", tags=["use cases"])
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,200}$")
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(value):
+        raise Problem(422, "Idempotency-Key: 1-200 characters of A-Z a-z 0-9 . _ : @ -",
+                      code="invalid-request")
+    return value
+
+
+@router.post("", status_code=201, response_model=UseCaseView)
+async def start_use_case(
+    body: UseCaseCreate, person: CurrentPerson, gateway: Gateway, response: Response
+) -> UseCaseView:
+    """Launch a use case; the caller becomes its delivery lead. Idempotent by key."""
+    view, created = await gateway.start(body, person.id)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/use-cases/{view.id}"
+    return view
+
+
+@router.get("", response_model=UseCasePage)
+async def list_use_cases(
+    _: CurrentPerson,
+    session: DbSession,
+    stage: Stage | None = None,
+    risk_tier: RiskTier | None = None,
+    owner: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> UseCasePage:
+    repo = RegistryRepository(session)
+    try:
+        rows, next_cursor = await repo.list(
+            stage=stage.value if stage else None,
+            risk_tier=risk_tier.value if risk_tier else None,
+            owner=owner,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise Problem(422, f"cursor: {exc}", code="invalid-request") from None
+    return UseCasePage(
+        items=[
+            UseCaseSummary(
+                id=r.workflow_id,
+                key=r.key,
+                title=r.title,
+                risk_tier=r.risk_tier,
+                stage=r.stage,
+                closed=r.closed,
+                business_owner=r.business_owner,
+                gate=r.gate,
+                pending_approvers=list(r.pending_approvers or []),
+                due_at=r.due_at,
+                round=r.round,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/{use_case_id}", response_model=UseCaseView)
+async def get_use_case(use_case_id: str, _: CurrentPerson, gateway: Gateway) -> UseCaseView:
+    return await gateway.state(workflow_id_for(use_case_id))
+
+
+@router.get("/{use_case_id}/history", response_model=list[HistoryEvent])
+async def get_history(use_case_id: str, _: CurrentPerson, gateway: Gateway) -> list[HistoryEvent]:
+    return await gateway.history(workflow_id_for(use_case_id))
+
+
+@router.post("/{use_case_id}/stages/{stage}/complete", response_model=UseCaseView)
+async def complete_stage(
+    use_case_id: str,
+    stage: Stage,
+    body: CompleteStageBody,
+    person: CurrentPerson,
+    gateway: Gateway,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> UseCaseView:
+    wid = workflow_id_for(use_case_id)
+    await gateway.precheck_delivery(wid, person.id, what="completes a stage")
+    cmd = CompleteStage(
+        actor=person.id, stage=stage, evidence=body.evidence, comment=body.comment, channel=Channel.API
+    )
+    return await gateway.update(
+        wid, UseCaseRelease.complete_stage, cmd, update_id=_idempotency_key(idempotency_key)
+    )
+
+
+@router.post("/{use_case_id}/evidence", status_code=201, response_model=UseCaseView)
+async def add_evidence(
+    use_case_id: str,
+    body: EvidenceBody,
+    person: CurrentPerson,
+    gateway: Gateway,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> UseCaseView:
+    wid = workflow_id_for(use_case_id)
+    await gateway.precheck_delivery(wid, person.id, what="submits evidence")
+    cmd = AddEvidence(actor=person.id, evidence=body.evidence, comment=body.comment, channel=Channel.API)
+    return await gateway.update(
+        wid, UseCaseRelease.add_evidence, cmd, update_id=_idempotency_key(idempotency_key)
+    )
+
+
+@router.post("/{use_case_id}/gates/{gate}/decisions", response_model=UseCaseView)
+async def decide_gate(
+    use_case_id: str,
+    gate: Gate,
+    body: DecisionBody,
+    person: CurrentPerson,
+    gateway: Gateway,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> UseCaseView:
+    """Approve, request changes or reject. ``Idempotency-Key`` makes retries one decision."""
+    wid = workflow_id_for(use_case_id)
+    key = _idempotency_key(idempotency_key)
+    await gateway.precheck_decider(wid, gate, person.id)
+    cmd = GateDecision(
+        actor=person.id,
+        gate=gate,
+        decision=body.decision,
+        comment=body.comment,
+        evidence_digests=body.evidence_digests,
+        channel=Channel.API,
+    )
+    return await gateway.update(wid, UseCaseRelease.decide, cmd, update_id=key)
+
+
+@router.post("/{use_case_id}/cancel", response_model=UseCaseView)
+async def cancel_use_case(
+    use_case_id: str,
+    person: CurrentPerson,
+    gateway: Gateway,
+    body: CancelBody | None = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> UseCaseView:
+    cmd = Cancel(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
+    return await gateway.update(
+        workflow_id_for(use_case_id), UseCaseRelease.cancel, cmd,
+        update_id=_idempotency_key(idempotency_key),
+    )

@@ -1,0 +1,70 @@
+"""Request and response bodies of the HTTP API (the actor always comes from the token)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.model import Decision, Evidence, Sha256
+
+
+class CompleteStageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    evidence: list[Evidence] = Field(default_factory=list, max_length=100)
+    comment: str = Field(default="", max_length=4000)
+
+
+class EvidenceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    evidence: list[Evidence] = Field(min_length=1, max_length=100)
+    comment: str = Field(default="", max_length=4000)
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Decision
+    comment: str = Field(default="", max_length=4000)
+    evidence_digests: list[Sha256] | None = Field(default=None, max_length=200)
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=4000)
+
+
+class UseCaseSummary(BaseModel):
+    id: str
+    key: str
+    title: str
+    risk_tier: str
+    stage: str
+    closed: bool
+    business_owner: str
+    gate: str | None = None
+    pending_approvers: list[str] = Field(default_factory=list)
+    due_at: datetime | None = None
+    round: int = 1
+    updated_at: datetime
+
+
+class UseCasePage(BaseModel):
+    items: list[UseCaseSummary]
+    next_cursor: str | None = None
+
+
+class PendingApproval(BaseModel):
+    id: str
+    key: str
+    title: str
+    risk_tier: str
+    gate: str
+    quorum: int | None = None
+    approvals: list[str] = Field(default_factory=list)
+    due_at: datetime | None = None
+    round: int = 1
+    url: str
+
+
+class PendingPage(BaseModel):
+    items: list[PendingApproval]

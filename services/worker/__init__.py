@@ -1,0 +1,1 @@
+"""Worker process: runs UseCaseRelease workflows and the activities behind them."""

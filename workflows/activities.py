@@ -1,0 +1,63 @@
+"""Activity names and payload types. Implementations live in ``services.worker``.
+
+Activities are at-least-once: every implementation must be idempotent on its natural key
+((workflow_id, event_id) for the ledger, (workflow_id, event_id) as a version for the registry).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from workflows.model import Channel, EvidenceRecord
+
+LEDGER_APPEND = "ledger.append"
+REGISTRY_SYNC = "registry.sync"
+
+
+class LedgerRecord(BaseModel):
+    """One fact the workflow wants in the tamper-evident ledger.
+
+    ``event_id`` is assigned by the workflow, contiguous from 1 per workflow id, and is the
+    idempotency key together with ``workflow_id``: the store writes each (workflow_id, event_id)
+    exactly once and chains entries in event_id order.
+    """
+
+    workflow_id: str
+    use_case_key: str
+    event_id: int = Field(ge=1)
+    at: datetime
+    kind: str
+    actor: str
+    channel: Channel
+    payload: dict[str, Any] = Field(default_factory=dict)
+    policy_version: str
+    # evidence items this entry introduces (kind "evidence_added" / "stage_completed")
+    evidence: list[EvidenceRecord] = Field(default_factory=list)
+
+
+class LedgerBatch(BaseModel):
+    records: list[LedgerRecord] = Field(min_length=1)
+
+
+class RegistryRow(BaseModel):
+    """The read model behind listing and the approvals inbox; newer ``event_id`` wins."""
+
+    workflow_id: str
+    key: str
+    title: str
+    risk_tier: str
+    stage: str
+    closed: bool
+    business_owner: str
+    owners: dict[str, Any]
+    pending_approvers: list[str] = Field(default_factory=list)
+    gate: str | None = None
+    quorum: int | None = None
+    approvals: list[str] = Field(default_factory=list)
+    due_at: datetime | None = None
+    round: int = 1
+    updated_at: datetime
+    event_id: int = Field(ge=0)

@@ -1,0 +1,369 @@
+"""Payload models shared by the workflow, the API, Slack and the worker.
+
+Everything that crosses a Temporal boundary (workflow input, update/signal arguments, query
+results, activity inputs) is one of these pydantic models, serialised by
+``temporalio.contrib.pydantic.pydantic_data_converter``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+PersonId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
+EvidenceKind = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+UseCaseKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
+
+
+class RiskTier(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Stage(StrEnum):
+    SCOPING = "scoping"
+    SCOPE_APPROVAL = "scope_approval"
+    SPECIFICATION = "specification"
+    IMPLEMENTATION = "implementation"
+    VALIDATION = "validation"
+    RISK_SIGNOFF = "risk_signoff"
+    OPS_HANDOFF = "ops_handoff"
+    GO_LIVE = "go_live"
+    LIVE = "live"
+    STALLED = "stalled"
+    SUSPENDED = "suspended"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    RETIRED = "retired"
+
+
+WORK_STAGES: tuple[Stage, ...] = (
+    Stage.SCOPING,
+    Stage.SPECIFICATION,
+    Stage.IMPLEMENTATION,
+    Stage.VALIDATION,
+)
+TERMINAL_STAGES: tuple[Stage, ...] = (Stage.REJECTED, Stage.CANCELLED, Stage.RETIRED)
+
+
+class Gate(StrEnum):
+    SCOPE_APPROVAL = "scope_approval"
+    RISK_SIGNOFF = "risk_signoff"
+    OPS_HANDOFF = "ops_handoff"
+    GO_LIVE = "go_live"
+    CHANGE_APPROVAL = "change_approval"
+    RESUME_APPROVAL = "resume_approval"
+    PERIODIC_REVIEW = "periodic_review"
+
+
+RELEASE_GATES: tuple[Gate, ...] = (
+    Gate.SCOPE_APPROVAL,
+    Gate.RISK_SIGNOFF,
+    Gate.OPS_HANDOFF,
+    Gate.GO_LIVE,
+)
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REQUEST_CHANGES = "request_changes"
+    REJECT = "reject"
+
+
+class Role(StrEnum):
+    DELIVERY_LEAD = "delivery_lead"
+    BUSINESS_OWNER = "business_owner"
+    TECHNICAL_OWNER = "technical_owner"
+    OPERATIONS_OWNER = "operations_owner"
+    RISK_APPROVER = "risk_approver"
+    ESCALATION_OWNER = "escalation_owner"
+    STOP_AUTHORITY = "stop_authority"
+
+
+class Channel(StrEnum):
+    API = "api"
+    SLACK = "slack"
+    SIGNAL = "signal"
+    CLI = "cli"
+    SYSTEM = "system"
+
+
+class Refusal(StrEnum):
+    """Why the workflow refused a command. The API maps each to an HTTP status."""
+
+    NOT_ELIGIBLE = "not_eligible"  # 403
+    WRONG_STAGE = "wrong_stage"  # 409
+    GATE_NOT_OPEN = "gate_not_open"  # 409
+    RUN_CLOSED = "run_closed"  # 409
+    ALREADY_DECIDED = "already_decided"  # 409
+    EVIDENCE_MISSING = "evidence_missing"  # 409
+    EVIDENCE_CHANGED = "evidence_changed"  # 409
+    INVALID = "invalid"  # 422
+
+
+# --------------------------------------------------------------------------- policy payloads
+
+
+class Requirement(BaseModel):
+    """``count`` distinct people holding ``role`` must approve."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    count: int = Field(default=1, ge=1, le=10)
+
+
+class GateRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gate: Gate
+    deciders: list[Requirement] = Field(min_length=1)
+    sla_hours: float = Field(gt=0)
+    remind_before_hours: list[float] = Field(default_factory=list)
+    expire_after_hours: float | None = Field(default=None, gt=0)
+    evidence: list[EvidenceKind] = Field(default_factory=list)
+    rework_stage: Stage = Stage.IMPLEMENTATION
+
+    @property
+    def quorum(self) -> int:
+        return sum(r.count for r in self.deciders)
+
+    @field_validator("rework_stage")
+    @classmethod
+    def _rework_is_work_stage(cls, v: Stage) -> Stage:
+        if v not in WORK_STAGES:
+            raise ValueError(f"rework_stage must be one of {[s.value for s in WORK_STAGES]}")
+        return v
+
+
+class TierRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gates: list[GateRule] = Field(min_length=1)
+    evidence: dict[Stage, list[EvidenceKind]] = Field(default_factory=dict)
+    review_period_days: int = Field(gt=0)
+
+
+class LiveRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sev1_suspends: bool = True
+    gates: list[GateRule] = Field(default_factory=list)
+
+
+class PinnedPolicy(BaseModel):
+    """The slice of the policy a run is bound to, pinned into its input at start."""
+
+    version: str
+    sha256: str
+    tier: RiskTier
+    rules: TierRule
+    live: LiveRule = Field(default_factory=LiveRule)
+
+
+# --------------------------------------------------------------------------- use case payloads
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: EvidenceKind
+    name: str = Field(min_length=1, max_length=200)
+    uri: str = Field(min_length=1, max_length=2000)
+    sha256: Sha256
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_has_scheme(cls, v: str) -> str:
+        scheme, sep, rest = v.partition(":")
+        if not sep or not rest or not scheme.isascii() or not scheme[:1].isalpha():
+            raise ValueError("uri must be absolute, e.g. https://… or s3://…")
+        if any(c.isspace() for c in v):
+            raise ValueError("uri must not contain whitespace")
+        return v
+
+
+class EvidenceRecord(Evidence):
+    """Evidence as the run holds it: what, for which stage or gate, by whom, when."""
+
+    model_config = ConfigDict(extra="ignore")
+    scope: str
+    round: int
+    submitted_by: str
+    at: datetime
+
+
+class OwnersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    business_owner: PersonId
+    technical_owner: PersonId
+    operations_owner: PersonId
+    risk_approvers: list[str] = Field(min_length=1, max_length=50)
+    escalation_owner: PersonId
+    stop_authority: list[PersonId] | None = None
+
+
+class Owners(BaseModel):
+    delivery_lead: str
+    business_owner: str
+    technical_owner: str
+    operations_owner: str
+    risk_approvers: list[str]
+    escalation_owner: str
+    stop_authority: list[str]
+
+
+class UseCaseCreate(BaseModel):
+    """Body of ``POST /v1/use-cases``."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: UseCaseKey
+    title: str = Field(min_length=1, max_length=200)
+    summary: str = Field(default="", max_length=4000)
+    risk_tier: RiskTier
+    owners: OwnersIn
+    slack_channel: str | None = Field(default=None, max_length=80)
+
+
+class UseCaseInput(BaseModel):
+    """Workflow input: the request, resolved against the directory and pinned policy."""
+
+    key: str
+    title: str
+    summary: str
+    risk_tier: RiskTier
+    owners: Owners
+    # role -> person ids, groups resolved against the directory at start (pinned like the policy)
+    roster: dict[Role, list[str]]
+    policy: PinnedPolicy
+    slack_channel: str | None = None
+    request_sha256: str
+    # carried across continue-as-new; None on a fresh start
+    carry: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class CompleteStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    stage: Stage
+    evidence: list[Evidence] = Field(default_factory=list, max_length=100)
+    comment: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+
+
+class AddEvidence(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    evidence: list[Evidence] = Field(min_length=1, max_length=100)
+    comment: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+
+
+class GateDecision(BaseModel):
+    """A gate decision; the same payload is accepted as an Update and as a Signal."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    gate: Gate
+    decision: Decision
+    comment: str = Field(default="", max_length=4000)
+    evidence_digests: list[Sha256] | None = None
+    channel: Channel = Channel.API
+
+
+class Cancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    reason: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+
+
+# --------------------------------------------------------------------------- views
+
+
+class Approval(BaseModel):
+    actor: str
+    at: datetime
+    channel: Channel = Channel.API
+    evidence_digests: list[str] = Field(default_factory=list)
+    comment: str = ""
+
+
+class OpenGate(BaseModel):
+    gate: Gate
+    eligible: list[str]
+    quorum: int
+    approvals: list[Approval]
+    opened_at: datetime
+    due_at: datetime
+    round: int
+    evidence_digests: list[str] = Field(default_factory=list)
+    required_evidence: list[str] = Field(default_factory=list)
+
+
+class PolicyRef(BaseModel):
+    version: str
+    sha256: str
+
+
+class HistoryEvent(BaseModel):
+    at: datetime
+    stage: Stage
+    kind: str
+    actor: str
+    channel: Channel = Channel.SYSTEM
+    decision: Decision | None = None
+    gate: Gate | None = None
+    comment: str = ""
+    evidence: list[Evidence] = Field(default_factory=list)
+    round: int = 1
+
+
+class RefusedAttempt(BaseModel):
+    at: datetime
+    actor: str
+    channel: Channel
+    command: str
+    refusal: Refusal
+    detail: str
+
+
+class UseCaseView(BaseModel):
+    id: str
+    key: str
+    title: str
+    summary: str
+    risk_tier: RiskTier
+    stage: Stage
+    closed: bool
+    outcome: str | None = None
+    round: int
+    owners: Owners
+    slack_channel: str | None = None
+    open_gate: OpenGate | None
+    required_evidence: list[str]
+    evidence: list[EvidenceRecord]
+    policy: PolicyRef
+    stage_entered_at: datetime
+    started_at: datetime
+    updated_at: datetime
+    event_count: int
+    temporal_ui_url: str | None = None
+
+
+class UseCaseOutcome(BaseModel):
+    key: str
+    stage: Stage
+    outcome: str
+    at: datetime
+
+
+Command = Literal["complete_stage", "add_evidence", "decide", "cancel"]

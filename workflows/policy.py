@@ -1,0 +1,541 @@
+"""Governance rules, as pure functions.
+
+Everything that decides *who may do what, when* lives here once: the gate plan per tier, who is
+eligible for a gate (roles, groups, separation of duties), quorum of distinct people, required
+evidence and the checks behind every command. The workflow's update validators call these
+functions and are the authority; the API and the Slack bot call the same functions for a fast
+answer. Nothing here does I/O except the two loaders at the bottom, which the workflow never calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from workflows.model import (
+    RELEASE_GATES,
+    TERMINAL_STAGES,
+    WORK_STAGES,
+    AddEvidence,
+    Cancel,
+    CompleteStage,
+    Decision,
+    EvidenceRecord,
+    Gate,
+    GateDecision,
+    GateRule,
+    LiveRule,
+    OpenGate,
+    Owners,
+    PinnedPolicy,
+    Refusal,
+    RiskTier,
+    Role,
+    Stage,
+    TierRule,
+    UseCaseView,
+)
+
+GROUP_PREFIX = "group:"
+LIVE_GATES = (Gate.CHANGE_APPROVAL, Gate.RESUME_APPROVAL, Gate.PERIODIC_REVIEW)
+
+
+class PolicyViolation(Exception):
+    """A command the rules refuse. ``refusal`` says why in a word the API maps to a status."""
+
+    def __init__(self, refusal: Refusal, detail: str) -> None:
+        super().__init__(detail)
+        self.refusal = refusal
+        self.detail = detail
+
+
+class ConfigFileError(ValueError):
+    """A policy or directory file that cannot be used; the message names the file and field."""
+
+
+# --------------------------------------------------------------------------- the policy document
+
+
+class PolicyDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=64)
+    tiers: dict[RiskTier, TierRule]
+    live: LiveRule = Field(default_factory=LiveRule)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicyDocument:
+        missing = [t.value for t in RiskTier if t not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers: missing tier(s) {missing}")
+        for tier, rules in self.tiers.items():
+            names = [g.gate for g in rules.gates]
+            where = f"tiers.{tier.value}.gates"
+            if len(set(names)) != len(names):
+                raise ValueError(f"{where}: a gate is listed twice")
+            for name in names:
+                if name not in RELEASE_GATES:
+                    raise ValueError(f"{where}: {name.value} is not a release gate")
+            if Gate.SCOPE_APPROVAL in names and names[0] != Gate.SCOPE_APPROVAL:
+                raise ValueError(f"{where}: scope_approval must come first")
+            if names[-1] != Gate.GO_LIVE:
+                raise ValueError(f"{where}: go_live must be the last gate")
+            for stage in rules.evidence:
+                if stage not in WORK_STAGES:
+                    raise ValueError(f"tiers.{tier.value}.evidence: {stage.value} is not a work stage")
+            for g in rules.gates:
+                if g.gate == Gate.SCOPE_APPROVAL and g.rework_stage != Stage.SCOPING:
+                    raise ValueError(f"{where}.scope_approval: rework_stage must be scoping")
+        live_names = [g.gate for g in self.live.gates]
+        for name in live_names:
+            if name not in LIVE_GATES:
+                raise ValueError(f"live.gates: {name.value} is not a live gate")
+        if len(set(live_names)) != len(live_names):
+            raise ValueError("live.gates: a gate is listed twice")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    document: PolicyDocument
+    sha256: str
+    text: str
+    path: str
+
+    @property
+    def version(self) -> str:
+        return self.document.version
+
+    def pin(self, tier: RiskTier) -> PinnedPolicy:
+        return PinnedPolicy(
+            version=self.document.version,
+            sha256=self.sha256,
+            tier=tier,
+            rules=self.document.tiers[tier],
+            live=self.document.live,
+        )
+
+
+# --------------------------------------------------------------------------- the directory
+
+
+class Person(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
+    name: str = Field(min_length=1)
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    slack_user_id: str | None = None
+    groups: list[str] = Field(default_factory=list)
+    token: str | None = Field(default=None, min_length=6)
+
+
+class DirectoryDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    people: list[Person] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> DirectoryDocument:
+        for attr in ("id", "email", "slack_user_id", "token"):
+            seen: set[str] = set()
+            for i, p in enumerate(self.people):
+                value = getattr(p, attr)
+                if value is None:
+                    continue
+                if value in seen:
+                    raise ValueError(f"people.{i}.{attr}: duplicate value")
+                seen.add(value)
+        return self
+
+
+class Directory:
+    """People by id, token, Slack id and email; group membership."""
+
+    def __init__(self, people: Iterable[Person]) -> None:
+        self.people = {p.id: p for p in people}
+        self._by_token = {p.token: p for p in self.people.values() if p.token}
+        self._by_slack = {p.slack_user_id: p for p in self.people.values() if p.slack_user_id}
+        self._by_email = {p.email.lower(): p for p in self.people.values()}
+
+    def get(self, person_id: str) -> Person | None:
+        return self.people.get(person_id)
+
+    def by_token(self, token: str) -> Person | None:
+        return self._by_token.get(token)
+
+    def by_slack(self, slack_user_id: str) -> Person | None:
+        return self._by_slack.get(slack_user_id)
+
+    def by_email(self, email: str) -> Person | None:
+        return self._by_email.get(email.lower())
+
+    def members(self, group: str) -> list[str]:
+        return sorted(p.id for p in self.people.values() if group in p.groups)
+
+
+# --------------------------------------------------------------------------- the path
+
+
+def stage_path(rules: TierRule) -> list[Stage]:
+    """The fixed order a use case walks for its tier, from scoping to live."""
+    gates = [g.gate for g in rules.gates]
+    path: list[Stage] = [Stage.SCOPING]
+    if Gate.SCOPE_APPROVAL in gates:
+        path.append(Stage.SCOPE_APPROVAL)
+    path += [Stage.SPECIFICATION, Stage.IMPLEMENTATION, Stage.VALIDATION]
+    path += [Stage(g.value) for g in gates if g != Gate.SCOPE_APPROVAL]
+    path.append(Stage.LIVE)
+    return path
+
+
+def next_stage(path: list[Stage], current: Stage) -> Stage:
+    return path[path.index(current) + 1]
+
+
+def gate_rule(policy: PinnedPolicy, gate: Gate) -> GateRule | None:
+    for rule in [*policy.rules.gates, *policy.live.gates]:
+        if rule.gate == gate:
+            return rule
+    return None
+
+
+_GATE_NAMES = frozenset(g.value for g in Gate)
+
+
+def is_gate(stage: Stage) -> bool:
+    return stage.value in _GATE_NAMES
+
+
+# --------------------------------------------------------------------------- people and roles
+
+
+def resolve_roster(owners: Owners, directory: Directory) -> dict[Role, list[str]]:
+    """Role -> person ids, with ``group:NAME`` entries expanded. Unknown people are an error."""
+
+    def known(pid: str, field: str) -> str:
+        if directory.get(pid) is None:
+            raise PolicyViolation(Refusal.INVALID, f"owners.{field}: unknown person '{pid}'")
+        return pid
+
+    risk: list[str] = []
+    for i, entry in enumerate(owners.risk_approvers):
+        if entry.startswith(GROUP_PREFIX):
+            group = entry[len(GROUP_PREFIX) :]
+            members = directory.members(group)
+            if not members:
+                raise PolicyViolation(
+                    Refusal.INVALID, f"owners.risk_approvers.{i}: group '{group}' has no members"
+                )
+            risk += members
+        else:
+            risk.append(known(entry, f"risk_approvers.{i}"))
+    return {
+        Role.DELIVERY_LEAD: [known(owners.delivery_lead, "delivery_lead")],
+        Role.BUSINESS_OWNER: [known(owners.business_owner, "business_owner")],
+        Role.TECHNICAL_OWNER: [known(owners.technical_owner, "technical_owner")],
+        Role.OPERATIONS_OWNER: [known(owners.operations_owner, "operations_owner")],
+        Role.RISK_APPROVER: sorted(set(risk)),
+        Role.ESCALATION_OWNER: [known(owners.escalation_owner, "escalation_owner")],
+        Role.STOP_AUTHORITY: sorted(
+            {known(p, f"stop_authority.{i}") for i, p in enumerate(owners.stop_authority)}
+        ),
+    }
+
+
+def default_stop_authority(business: str, technical: str, operations: str) -> list[str]:
+    return list(dict.fromkeys([business, technical, operations]))
+
+
+def holders(roster: Mapping[Role, list[str]], role: Role) -> set[str]:
+    return set(roster.get(role, []))
+
+
+def excluded_from_gate(
+    gate: Gate,
+    roster: Mapping[Role, list[str]],
+    *,
+    validation_completed_by: str | None = None,
+    change_raised_by: str | None = None,
+) -> set[str]:
+    """Separation of duties: who may never count toward ``gate`` even if they hold a role."""
+    out: set[str] = set()
+    if gate == Gate.RISK_SIGNOFF:
+        out |= holders(roster, Role.DELIVERY_LEAD) | holders(roster, Role.TECHNICAL_OWNER)
+        if validation_completed_by:
+            out.add(validation_completed_by)
+    if gate == Gate.CHANGE_APPROVAL and change_raised_by:
+        out.add(change_raised_by)
+    return out
+
+
+def _slots(
+    rule: GateRule,
+    roster: Mapping[Role, list[str]],
+    excluded: Collection[str],
+    *,
+    change_raised_by: str | None = None,
+) -> list[set[str]]:
+    """One set of candidate people per quorum seat."""
+    seats: list[set[str]] = []
+    for req in rule.deciders:
+        people = holders(roster, req.role) - set(excluded)
+        if (
+            rule.gate == Gate.CHANGE_APPROVAL
+            and req.role == Role.TECHNICAL_OWNER
+            and change_raised_by is not None
+            and change_raised_by in holders(roster, Role.TECHNICAL_OWNER)
+        ):
+            # A minor change raised by the technical owner is approved by the business owner.
+            people = holders(roster, Role.BUSINESS_OWNER) - set(excluded)
+        seats += [people] * req.count
+    return seats
+
+
+def _max_matching(seats: list[set[str]], people: list[str]) -> int:
+    """How many seats distinct people can fill (bipartite matching; seats and people are few)."""
+    owner: dict[int, str] = {}
+
+    def place(person: str, seen: set[int]) -> bool:
+        for i, cands in enumerate(seats):
+            if person in cands and i not in seen:
+                seen.add(i)
+                if i not in owner or place(owner[i], seen):
+                    owner[i] = person
+                    return True
+        return False
+
+    return sum(1 for p in dict.fromkeys(people) if place(p, set()))
+
+
+def eligible(
+    rule: GateRule,
+    roster: Mapping[Role, list[str]],
+    excluded: Collection[str],
+    *,
+    change_raised_by: str | None = None,
+) -> list[str]:
+    seats = _slots(rule, roster, excluded, change_raised_by=change_raised_by)
+    return sorted(set().union(*seats)) if seats else []
+
+
+def quorum_met(
+    rule: GateRule,
+    roster: Mapping[Role, list[str]],
+    excluded: Collection[str],
+    approvers: list[str],
+    *,
+    change_raised_by: str | None = None,
+) -> bool:
+    seats = _slots(rule, roster, excluded, change_raised_by=change_raised_by)
+    return _max_matching(seats, approvers) >= len(seats)
+
+
+def approval_counts(
+    rule: GateRule,
+    roster: Mapping[Role, list[str]],
+    excluded: Collection[str],
+    approvers: list[str],
+    actor: str,
+    *,
+    change_raised_by: str | None = None,
+) -> bool:
+    """Would ``actor``'s approval fill a seat the approvals so far leave empty?"""
+    seats = _slots(rule, roster, excluded, change_raised_by=change_raised_by)
+    return _max_matching(seats, [*approvers, actor]) > _max_matching(seats, approvers)
+
+
+def pending_approvers(
+    rule: GateRule,
+    roster: Mapping[Role, list[str]],
+    excluded: Collection[str],
+    approvers: list[str],
+    *,
+    change_raised_by: str | None = None,
+) -> list[str]:
+    """People whose approval would still count: the gate waits on them."""
+    return [
+        p
+        for p in eligible(rule, roster, excluded, change_raised_by=change_raised_by)
+        if p not in approvers
+        and approval_counts(rule, roster, excluded, approvers, p, change_raised_by=change_raised_by)
+    ]
+
+
+def check_staffing(policy: PinnedPolicy, roster: Mapping[Role, list[str]]) -> None:
+    """Refuse a start whose owners can never satisfy a gate's quorum after separation of duties."""
+    for rule in policy.rules.gates:
+        excluded = excluded_from_gate(rule.gate, roster)
+        seats = _slots(rule, roster, excluded)
+        if _max_matching(seats, sorted(set().union(*seats))) < len(seats):
+            raise PolicyViolation(
+                Refusal.INVALID,
+                f"owners cannot staff gate {rule.gate.value}: it needs {rule.quorum} distinct "
+                "approvers after separation of duties (delivery lead and technical owner never "
+                "count toward risk_signoff)",
+            )
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def required_kinds(policy: PinnedPolicy, stage: Stage) -> list[str]:
+    if stage in WORK_STAGES:
+        return list(policy.rules.evidence.get(stage, []))
+    if is_gate(stage):
+        rule = gate_rule(policy, Gate(stage.value))
+        return list(rule.evidence) if rule else []
+    return []
+
+
+def missing_evidence(required: Iterable[str], present: Iterable[EvidenceRecord | Any]) -> list[str]:
+    have = {e.kind for e in present}
+    return [k for k in required if k not in have]
+
+
+def evidence_digests(evidence: Iterable[EvidenceRecord | Any]) -> list[str]:
+    return sorted({e.sha256 for e in evidence})
+
+
+# --------------------------------------------------------------------------- command checks
+
+
+def _check_open(view: UseCaseView) -> None:
+    if view.closed or view.stage in TERMINAL_STAGES:
+        raise PolicyViolation(Refusal.RUN_CLOSED, f"the run is closed ({view.stage.value})")
+
+
+def _is_delivery(view: UseCaseView, actor: str) -> bool:
+    return actor in (view.owners.delivery_lead, view.owners.technical_owner)
+
+
+def check_complete_stage(view: UseCaseView, cmd: CompleteStage) -> None:
+    _check_open(view)
+    if not _is_delivery(view, cmd.actor):
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE, "only the delivery lead or technical owner completes a stage"
+        )
+    if cmd.stage not in WORK_STAGES:
+        raise PolicyViolation(Refusal.INVALID, f"{cmd.stage.value} is not a work stage")
+    if view.stage != cmd.stage:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE, f"the use case is at {view.stage.value}, not {cmd.stage.value}"
+        )
+    missing = [k for k in view.required_evidence if k not in {e.kind for e in cmd.evidence}]
+    if missing:
+        raise PolicyViolation(
+            Refusal.EVIDENCE_MISSING, f"{cmd.stage.value} needs evidence of kind(s): {missing}"
+        )
+
+
+def check_add_evidence(view: UseCaseView, cmd: AddEvidence) -> None:
+    _check_open(view)
+    if not _is_delivery(view, cmd.actor):
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE, "only the delivery lead or technical owner submits evidence"
+        )
+    if view.stage not in WORK_STAGES and view.open_gate is None:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE, f"no work stage or gate is open (stage {view.stage.value})"
+        )
+
+
+def check_decision(view: UseCaseView, cmd: GateDecision) -> None:
+    _check_open(view)
+    gate = view.open_gate
+    if gate is None or gate.gate != cmd.gate:
+        raise PolicyViolation(
+            Refusal.GATE_NOT_OPEN,
+            f"gate {cmd.gate.value} is not open (stage {view.stage.value})",
+        )
+    if cmd.actor not in gate.eligible:
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "not eligible for this gate")
+    if any(a.actor == cmd.actor for a in gate.approvals):
+        raise PolicyViolation(
+            Refusal.ALREADY_DECIDED, f"{cmd.actor} already approved {cmd.gate.value} this round"
+        )
+    if cmd.decision != Decision.APPROVE and not cmd.comment.strip():
+        raise PolicyViolation(Refusal.INVALID, f"a comment is required to {cmd.decision.value}")
+    if cmd.decision == Decision.APPROVE:
+        if gate.required_evidence:
+            raise PolicyViolation(
+                Refusal.EVIDENCE_MISSING,
+                f"{cmd.gate.value} needs evidence of kind(s): {gate.required_evidence}",
+            )
+        if cmd.evidence_digests is not None and sorted(
+            {d.lower() for d in cmd.evidence_digests}
+        ) != sorted(gate.evidence_digests):
+            raise PolicyViolation(
+                Refusal.EVIDENCE_CHANGED,
+                "the evidence changed since it was reviewed; review the current evidence "
+                "and approve again",
+            )
+
+
+def check_cancel(view: UseCaseView, cmd: Cancel) -> None:
+    _check_open(view)
+    if cmd.actor not in (view.owners.delivery_lead, view.owners.business_owner):
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE, "only the delivery lead or business owner cancels a use case"
+        )
+    if view.stage not in (*WORK_STAGES, *(Stage(g.value) for g in RELEASE_GATES), Stage.STALLED):
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE, f"a use case at {view.stage.value} cannot be cancelled"
+        )
+
+
+def waiting_on(gate: OpenGate | None) -> list[str]:
+    return [] if gate is None else [p for p in gate.eligible if p not in {a.actor for a in gate.approvals}]
+
+
+# --------------------------------------------------------------------------- loaders (I/O)
+
+
+def _load_yaml(path: Path) -> tuple[Any, bytes]:
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(raw), raw
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{path}: not valid YAML ({exc})") from None
+
+
+def _explain(path: Path, exc: ValidationError) -> ConfigFileError:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(document)"
+        parts.append(f"{loc}: {err['msg']}")
+    return ConfigFileError(f"{path}: " + "; ".join(parts))
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    p = Path(path)
+    data, raw = _load_yaml(p)
+    try:
+        doc = PolicyDocument.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(p, exc) from None
+    return LoadedPolicy(
+        document=doc, sha256=hashlib.sha256(raw).hexdigest(), text=raw.decode(), path=str(p)
+    )
+
+
+def load_directory(path: str | Path) -> Directory:
+    p = Path(path)
+    data, _ = _load_yaml(p)
+    try:
+        doc = DirectoryDocument.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(p, exc) from None
+    return Directory(doc.people)
