@@ -70,7 +70,10 @@ class PolicyDocument(BaseModel):
     @field_validator("version", mode="before")
     @classmethod
     def _version_is_text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int | float) else v
+        # YAML reads 2026.10 as the float 2026.1: refuse rather than pin a wrong version.
+        if not isinstance(v, str):
+            raise ValueError('must be a quoted string, e.g. version: "2026.1"')
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> PolicyDocument:
@@ -150,6 +153,8 @@ class DirectoryDocument(BaseModel):
                 value = getattr(p, attr)
                 if value is None:
                     continue
+                if attr == "email":
+                    value = value.lower()  # looked up case-insensitively
                 if value in seen:
                     raise ValueError(f"people.{i}.{attr}: duplicate value")
                 seen.add(value)
@@ -371,7 +376,7 @@ def pending_approvers(
 
 def check_staffing(policy: PinnedPolicy, roster: Mapping[Role, list[str]]) -> None:
     """Refuse a start whose owners can never satisfy a gate's quorum after separation of duties."""
-    for rule in policy.rules.gates:
+    for rule in [*policy.rules.gates, *(g for g in policy.live.gates if g.gate != Gate.CHANGE_APPROVAL)]:
         excluded = excluded_from_gate(rule.gate, roster)
         seats = _slots(rule, roster, excluded)
         if _max_matching(seats, sorted(set().union(*seats))) < len(seats):
@@ -526,9 +531,11 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         doc = PolicyDocument.model_validate(data)
     except ValidationError as exc:
         raise _explain(p, exc) from None
-    return LoadedPolicy(
-        document=doc, sha256=hashlib.sha256(raw).hexdigest(), text=raw.decode(), path=str(p)
-    )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{p}: must be UTF-8 text") from None
+    return LoadedPolicy(document=doc, sha256=hashlib.sha256(raw).hexdigest(), text=text, path=str(p))
 
 
 def load_directory(path: str | Path) -> Directory:

@@ -74,6 +74,13 @@ def _unavailable(exc: BaseException) -> Problem:
     return Problem(503, f"Temporal is unreachable: {exc}", code="temporal-unavailable")
 
 
+def _connect_failed(exc: RuntimeError) -> Problem:
+    """A lazy client that cannot dial raises RuntimeError('Failed client connect: …')."""
+    if "connect" not in str(exc).lower():
+        raise exc
+    return Problem(503, "Temporal is unreachable", code="temporal-unavailable")
+
+
 def _is_unavailable(exc: RPCError) -> bool:
     return exc.status in (
         RPCStatusCode.UNAVAILABLE,
@@ -173,6 +180,8 @@ class UseCaseGateway:
             raise _unavailable(exc) if _is_unavailable(exc) else Problem(
                 503, f"Temporal refused the start: {exc.message}", code="temporal-error"
             ) from None
+        except RuntimeError as exc:
+            raise _connect_failed(exc) from None
         self._remember(
             RunFacts(wid, roster, body.risk_tier.value, pinned.sha256, digest)
         )
@@ -192,6 +201,8 @@ class UseCaseGateway:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise Problem(404, f"no use case '{wid}'", code="not-found") from None
             raise _unavailable(exc) from None
+        except RuntimeError as exc:
+            raise _connect_failed(exc) from None
         if desc.workflow_type != "UseCaseRelease":
             raise Problem(404, f"no use case '{wid}'", code="not-found")
         raw: dict[str, Any] = await desc.memo_value("facts", default={})
@@ -289,6 +300,8 @@ class UseCaseGateway:
             if exc.status == RPCStatusCode.FAILED_PRECONDITION:
                 raise Problem.refused(Refusal.RUN_CLOSED, exc.message) from None
             raise _unavailable(exc) from None
+        except RuntimeError as exc:
+            raise _connect_failed(exc) from None
 
     async def ping(self) -> None:
         await self.client.workflow_service.get_system_info(

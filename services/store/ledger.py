@@ -1,0 +1,361 @@
+"""The tamper-evident ledger: a SHA-256 hash chain per workflow, plus the evidence it introduces.
+
+Each entry's hash covers a canonical JSON encoding of its content and the previous entry's
+hash, so editing, deleting, inserting or reordering rows breaks the chain at a position that
+``verify`` reports. (Removing entries from the *end* of a chain is not detectable from the
+chain alone; the workflow's own event count is the external anchor for that.)
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.store.models import EvidenceItem, LedgerEntry
+from workflows.activities import LedgerBatch, LedgerRecord
+
+logger = logging.getLogger(__name__)
+
+GENESIS_HASH = "0" * 64
+
+# Two attempts of the same activity racing is the only expected source of a unique-constraint
+# violation, and one re-check resolves it; the bound stops a pathological loop.
+_MAX_RACE_ATTEMPTS = 5
+
+
+class LedgerGapError(RuntimeError):
+    """An entry arrived before its predecessor. Retryable: the predecessor may still land."""
+
+
+class LedgerBatchError(ValueError):
+    """A batch that can never be written as given (e.g. one event id with two contents)."""
+
+
+class VerifyResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    # human-readable cause for auditors and logs; not part of the hashed data
+    reason: str | None = None
+
+
+# --------------------------------------------------------------------------- canonical form
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO-8601 in UTC with microseconds and ``Z``: one spelling per instant, whatever the
+    input's offset or precision, so a hash recomputed from the database matches."""
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def canonical_json(value: Any) -> str:
+    # allow_nan=False: NaN/Infinity are not JSON and PostgreSQL would refuse them anyway
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_json_default,
+    )
+
+
+def normalize_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload exactly as it will read back from the database (plain JSON values only).
+
+    Hashing and storing this form, rather than the caller's objects, is what makes the hash
+    reproducible from the stored row.
+    """
+    result: dict[str, Any] = json.loads(canonical_json(payload))
+    return result
+
+
+def entry_hash(
+    *,
+    workflow_id: str,
+    seq: int,
+    at: datetime,
+    kind: str,
+    actor: str,
+    channel: str,
+    payload: dict[str, Any],
+    policy_version: str,
+    prev_hash: str,
+) -> str:
+    document = {
+        "workflow_id": workflow_id,
+        "seq": seq,
+        "at": iso_utc(at),
+        "kind": kind,
+        "actor": actor,
+        "channel": channel,
+        "payload": payload,
+        "policy_version": policy_version,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+
+
+def _record_hash(record: LedgerRecord, payload: dict[str, Any], prev_hash: str) -> str:
+    return entry_hash(
+        workflow_id=record.workflow_id,
+        seq=record.event_id,
+        at=record.at,
+        kind=record.kind,
+        actor=record.actor,
+        channel=str(record.channel.value),
+        payload=payload,
+        policy_version=record.policy_version,
+        prev_hash=prev_hash,
+    )
+
+
+def _row_hash(row: LedgerEntry) -> str:
+    return entry_hash(
+        workflow_id=row.workflow_id,
+        seq=row.seq,
+        at=row.at,
+        kind=row.kind,
+        actor=row.actor,
+        channel=row.channel,
+        payload=row.payload,
+        policy_version=row.policy_version,
+        prev_hash=row.prev_hash,
+    )
+
+
+def _normalized_payload(record: LedgerRecord) -> dict[str, Any]:
+    try:
+        return normalize_payload(record.payload)
+    except (TypeError, ValueError) as exc:  # NaN/Infinity or a non-JSON value
+        raise LedgerBatchError(
+            f"{record.workflow_id} event {record.event_id}: payload has no JSON form: {exc}"
+        ) from exc
+
+
+def _group_batch(batch: LedgerBatch) -> dict[str, builtins.list[LedgerRecord]]:
+    """Records per workflow in event_id order, exact duplicates folded."""
+    groups: dict[str, dict[int, LedgerRecord]] = {}
+    for record in batch.records:
+        seen = groups.setdefault(record.workflow_id, {})
+        earlier = seen.get(record.event_id)
+        if earlier is None:
+            seen[record.event_id] = record
+        elif earlier != record:
+            raise LedgerBatchError(
+                f"batch holds two different records for {record.workflow_id} "
+                f"event {record.event_id}"
+            )
+    return {wf: [recs[k] for k in sorted(recs)] for wf, recs in groups.items()}
+
+
+# --------------------------------------------------------------------------- repository
+
+
+class LedgerRepository:
+    """Ledger and evidence persistence on one ``AsyncSession`` (the caller owns the commit)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def append(self, batch: LedgerBatch) -> int:
+        """Write the batch's records not yet in the ledger; return how many were new.
+
+        Idempotent on (workflow_id, event_id). Two attempts racing on the same records are
+        settled by the unique constraints: the loser's flush fails, and re-reading finds the
+        winner's rows and skips them. That recovery rolls the session back, so ``append``
+        must be the only write in its unit of work.
+        """
+        groups = _group_batch(batch)
+        for attempt in range(1, _MAX_RACE_ATTEMPTS + 1):
+            try:
+                written = 0
+                for workflow_id, records in groups.items():
+                    written += await self._append_chain(workflow_id, records)
+                await self.session.flush()
+                return written
+            except IntegrityError:
+                await self.session.rollback()
+                if attempt == _MAX_RACE_ATTEMPTS:
+                    raise
+                logger.info("ledger append raced another writer; re-checking (attempt %d)", attempt)
+        raise AssertionError("unreachable")
+
+    async def _append_chain(self, workflow_id: str, records: Sequence[LedgerRecord]) -> int:
+        # One statement reads the predecessor of the batch and everything after it, so the
+        # "already written" set and the chain head come from the same snapshot. Two separate
+        # reads could straddle another writer's commit and see an inconsistent ledger.
+        predecessor = records[0].event_id - 1
+        tail = (
+            await self.session.execute(
+                select(LedgerEntry.seq, LedgerEntry.prev_hash, LedgerEntry.hash)
+                .where(LedgerEntry.workflow_id == workflow_id, LedgerEntry.seq >= predecessor)
+                .order_by(LedgerEntry.seq)
+            )
+        ).all()
+        stored = {row.seq: row for row in tail}
+        for record in records:
+            if (link := stored.get(record.event_id)) is not None:
+                self._warn_if_different(record, prev_hash=link.prev_hash, stored_hash=link.hash)
+        new = [r for r in records if r.event_id not in stored]
+        if not new:
+            return 0
+
+        if tail:
+            head_seq, prev_hash = tail[-1].seq, tail[-1].hash
+        elif predecessor == 0:
+            head_seq, prev_hash = 0, GENESIS_HASH
+        else:
+            raise LedgerGapError(
+                f"{workflow_id}: event {records[0].event_id} arrived before event {predecessor}"
+            )
+        for record in new:
+            if record.event_id != head_seq + 1:
+                raise LedgerGapError(
+                    f"{workflow_id}: event {record.event_id} arrived but the ledger ends at "
+                    f"seq {head_seq}"
+                )
+            payload = _normalized_payload(record)
+            digest = _record_hash(record, payload, prev_hash)
+            self.session.add(
+                LedgerEntry(
+                    workflow_id=workflow_id,
+                    use_case_key=record.use_case_key,
+                    event_id=record.event_id,
+                    seq=record.event_id,
+                    at=record.at,
+                    kind=record.kind,
+                    actor=record.actor,
+                    channel=str(record.channel.value),
+                    payload=payload,
+                    policy_version=record.policy_version,
+                    prev_hash=prev_hash,
+                    hash=digest,
+                )
+            )
+            self.session.add_all(self._evidence_rows(record))
+            head_seq, prev_hash = record.event_id, digest
+        return len(new)
+
+    @staticmethod
+    def _evidence_rows(record: LedgerRecord) -> Iterable[EvidenceItem]:
+        seen: set[tuple[str, str]] = set()
+        for item in record.evidence:
+            key = (item.sha256.lower(), item.name)
+            if key in seen:  # the same item listed twice in one event is one fact
+                continue
+            seen.add(key)
+            yield EvidenceItem(
+                workflow_id=record.workflow_id,
+                use_case_key=record.use_case_key,
+                scope=item.scope,
+                round=item.round,
+                kind=item.kind,
+                name=item.name,
+                uri=item.uri,
+                sha256=key[0],
+                submitted_by=item.submitted_by,
+                at=item.at,
+                event_id=record.event_id,
+            )
+
+    @staticmethod
+    def _warn_if_different(record: LedgerRecord, *, prev_hash: str, stored_hash: str) -> None:
+        # A retry carries identical content. Different content under the same event id means a
+        # non-deterministic workflow change; the first write stays authoritative, but say so.
+        if _record_hash(record, _normalized_payload(record), prev_hash) != stored_hash:
+            logger.warning(
+                "ledger: %s event %d already recorded with different content; kept the original",
+                record.workflow_id,
+                record.event_id,
+            )
+
+    async def _head(self, workflow_id: str) -> LedgerEntry | None:
+        result = await self.session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.workflow_id == workflow_id)
+            .order_by(LedgerEntry.seq.desc())
+            .limit(1)
+        )
+        return result.first()
+
+    async def head_hash(self, workflow_id: str) -> str | None:
+        """Hash of the newest entry, or None for a workflow with no entries."""
+        head = await self._head(workflow_id)
+        return head.hash if head else None
+
+    async def entries(self, workflow_id: str) -> Sequence[LedgerEntry]:
+        result = await self.session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.workflow_id == workflow_id)
+            .order_by(LedgerEntry.seq)
+        )
+        return result.all()
+
+    async def evidence(self, workflow_id: str) -> Sequence[EvidenceItem]:
+        result = await self.session.scalars(
+            select(EvidenceItem)
+            .where(EvidenceItem.workflow_id == workflow_id)
+            .order_by(EvidenceItem.event_id, EvidenceItem.id)
+        )
+        return result.all()
+
+    async def verify(self, workflow_id: str) -> VerifyResult:
+        """Recompute the chain; report the first seq that is missing, misplaced or altered."""
+        rows = await self.entries(workflow_id)
+        prev_hash = GENESIS_HASH
+        expected_seq = 1
+        for row in rows:
+            if row.seq != expected_seq:
+                # rows come sorted by seq, so a mismatch means `expected_seq` is missing
+                # (a deleted row) unless the stored seq is impossibly small
+                bad = min(row.seq, expected_seq)
+                return _bad(len(rows), bad, f"seq {expected_seq} expected, found {row.seq}")
+            if row.event_id != row.seq:
+                return _bad(len(rows), row.seq, "event_id does not match seq")
+            if row.prev_hash != prev_hash:
+                return _bad(len(rows), row.seq, "prev_hash does not link to the previous entry")
+            if _row_hash(row) != row.hash:
+                return _bad(len(rows), row.seq, "content does not match its hash")
+            prev_hash = row.hash
+            expected_seq += 1
+        return VerifyResult(ok=True, entries=len(rows))
+
+    async def verify_all(self) -> dict[str, VerifyResult]:
+        """Verify every chain in the ledger, keyed by workflow id."""
+        workflow_ids = await self.session.scalars(
+            select(LedgerEntry.workflow_id).distinct().order_by(LedgerEntry.workflow_id)
+        )
+        return {wf: await self.verify(wf) for wf in workflow_ids.all()}
+
+
+def _bad(entries: int, seq: int, reason: str) -> VerifyResult:
+    return VerifyResult(ok=False, entries=entries, first_bad_seq=seq, reason=reason)

@@ -1,0 +1,210 @@
+"""Tables of the ReleaseGate store (SQLAlchemy 2 declarative, ``Mapped[]`` columns).
+
+The same models serve SQLite (embedded mode) and PostgreSQL (production); everything here is
+chosen to behave identically on both: portable JSON, UTC-aware timestamps, plain b-tree
+indexes, and side tables instead of JSON-containment queries for "who is involved".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Explicit names let Alembic drop/alter constraints (and SQLite batch mode recreate tables)
+# without guessing the names each backend would invent.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HASH_HEX_LENGTH = 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no timezone support, so values are stored
+    as naive UTC text (SQLAlchemy's fixed-width format, which also sorts correctly as text)
+    and UTC is re-attached on the way out. Naive inputs are taken to be UTC, the convention
+    of the whole project.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class UseCase(Base):
+    """Read model of one run, kept in step with the workflow by the ``registry.sync`` activity.
+
+    ``event_id`` is the workflow's event counter at the time of the snapshot and acts as the
+    row version: an upsert only applies when it is newer, so retried or reordered activity
+    attempts can never roll the row back.
+    """
+
+    __tablename__ = "use_cases"
+
+    workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str] = mapped_column(String(32))
+    closed: Mapped[bool] = mapped_column(Boolean)
+    business_owner: Mapped[str] = mapped_column(String(200))
+    owners: Mapped[dict[str, Any]]
+    pending_approvers: Mapped[list[str]]
+    gate: Mapped[str | None] = mapped_column(String(32))
+    quorum: Mapped[int | None] = mapped_column(Integer)
+    approvals: Mapped[list[str]]
+    due_at: Mapped[datetime | None]
+    round: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+    event_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # Listing is keyset-paginated on (updated_at DESC, workflow_id DESC); a plain ascending
+        # index serves it by a backward scan on both backends. One index per equality filter
+        # keeps "stage = X ORDER BY updated_at" an index range walk plus LIMIT.
+        Index(None, "updated_at", "workflow_id"),
+        Index(None, "stage", "updated_at", "workflow_id"),
+        Index(None, "risk_tier", "updated_at", "workflow_id"),
+    )
+
+
+class UseCasePerson(Base):
+    """Everyone named in a run's owners, one row per (person, role), for the ``owner=`` filter.
+
+    Rewritten with every applied registry upsert. Entries of list roles may be group
+    references (``group:risk-committee``) exactly as the owners block holds them.
+    """
+
+    __tablename__ = "use_case_people"
+
+    person_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("use_cases.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    # the rewrite deletes by workflow_id, which the (person_id, ...) primary key cannot serve
+    __table_args__ = (Index(None, "workflow_id"),)
+
+
+class PendingApproval(Base):
+    """The approvals inbox: who an open gate is waiting on, rewritten with every applied upsert."""
+
+    __tablename__ = "pending_approvals"
+
+    person_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("use_cases.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index(None, "workflow_id"),)
+
+
+# --------------------------------------------------------------------------- ledger
+
+
+class LedgerEntry(Base):
+    """One link of a run's hash chain. Append-only; ``seq`` equals the workflow's event_id."""
+
+    __tablename__ = "ledger_entries"
+
+    # BigInteger on PostgreSQL, but SQLite only autoincrements an INTEGER PRIMARY KEY
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    use_case_key: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]]
+    policy_version: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
+
+    __table_args__ = (
+        # the idempotency key of the ledger.append activity
+        UniqueConstraint("workflow_id", "event_id"),
+        # one link per position; also the index verify() and entries() walk
+        UniqueConstraint("workflow_id", "seq"),
+    )
+
+
+class EvidenceItem(Base):
+    """An evidence item as submitted, tied to the ledger entry that introduced it."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    use_case_key: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(64))
+    round: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
+    submitted_by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+    event_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint(f"length(sha256) = {HASH_HEX_LENGTH}", name="sha256_length"),
+        # leading workflow_id also serves "evidence of this run" lookups
+        UniqueConstraint("workflow_id", "event_id", "sha256", "name"),
+    )

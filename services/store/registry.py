@@ -1,0 +1,202 @@
+"""The use-case registry: the read model behind ``GET /v1/use-cases`` and the approvals inbox.
+
+Rows are snapshots pushed by the ``registry.sync`` activity. ``event_id`` versions them, so
+the newest snapshot wins no matter in which order retried attempts arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.store.models import PendingApproval, UseCase, UseCasePerson
+from workflows.activities import RegistryRow
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+# Bounds the retry after a lost insert race (see ``upsert``); one retry settles a real race.
+_MAX_RACE_ATTEMPTS = 3
+
+
+class RegistryKeyConflict(ValueError):
+    """The row's key is already held by another workflow id: no retry can store it."""
+
+
+class InvalidCursor(ValueError):
+    """A ``cursor`` that this service did not hand out (or that was altered)."""
+
+
+def encode_cursor(updated_at: datetime, workflow_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), workflow_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, workflow_id = json.loads(raw)
+        position = datetime.fromisoformat(stamp)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursor("cursor is not valid") from exc
+    if not isinstance(workflow_id, str) or position.tzinfo is None:
+        raise InvalidCursor("cursor is not valid")
+    return position, workflow_id
+
+
+def _people(row: RegistryRow) -> set[tuple[str, str]]:
+    """(person, role) pairs named in the owners block; list roles contribute each member."""
+    pairs = {(row.business_owner, "business_owner")}
+    for role, value in row.owners.items():
+        members = value if isinstance(value, list) else [value]
+        pairs.update((m, role) for m in members if isinstance(m, str) and m)
+    return pairs
+
+
+class RegistryRepository:
+    """Registry persistence on one ``AsyncSession`` (the caller owns the commit)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def upsert(self, row: RegistryRow) -> bool:
+        """Store ``row`` unless a snapshot with the same or a newer event_id is already there.
+
+        Returns whether it was applied. The version check happens inside the single
+        INSERT … ON CONFLICT DO UPDATE … WHERE statement, so concurrent attempts cannot both
+        pass it; on PostgreSQL the conflicting row stays locked until commit, which also
+        serialises the side-table rewrite.
+
+        PostgreSQL arbitrates ON CONFLICT on ``workflow_id`` only, so two first inserts of one
+        run racing each other can still collide on the unique ``key``. That collision rolls
+        the session back and the upsert is retried (it then takes the conflict path), so
+        ``upsert`` must be the only write in its unit of work. A key held by a *different*
+        workflow id raises ``RegistryKeyConflict``.
+        """
+        for attempt in range(1, _MAX_RACE_ATTEMPTS + 1):
+            try:
+                return await self._upsert(row)
+            except IntegrityError as exc:
+                await self.session.rollback()
+                holder = await self.session.scalar(
+                    select(UseCase.workflow_id).where(UseCase.key == row.key)
+                )
+                if holder is not None and holder != row.workflow_id:
+                    raise RegistryKeyConflict(
+                        f"key {row.key!r} belongs to {holder}, not {row.workflow_id}"
+                    ) from exc
+                if attempt == _MAX_RACE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _upsert(self, row: RegistryRow) -> bool:
+        values = row.model_dump()
+        connection = await self.session.connection()
+        dialect_insert = (
+            postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        )
+        proposed = dialect_insert(UseCase).values(**values)
+        statement = proposed.on_conflict_do_update(
+            index_elements=[UseCase.workflow_id],
+            set_={name: proposed.excluded[name] for name in values if name != "workflow_id"},
+            where=UseCase.event_id < proposed.excluded.event_id,
+        ).returning(UseCase.workflow_id)
+        applied = (await self.session.execute(statement)).first() is not None
+        if not applied:
+            return False
+
+        await self.session.execute(
+            delete(UseCasePerson).where(UseCasePerson.workflow_id == row.workflow_id)
+        )
+        await self.session.execute(
+            insert(UseCasePerson),
+            [
+                {"workflow_id": row.workflow_id, "person_id": person, "role": role}
+                for person, role in sorted(_people(row))
+            ],
+        )
+        await self.session.execute(
+            delete(PendingApproval).where(PendingApproval.workflow_id == row.workflow_id)
+        )
+        # a closed run waits on nobody, whatever its last snapshot listed
+        pending = sorted(set(row.pending_approvers)) if not row.closed else []
+        if pending:
+            await self.session.execute(
+                insert(PendingApproval),
+                [{"workflow_id": row.workflow_id, "person_id": p} for p in pending],
+            )
+        return True
+
+    async def get(self, workflow_id: str) -> UseCase | None:
+        return await self.session.get(UseCase, workflow_id)
+
+    async def get_by_key(self, key: str) -> UseCase | None:
+        result = await self.session.scalars(select(UseCase).where(UseCase.key == key))
+        return result.first()
+
+    async def list(
+        self,
+        *,
+        stage: str | None = None,
+        risk_tier: str | None = None,
+        owner: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[UseCase], str | None]:
+        """One page, newest first, and the cursor of the next page (None on the last page).
+
+        Order is (updated_at DESC, workflow_id DESC), a total order, so keyset pages never
+        repeat or skip rows. ``owner`` matches anyone named in the owners block.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        limit = min(limit, MAX_PAGE_SIZE)
+        statement = select(UseCase)
+        if stage is not None:
+            statement = statement.where(UseCase.stage == stage)
+        if risk_tier is not None:
+            statement = statement.where(UseCase.risk_tier == risk_tier)
+        if owner is not None:
+            involved = select(UseCasePerson.workflow_id).where(UseCasePerson.person_id == owner)
+            statement = statement.where(UseCase.workflow_id.in_(involved))
+        if cursor is not None:
+            after_at, after_id = decode_cursor(cursor)
+            # `updated_at <= x` first so both planners get an index range bound, not just a filter
+            statement = statement.where(
+                UseCase.updated_at <= after_at,
+                or_(UseCase.updated_at < after_at, UseCase.workflow_id < after_id),
+            )
+        statement = statement.order_by(UseCase.updated_at.desc(), UseCase.workflow_id.desc())
+        rows = list((await self.session.scalars(statement.limit(limit + 1))).all())
+        if len(rows) <= limit:
+            return rows, None
+        page = rows[:limit]
+        return page, encode_cursor(page[-1].updated_at, page[-1].workflow_id)
+
+    async def pending_for(self, person_id: str, *, limit: int = 100) -> Sequence[UseCase]:
+        """Open gates waiting on ``person_id``, soonest due first."""
+        statement = (
+            select(UseCase)
+            .join(PendingApproval, PendingApproval.workflow_id == UseCase.workflow_id)
+            .where(PendingApproval.person_id == person_id, UseCase.closed.is_(False))
+            .order_by(UseCase.due_at.asc().nulls_last(), UseCase.workflow_id)
+            .limit(limit)
+        )
+        return (await self.session.scalars(statement)).all()
+
+
+def to_registry_row(use_case: UseCase) -> RegistryRow:
+    """The pydantic form of a stored row (what the API serialises)."""
+    fields: dict[str, Any] = {name: getattr(use_case, name) for name in RegistryRow.model_fields}
+    return RegistryRow.model_validate(fields)
