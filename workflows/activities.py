@@ -7,11 +7,12 @@ Activities are at-least-once: every implementation must be idempotent on its nat
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workflows.model import Channel, EvidenceRecord
+from workflows.model import Approval, Channel, Evidence, EvidenceRecord
 
 LEDGER_APPEND = "ledger.append"
 REGISTRY_SYNC = "registry.sync"
@@ -61,3 +62,59 @@ class RegistryRow(BaseModel):
     round: int = 1
     updated_at: datetime
     event_id: int = Field(ge=0)
+
+
+# --------------------------------------------------------------------------- notifications
+
+NOTIFY = "notify"
+
+
+class NotificationKind(StrEnum):
+    GATE_OPENED = "gate_opened"  # post a fresh card (also when a rework round reopens a gate)
+    GATE_UPDATED = "gate_updated"  # update posted cards in place (an approval, voided approvals)
+    GATE_CLOSED = "gate_closed"  # final state of the cards: passed, changes requested, rejected…
+    REMINDER = "reminder"
+    ESCALATION = "escalation"
+    LIVE_EVENT = "live_event"  # incidents, suspend/resume, changes, retirement
+
+
+class MessageRef(BaseModel):
+    """Where an adapter posted a card, so later notifications can update it in place."""
+
+    adapter: str
+    channel: str
+    ts: str
+
+
+class GateCard(BaseModel):
+    gate: str
+    round: int
+    quorum: int
+    eligible: list[str]
+    pending: list[str]
+    approvals: list[Approval]
+    due_at: datetime
+    outcome: str | None = None  # passed | changes_requested | rejected | expired | cancelled
+    decided_by: str | None = None
+    comment: str = ""
+
+
+class Notification(BaseModel):
+    kind: NotificationKind
+    workflow_id: str
+    key: str
+    title: str
+    risk_tier: str
+    stage: str
+    round: int
+    at: datetime
+    text: str  # plain-text fallback every adapter can use
+    gate: GateCard | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list)  # person ids to message directly
+    slack_channel: str | None = None
+    message_refs: list[MessageRef] = Field(default_factory=list)
+
+
+class NotifyResult(BaseModel):
+    message_refs: list[MessageRef] = Field(default_factory=list)

@@ -22,15 +22,21 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import policy, search
     from workflows.activities import (
         LEDGER_APPEND,
+        NOTIFY,
         REGISTRY_SYNC,
+        GateCard,
         LedgerBatch,
         LedgerRecord,
+        MessageRef,
+        Notification,
+        NotificationKind,
+        NotifyResult,
         RegistryRow,
     )
     from workflows.model import (
@@ -64,6 +70,14 @@ STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
 )
 STORE_TIMEOUT = timedelta(seconds=30)
+# Notifications are worth retrying for a while, but a dead chat service never blocks the run.
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+)
+NOTIFY_TIMEOUT = timedelta(seconds=20)
 
 
 def _refuse(exc: policy.PolicyViolation) -> ApplicationError:
@@ -96,6 +110,9 @@ class UseCaseRelease:
         self.event_id = 0
         self.outbox: list[LedgerRecord] = []
         self.read_model_stale = True
+        self.notices: list[Notification] = []
+        # posted gate cards per "gate:round", so later notices update them in place
+        self.cards: dict[str, list[MessageRef]] = {}
         # Start here, not in run(): an update may be delivered before run() first executes.
         self._record(
             "run_started",
@@ -124,7 +141,7 @@ class UseCaseRelease:
         # Everything that happens is driven by handlers; the loop ships what they recorded.
         while True:
             await workflow.wait_condition(
-                lambda: bool(self.outbox) or self.read_model_stale or self.closed
+                lambda: bool(self.outbox or self.notices) or self.read_model_stale or self.closed
             )
             await self._flush()
             if self.closed and workflow.all_handlers_finished():
@@ -182,6 +199,7 @@ class UseCaseRelease:
                     payload={"voided": [a.actor for a in voided]},
                 )
             self._publish_gate()
+            self._notify_gate(NotificationKind.GATE_UPDATED)
         return self.view()
 
     @add_evidence.validator
@@ -217,6 +235,10 @@ class UseCaseRelease:
     def cancel(self, cmd: Cancel) -> UseCaseView:
         self._validate(policy.check_cancel, cmd)
         self._record("cancelled", actor=cmd.actor, channel=cmd.channel, comment=cmd.reason)
+        if self.gate is not None:
+            self._notify_gate(
+                NotificationKind.GATE_CLOSED, outcome="cancelled", by=cmd.actor, comment=cmd.reason
+            )
         self._close(Stage.CANCELLED, "cancelled", actor=cmd.actor)
         return self.view()
 
@@ -274,14 +296,25 @@ class UseCaseRelease:
                     gate=gate.gate,
                     payload={"approvers": [a.actor for a in gate.approvals]},
                 )
+                self._notify_gate(NotificationKind.GATE_CLOSED, outcome="passed", by=cmd.actor)
                 self._enter(policy.next_stage(self.path, self.stage), actor=cmd.actor)
             else:
                 self._publish_gate()
+                self._notify_gate(NotificationKind.GATE_UPDATED)
         elif cmd.decision == Decision.REQUEST_CHANGES:
+            self._notify_gate(
+                NotificationKind.GATE_CLOSED,
+                outcome="changes_requested",
+                by=cmd.actor,
+                comment=cmd.comment,
+            )
             rule = self._rule(gate.gate)
             self.round += 1
             self._enter(rule.rework_stage, actor=cmd.actor)
         else:
+            self._notify_gate(
+                NotificationKind.GATE_CLOSED, outcome="rejected", by=cmd.actor, comment=cmd.comment
+            )
             self._close(Stage.REJECTED, "rejected", actor=cmd.actor)
 
     def _enter(self, stage: Stage, *, actor: str) -> None:
@@ -293,6 +326,8 @@ class UseCaseRelease:
             self._open_gate(Gate(stage.value), now)
         self._record("stage_entered", actor=actor, channel=Channel.SYSTEM)
         self._publish_gate()
+        if self.gate is not None:
+            self._notify_gate(NotificationKind.GATE_OPENED)
 
     def _open_gate(self, gate: Gate, now: datetime) -> None:
         rule = self._rule(gate)
@@ -459,6 +494,60 @@ class UseCaseRelease:
         workflow.set_current_details("\n".join(lines))
         self.read_model_stale = True
 
+    def _notify_gate(
+        self,
+        kind: NotificationKind,
+        *,
+        outcome: str | None = None,
+        by: str | None = None,
+        comment: str = "",
+    ) -> None:
+        """Queue a gate card: opened for the people it waits on, then updated in place."""
+        gate = self.gate
+        if gate is None:
+            return
+        pending = self._pending() if outcome is None else []
+        card = GateCard(
+            gate=gate.gate.value,
+            round=gate.round,
+            quorum=gate.quorum,
+            eligible=list(gate.eligible),
+            pending=pending,
+            approvals=list(gate.approvals),
+            due_at=gate.due_at,
+            outcome=outcome,
+            decided_by=by,
+            comment=comment,
+        )
+        text = {
+            NotificationKind.GATE_OPENED: f"{self.inp.title}: {gate.gate.value} waits on "
+            f"{', '.join(pending) or 'nobody'} (quorum {gate.quorum}), due {gate.due_at:%Y-%m-%d %H:%M} UTC",
+            NotificationKind.GATE_UPDATED: f"{self.inp.title}: {gate.gate.value} approved by "
+            f"{', '.join(a.actor for a in gate.approvals) or 'nobody yet'}",
+            NotificationKind.GATE_CLOSED: f"{self.inp.title}: {gate.gate.value} {outcome}"
+            + (f" by {by}" if by else ""),
+        }.get(kind, f"{self.inp.title}: {gate.gate.value}")
+        self.notices.append(
+            Notification(
+                kind=kind,
+                workflow_id=self.workflow_id,
+                key=self.inp.key,
+                title=self.inp.title,
+                risk_tier=self.inp.risk_tier.value,
+                stage=self.stage.value,
+                round=gate.round,
+                at=workflow.now(),
+                text=text,
+                gate=card,
+                evidence=[
+                    Evidence(**e.model_dump(include={"kind", "name", "uri", "sha256"}))
+                    for e in self.evidence
+                ],
+                recipients=pending if kind == NotificationKind.GATE_OPENED else [],
+                slack_channel=self.inp.slack_channel,
+            )
+        )
+
     def _record(
         self,
         kind: str,
@@ -550,6 +639,29 @@ class UseCaseRelease:
                 retry_policy=STORE_RETRY,
                 summary=f"ledger: {kinds} ({self.stage.value})",
             )
+        while self.notices:
+            notice = self.notices.pop(0)
+            card_key = f"{notice.gate.gate}:{notice.gate.round}" if notice.gate else None
+            if notice.kind == NotificationKind.GATE_UPDATED and any(
+                n.gate and f"{n.gate.gate}:{n.gate.round}" == card_key for n in self.notices
+            ):
+                continue  # a newer card for the same gate is queued: send only that one
+            if card_key and notice.kind != NotificationKind.GATE_OPENED:
+                notice.message_refs = list(self.cards.get(card_key, []))
+            try:
+                result: NotifyResult = await workflow.execute_activity(
+                    NOTIFY,
+                    notice,
+                    result_type=NotifyResult,
+                    start_to_close_timeout=NOTIFY_TIMEOUT,
+                    retry_policy=NOTIFY_RETRY,
+                    summary=f"notify: {notice.kind.value} {notice.gate.gate if notice.gate else ''}",
+                )
+            except ActivityError as err:
+                workflow.logger.warning("notification %s not delivered: %s", notice.kind, err)
+                continue
+            if card_key and notice.kind == NotificationKind.GATE_OPENED:
+                self.cards[card_key] = result.message_refs
         if self.read_model_stale:
             self.read_model_stale = False
             await workflow.execute_activity(

@@ -55,8 +55,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return position, workflow_id
 
 
-def _people(row: RegistryRow) -> set[tuple[str, str]]:
-    """(person, role) pairs named in the owners block; list roles contribute each member."""
+def people_of(row: RegistryRow) -> set[tuple[str, str]]:
+    """(person, role) pairs for ``use_case_people``: the business owner and everyone in the
+    owners block (list roles contribute each member)."""
     pairs = {(row.business_owner, "business_owner")}
     for role, value in row.owners.items():
         members = value if isinstance(value, list) else [value]
@@ -123,7 +124,7 @@ class RegistryRepository:
             insert(UseCasePerson),
             [
                 {"workflow_id": row.workflow_id, "person_id": person, "role": role}
-                for person, role in sorted(_people(row))
+                for person, role in sorted(people_of(row))
             ],
         )
         await self.session.execute(

@@ -15,17 +15,28 @@ from services.settings import ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
 from services.worker.activities import StoreActivities
+from services.worker.notify import Adapter, LogAdapter, NotificationActivities
 from workflows.release import UseCaseRelease
 
 log = logging.getLogger("releasegate.worker")
 
 
-def build_worker(client: Client, settings: Settings, activities: StoreActivities) -> Worker:
+def build_adapters(settings: Settings) -> list[Adapter]:
+    adapters: list[Adapter] = [LogAdapter()]
+    return adapters
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    activities: StoreActivities,
+    notifications: NotificationActivities,
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[UseCaseRelease],
-        activities=[activities.append_ledger, activities.sync_registry],
+        activities=[activities.append_ledger, activities.sync_registry, notifications.notify],
     )
 
 
@@ -34,7 +45,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     try:
         client = await connect(settings)
         activities = StoreActivities(make_sessionmaker(engine))
-        async with build_worker(client, settings, activities):
+        notifications = NotificationActivities(build_adapters(settings))
+        async with build_worker(client, settings, activities, notifications):
             log.info(
                 "worker polling task queue %s on %s (namespace %s)",
                 settings.task_queue,

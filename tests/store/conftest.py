@@ -8,6 +8,7 @@ PostgreSQL fails the run instead of skipping it: CI must prove both backends.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,18 +34,29 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 BACKENDS = ("sqlite", "postgresql")
 
 
-async def _require_postgres() -> None:
+_postgres_problem: list[str] = []  # probed once per session: a dead server fails fast
+
+
+async def _probe_postgres() -> str | None:
     engine = admin_engine(POSTGRES_ADMIN_URL)
     try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with asyncio.timeout(10):
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
     except Exception as exc:
-        message = f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {exc!r}"
+        return f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {exc!r}"
+    finally:
+        await engine.dispose()
+    return None
+
+
+async def _require_postgres() -> None:
+    if not _postgres_problem:
+        _postgres_problem.append(await _probe_postgres() or "")
+    if message := _postgres_problem[0]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    finally:
-        await engine.dispose()
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from services.store.db import make_engine, make_sessionmaker
 from services.store.migrate import upgrade_head
 from services.worker.activities import StoreActivities
+from services.worker.notify import LogAdapter, NotificationActivities
 from workflows.release import UseCaseRelease
 
 
@@ -51,7 +52,11 @@ async def release(temporal_env: WorkflowEnvironment, store_url: str) -> AsyncIte
         temporal_env.client,
         task_queue=task_queue,
         workflows=[UseCaseRelease],
-        activities=[activities.append_ledger, activities.sync_registry],
+        activities=[
+            activities.append_ledger,
+            activities.sync_registry,
+            NotificationActivities([LogAdapter()]).notify,
+        ],
     ):
         yield ReleaseHarness(temporal_env.client, task_queue, sessionmaker)
     await engine.dispose()
