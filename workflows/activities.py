@@ -118,3 +118,25 @@ class Notification(BaseModel):
 
 class NotifyResult(BaseModel):
     message_refs: list[MessageRef] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- deploy / rollback hooks
+
+HOOK_CALL = "hooks.call"
+
+
+class HookRequest(BaseModel):
+    """One outbound webhook call. ``idempotency_key`` is stable across retries, so the receiver
+    can recognise a repeated delivery."""
+
+    workflow_id: str
+    use_case_key: str
+    hook: str  # deploy | rollback
+    url: str
+    idempotency_key: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class HookResult(BaseModel):
+    status_code: int
+    ok: bool

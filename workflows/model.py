@@ -34,6 +34,7 @@ class Stage(StrEnum):
     RISK_SIGNOFF = "risk_signoff"
     OPS_HANDOFF = "ops_handoff"
     GO_LIVE = "go_live"
+    CHANGE_APPROVAL = "change_approval"  # a minor change request's only gate
     LIVE = "live"
     STALLED = "stalled"
     SUSPENDED = "suspended"
@@ -146,10 +147,20 @@ class TierRule(BaseModel):
     review_period_days: int = Field(gt=0)
 
 
+class Hooks(BaseModel):
+    """Outbound webhooks called with an HMAC-signed body (deploy at go-live and on an applied
+    change; rollback on stop-ship)."""
+
+    model_config = ConfigDict(extra="forbid")
+    deploy_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+    rollback_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+
+
 class LiveRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sev1_suspends: bool = True
     gates: list[GateRule] = Field(default_factory=list)
+    hooks: Hooks = Field(default_factory=Hooks)
 
 
 class PinnedPolicy(BaseModel):
@@ -228,6 +239,30 @@ class UseCaseCreate(BaseModel):
     risk_tier: RiskTier
     owners: OwnersIn
     slack_channel: str | None = Field(default=None, max_length=80)
+    hooks: Hooks | None = None
+
+
+class Materiality(StrEnum):
+    MINOR = "minor"
+    MATERIAL = "material"
+
+
+class Severity(StrEnum):
+    SEV1 = "sev1"
+    SEV2 = "sev2"
+    SEV3 = "sev3"
+    SEV4 = "sev4"
+
+
+class ChangeInfo(BaseModel):
+    """Set on a change request's own run (a child of the live use case)."""
+
+    parent_id: str
+    change_id: str
+    number: int
+    summary: str
+    materiality: Materiality
+    raised_by: str
 
 
 class UseCaseInput(BaseModel):
@@ -243,6 +278,10 @@ class UseCaseInput(BaseModel):
     policy: PinnedPolicy
     slack_channel: str | None = None
     request_sha256: str
+    hooks: Hooks | None = None
+    change: ChangeInfo | None = None
+    # continue-as-new once a live run's history is this long (Temporal may suggest it earlier)
+    continue_as_new_after: int = Field(default=10_000, ge=100)
     # carried across continue-as-new; None on a fresh start
     carry: dict[str, Any] | None = None
 
@@ -286,6 +325,60 @@ class Cancel(BaseModel):
     channel: Channel = Channel.API
 
 
+class ReopenGate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    comment: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+
+
+class ReportIncident(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    severity: Severity
+    summary: str = Field(min_length=1, max_length=4000)
+    channel: Channel = Channel.API
+
+
+class Suspend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    reason: str = Field(min_length=1, max_length=4000)
+    channel: Channel = Channel.API
+
+
+class Resume(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    reason: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+
+
+class RaiseChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    summary: str = Field(min_length=1, max_length=4000)
+    materiality: Materiality
+    evidence: list[Evidence] = Field(default_factory=list, max_length=100)
+    channel: Channel = Channel.API
+
+
+class Retire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    reason: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+
+
+class ChangeOutcome(BaseModel):
+    """Signal from a change request's run to its use case when it closes."""
+
+    change_id: str
+    outcome: str  # applied | rejected | cancelled
+    at: datetime
+    evidence: list[EvidenceRecord] = Field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- views
 
 
@@ -307,6 +400,30 @@ class OpenGate(BaseModel):
     round: int
     evidence_digests: list[str] = Field(default_factory=list)
     required_evidence: list[str] = Field(default_factory=list)
+    expires_at: datetime | None = None
+    reminded: list[float] = Field(default_factory=list)  # hours-before marks already sent
+    escalated_at: datetime | None = None
+
+
+class Incident(BaseModel):
+    id: str
+    severity: Severity
+    summary: str
+    reported_by: str
+    at: datetime
+    suspended: bool
+
+
+class ChangeSummary(BaseModel):
+    change_id: str
+    workflow_id: str
+    number: int
+    summary: str
+    materiality: Materiality
+    raised_by: str
+    status: str  # open | applied | rejected | cancelled
+    opened_at: datetime
+    closed_at: datetime | None = None
 
 
 class PolicyRef(BaseModel):
@@ -356,6 +473,13 @@ class UseCaseView(BaseModel):
     started_at: datetime
     updated_at: datetime
     event_count: int
+    live_version: int = 0
+    live_since: datetime | None = None
+    next_review_at: datetime | None = None
+    stalled_gate: Gate | None = None
+    incidents: list[Incident] = Field(default_factory=list)
+    changes: list[ChangeSummary] = Field(default_factory=list)
+    change: ChangeInfo | None = None
     temporal_ui_url: str | None = None
 
 

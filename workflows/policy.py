@@ -30,13 +30,21 @@ from workflows.model import (
     GateDecision,
     GateRule,
     LiveRule,
+    Materiality,
     OpenGate,
     Owners,
     PinnedPolicy,
+    RaiseChange,
     Refusal,
+    ReopenGate,
+    ReportIncident,
+    Resume,
+    Retire,
     RiskTier,
     Role,
+    Severity,
     Stage,
+    Suspend,
     TierRule,
     UseCaseView,
 )
@@ -199,6 +207,15 @@ def stage_path(rules: TierRule) -> list[Stage]:
     path += [Stage(g.value) for g in gates if g != Gate.SCOPE_APPROVAL]
     path.append(Stage.LIVE)
     return path
+
+
+def change_path(rules: TierRule, materiality: Materiality) -> list[Stage]:
+    """A change request's own path: minor → change_approval; material → validation and the
+    release gates again (never scope approval) while the live version keeps running."""
+    if materiality == Materiality.MINOR:
+        return [Stage.CHANGE_APPROVAL, Stage.LIVE]
+    gates = [Stage(g.gate.value) for g in rules.gates if g.gate != Gate.SCOPE_APPROVAL]
+    return [Stage.VALIDATION, *gates, Stage.LIVE]
 
 
 def next_stage(path: list[Stage], current: Stage) -> Stage:
@@ -490,10 +507,89 @@ def check_cancel(view: UseCaseView, cmd: Cancel) -> None:
         raise PolicyViolation(
             Refusal.NOT_ELIGIBLE, "only the delivery lead or business owner cancels a use case"
         )
-    if view.stage not in (*WORK_STAGES, *(Stage(g.value) for g in RELEASE_GATES), Stage.STALLED):
+    before_live = (*WORK_STAGES, *(Stage(g.value) for g in RELEASE_GATES), Stage.CHANGE_APPROVAL)
+    if view.stage not in (*before_live, Stage.STALLED):
         raise PolicyViolation(
             Refusal.WRONG_STAGE, f"a use case at {view.stage.value} cannot be cancelled"
         )
+
+
+def check_reopen(view: UseCaseView, cmd: ReopenGate) -> None:
+    _check_open(view)
+    if cmd.actor != view.owners.delivery_lead:
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only the delivery lead reopens an expired gate")
+    if view.stage != Stage.STALLED or view.stalled_gate is None:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE, f"only a stalled run reopens a gate (stage {view.stage.value})"
+        )
+
+
+def _owners_and_operations(view: UseCaseView) -> set[str]:
+    o = view.owners
+    return {
+        o.delivery_lead,
+        o.business_owner,
+        o.technical_owner,
+        o.operations_owner,
+        o.escalation_owner,
+        *o.stop_authority,
+    }
+
+
+def _check_live(view: UseCaseView, *allowed: Stage) -> None:
+    _check_open(view)
+    if view.change is not None:
+        raise PolicyViolation(Refusal.WRONG_STAGE, "live operations act on the use case, not a change")
+    if view.stage not in allowed:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE,
+            f"the use case is {view.stage.value}; this needs {' or '.join(s.value for s in allowed)}",
+        )
+
+
+def check_incident(view: UseCaseView, cmd: ReportIncident) -> None:
+    _check_open(view)
+    if cmd.actor not in _owners_and_operations(view):
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only the use case's owners or operations report incidents")
+    _check_live(view, Stage.LIVE, Stage.SUSPENDED)
+
+
+def sev1_suspends(pinned: PinnedPolicy, severity: Severity) -> bool:
+    return severity == Severity.SEV1 and pinned.live.sev1_suspends
+
+
+def check_suspend(view: UseCaseView, cmd: Suspend) -> None:
+    _check_open(view)
+    if cmd.actor not in view.owners.stop_authority:
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only a stop-authority holder suspends")
+    _check_live(view, Stage.LIVE)
+
+
+def check_resume(view: UseCaseView, cmd: Resume) -> None:
+    _check_open(view)
+    if cmd.actor not in view.owners.stop_authority:
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only a stop-authority holder asks to resume")
+    _check_live(view, Stage.SUSPENDED)
+    if view.open_gate is not None:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE, f"gate {view.open_gate.gate.value} is already open"
+        )
+
+
+def check_raise_change(view: UseCaseView, cmd: RaiseChange) -> None:
+    _check_open(view)
+    if not _is_delivery(view, cmd.actor):
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE, "only the delivery lead or technical owner raises a change"
+        )
+    _check_live(view, Stage.LIVE)
+
+
+def check_retire(view: UseCaseView, cmd: Retire) -> None:
+    _check_open(view)
+    if cmd.actor != view.owners.business_owner:
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only the business owner retires a use case")
+    _check_live(view, Stage.LIVE, Stage.SUSPENDED)
 
 
 def waiting_on(gate: OpenGate | None) -> list[str]:

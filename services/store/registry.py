@@ -65,6 +65,11 @@ def people_of(row: RegistryRow) -> set[tuple[str, str]]:
     return pairs
 
 
+def pending_of(row: RegistryRow) -> list[str]:
+    """People for ``pending_approvals``; a closed run waits on nobody, whatever it lists."""
+    return [] if row.closed else sorted(set(row.pending_approvers))
+
+
 class RegistryRepository:
     """Registry persistence on one ``AsyncSession`` (the caller owns the commit)."""
 
@@ -130,8 +135,7 @@ class RegistryRepository:
         await self.session.execute(
             delete(PendingApproval).where(PendingApproval.workflow_id == row.workflow_id)
         )
-        # a closed run waits on nobody, whatever its last snapshot listed
-        pending = sorted(set(row.pending_approvers)) if not row.closed else []
+        pending = pending_of(row)
         if pending:
             await self.session.execute(
                 insert(PendingApproval),
