@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     slack_signing_secret: str | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
     public_url: str = Field(default="http://localhost:8000", alias="RELEASEGATE_URL")
+    hook_secret: str | None = Field(default=None, alias="RELEASEGATE_HOOK_SECRET")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -474,6 +474,15 @@ class UseCaseRelease:
             id=child_id,
             task_queue=workflow.info().task_queue,
             parent_close_policy=ParentClosePolicy.ABANDON,
+            memo={
+                "facts": {
+                    "tier": self.inp.risk_tier.value,
+                    "policy_sha256": self.policy.sha256,
+                    "roster": {r.value: ids for r, ids in self.inp.roster.items()},
+                    "request_sha256": "",
+                    "change_raised_by": cmd.actor,
+                }
+            },
             static_summary=f"{self.inp.title} — {change_id} ({cmd.materiality.value})",
             static_details=f"Change request {change_id} of {self.inp.key}: {cmd.summary}",
             search_attributes=TypedSearchAttributes(

@@ -68,6 +68,7 @@ class RunFacts:
     tier: str
     policy_sha256: str
     request_sha256: str
+    change_raised_by: str | None = None
 
 
 def _unavailable(exc: BaseException) -> Problem:
@@ -212,6 +213,7 @@ class UseCaseGateway:
             tier=raw.get("tier", ""),
             policy_sha256=raw.get("policy_sha256", ""),
             request_sha256=raw.get("request_sha256", ""),
+            change_raised_by=raw.get("change_raised_by"),
         )
         self._remember(facts)
         return facts
@@ -251,7 +253,12 @@ class UseCaseGateway:
         if rule is None:
             raise Problem(409, f"gate {gate.value} is not part of this use case's path",
                           code="gate-not-open")
-        could = policy.eligible(rule, facts.roster, policy.excluded_from_gate(gate, facts.roster))
+        excluded = policy.excluded_from_gate(
+            gate, facts.roster, change_raised_by=facts.change_raised_by
+        )
+        could = policy.eligible(
+            rule, facts.roster, excluded, change_raised_by=facts.change_raised_by
+        )
         if actor not in could:
             raise Problem.refused(Refusal.NOT_ELIGIBLE, "not eligible for this gate")
 

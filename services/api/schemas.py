@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.model import Decision, Evidence, Sha256
+from workflows.model import Decision, Evidence, Materiality, Severity, Sha256
 
 
 class CompleteStageBody(BaseModel):
@@ -68,3 +68,26 @@ class PendingApproval(BaseModel):
 
 class PendingPage(BaseModel):
     items: list[PendingApproval]
+
+
+class IncidentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    severity: Severity
+    summary: str = Field(min_length=1, max_length=4000)
+
+
+class ReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class OptionalReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=4000)
+
+
+class ChangeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    summary: str = Field(min_length=1, max_length=4000)
+    materiality: Materiality
+    evidence: list[Evidence] = Field(default_factory=list, max_length=100)

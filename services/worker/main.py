@@ -7,6 +7,11 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -15,6 +20,7 @@ from services.settings import ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
 from services.worker.activities import StoreActivities
+from services.worker.hooks import HookActivities
 from services.worker.notify import Adapter, LogAdapter, NotificationActivities
 from workflows.release import UseCaseRelease
 
@@ -26,17 +32,28 @@ def build_adapters(settings: Settings) -> list[Adapter]:
     return adapters
 
 
-def build_worker(
-    client: Client,
-    settings: Settings,
-    activities: StoreActivities,
-    notifications: NotificationActivities,
-) -> Worker:
+def release_activities(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    adapters: list[Adapter],
+    http: httpx.AsyncClient,
+    hook_secret: str | None,
+) -> list[Callable[..., Any]]:
+    """Every activity UseCaseRelease calls, wired to its dependencies (tests use this too)."""
+    store = StoreActivities(sessionmaker)
+    return [
+        store.append_ledger,
+        store.sync_registry,
+        NotificationActivities(adapters).notify,
+        HookActivities(http, hook_secret).call,
+    ]
+
+
+def build_worker(client: Client, settings: Settings, activities: list[Callable[..., Any]]) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[UseCaseRelease],
-        activities=[activities.append_ledger, activities.sync_registry, notifications.notify],
+        activities=activities,
     )
 
 
@@ -44,9 +61,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.resolved_database_url)
     try:
         client = await connect(settings)
-        activities = StoreActivities(make_sessionmaker(engine))
-        notifications = NotificationActivities(build_adapters(settings))
-        async with build_worker(client, settings, activities, notifications):
+        http = httpx.AsyncClient(timeout=httpx.Timeout(20.0))
+        activities = release_activities(
+            make_sessionmaker(engine), build_adapters(settings), http, settings.hook_secret
+        )
+        async with http, build_worker(client, settings, activities):
             log.info(
                 "worker polling task queue %s on %s (namespace %s)",
                 settings.task_queue,

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -14,9 +15,12 @@ from temporalio.worker import Worker
 
 from services.store.db import make_engine, make_sessionmaker
 from services.store.migrate import upgrade_head
-from services.worker.activities import StoreActivities
-from services.worker.notify import LogAdapter, NotificationActivities
+from services.worker.main import release_activities
+from services.worker.notify import LogAdapter
 from workflows.release import UseCaseRelease
+
+
+HOOK_SECRET = "test-hook-secret"
 
 
 @dataclass
@@ -46,17 +50,12 @@ async def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 async def release(temporal_env: WorkflowEnvironment, store_url: str) -> AsyncIterator[ReleaseHarness]:
     engine = make_engine(store_url)
     sessionmaker = make_sessionmaker(engine)
-    activities = StoreActivities(sessionmaker)
     task_queue = f"release-{uuid.uuid4().hex[:8]}"
-    async with Worker(
+    async with httpx.AsyncClient() as http, Worker(
         temporal_env.client,
         task_queue=task_queue,
         workflows=[UseCaseRelease],
-        activities=[
-            activities.append_ledger,
-            activities.sync_registry,
-            NotificationActivities([LogAdapter()]).notify,
-        ],
+        activities=release_activities(sessionmaker, [LogAdapter()], http, HOOK_SECRET),
     ):
         yield ReleaseHarness(temporal_env.client, task_queue, sessionmaker)
     await engine.dispose()

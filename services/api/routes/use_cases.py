@@ -17,7 +17,7 @@ from services.api.schemas import (
     UseCasePage,
     UseCaseSummary,
 )
-from services.api.gateway import workflow_id_for
+from services.api.gateway import UseCaseGateway, workflow_id_for
 from services.store.registry import RegistryRepository
 from workflows.model import (
     AddEvidence,
@@ -26,6 +26,7 @@ from workflows.model import (
     CompleteStage,
     Gate,
     GateDecision,
+    ReopenGate,
     HistoryEvent,
     RiskTier,
     Stage,
@@ -113,6 +114,50 @@ async def get_history(use_case_id: str, _: CurrentPerson, gateway: Gateway) -> l
     return await gateway.history(workflow_id_for(use_case_id))
 
 
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def complete_stage_of(
+    gateway: UseCaseGateway, wid: str, stage: Stage, body: CompleteStageBody, actor: str,
+    idempotency_key: str | None,
+) -> UseCaseView:
+    """Shared by use cases and their change requests: the same verbs on another run."""
+    await gateway.precheck_delivery(wid, actor, what="completes a stage")
+    cmd = CompleteStage(
+        actor=actor, stage=stage, evidence=body.evidence, comment=body.comment, channel=Channel.API
+    )
+    return await gateway.update(
+        wid, UseCaseRelease.complete_stage, cmd, update_id=_idempotency_key(idempotency_key)
+    )
+
+
+async def add_evidence_to(
+    gateway: UseCaseGateway, wid: str, body: EvidenceBody, actor: str, idempotency_key: str | None
+) -> UseCaseView:
+    await gateway.precheck_delivery(wid, actor, what="submits evidence")
+    cmd = AddEvidence(actor=actor, evidence=body.evidence, comment=body.comment, channel=Channel.API)
+    return await gateway.update(
+        wid, UseCaseRelease.add_evidence, cmd, update_id=_idempotency_key(idempotency_key)
+    )
+
+
+async def decide_gate_of(
+    gateway: UseCaseGateway, wid: str, gate: Gate, body: DecisionBody, actor: str,
+    idempotency_key: str | None,
+) -> UseCaseView:
+    key = _idempotency_key(idempotency_key)
+    await gateway.precheck_decider(wid, gate, actor)
+    cmd = GateDecision(
+        actor=actor,
+        gate=gate,
+        decision=body.decision,
+        comment=body.comment,
+        evidence_digests=body.evidence_digests,
+        channel=Channel.API,
+    )
+    return await gateway.update(wid, UseCaseRelease.decide, cmd, update_id=key)
+
+
 @router.post("/{use_case_id}/stages/{stage}/complete", response_model=UseCaseView)
 async def complete_stage(
     use_case_id: str,
@@ -120,15 +165,10 @@ async def complete_stage(
     body: CompleteStageBody,
     person: CurrentPerson,
     gateway: Gateway,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
-    wid = workflow_id_for(use_case_id)
-    await gateway.precheck_delivery(wid, person.id, what="completes a stage")
-    cmd = CompleteStage(
-        actor=person.id, stage=stage, evidence=body.evidence, comment=body.comment, channel=Channel.API
-    )
-    return await gateway.update(
-        wid, UseCaseRelease.complete_stage, cmd, update_id=_idempotency_key(idempotency_key)
+    return await complete_stage_of(
+        gateway, workflow_id_for(use_case_id), stage, body, person.id, idempotency_key
     )
 
 
@@ -138,13 +178,10 @@ async def add_evidence(
     body: EvidenceBody,
     person: CurrentPerson,
     gateway: Gateway,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
-    wid = workflow_id_for(use_case_id)
-    await gateway.precheck_delivery(wid, person.id, what="submits evidence")
-    cmd = AddEvidence(actor=person.id, evidence=body.evidence, comment=body.comment, channel=Channel.API)
-    return await gateway.update(
-        wid, UseCaseRelease.add_evidence, cmd, update_id=_idempotency_key(idempotency_key)
+    return await add_evidence_to(
+        gateway, workflow_id_for(use_case_id), body, person.id, idempotency_key
     )
 
 
@@ -155,21 +192,32 @@ async def decide_gate(
     body: DecisionBody,
     person: CurrentPerson,
     gateway: Gateway,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     """Approve, request changes or reject. ``Idempotency-Key`` makes retries one decision."""
-    wid = workflow_id_for(use_case_id)
-    key = _idempotency_key(idempotency_key)
-    await gateway.precheck_decider(wid, gate, person.id)
-    cmd = GateDecision(
-        actor=person.id,
-        gate=gate,
-        decision=body.decision,
-        comment=body.comment,
-        evidence_digests=body.evidence_digests,
-        channel=Channel.API,
+    return await decide_gate_of(
+        gateway, workflow_id_for(use_case_id), gate, body, person.id, idempotency_key
     )
-    return await gateway.update(wid, UseCaseRelease.decide, cmd, update_id=key)
+
+
+@router.post("/{use_case_id}/gates/{gate}/reopen", response_model=UseCaseView)
+async def reopen_gate(
+    use_case_id: str,
+    gate: Gate,
+    person: CurrentPerson,
+    gateway: Gateway,
+    body: CancelBody | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> UseCaseView:
+    """After a gate expired (stage ``stalled``), the delivery lead opens it again."""
+    wid = workflow_id_for(use_case_id)
+    view = await gateway.state(wid)
+    if view.stalled_gate != gate:
+        raise Problem(409, f"gate {gate.value} has not expired", code="wrong-stage")
+    cmd = ReopenGate(actor=person.id, comment=body.reason if body else "", channel=Channel.API)
+    return await gateway.update(
+        wid, UseCaseRelease.reopen_gate, cmd, update_id=_idempotency_key(idempotency_key)
+    )
 
 
 @router.post("/{use_case_id}/cancel", response_model=UseCaseView)
@@ -178,7 +226,7 @@ async def cancel_use_case(
     person: CurrentPerson,
     gateway: Gateway,
     body: CancelBody | None = None,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     cmd = Cancel(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
     return await gateway.update(
