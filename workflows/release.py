@@ -907,7 +907,7 @@ class UseCaseRelease:
             return
         self.gate.evidence_digests = policy.evidence_digests(self.evidence)
         self.gate.required_evidence = policy.missing_evidence(
-            policy.required_kinds(self.policy, Stage(self.gate.gate.value)), self.evidence
+            self._rule(self.gate.gate).evidence, self.evidence
         )
 
     def _add_evidence_records(

@@ -19,7 +19,6 @@ from services.worker.main import release_activities
 from services.worker.notify import LogAdapter
 from workflows.release import UseCaseRelease
 
-
 HOOK_SECRET = "test-hook-secret"
 
 

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from workflows import policy
-from workflows.model import Evidence, Owners, RiskTier, UseCaseInput
+from workflows.model import Evidence, Hooks, Owners, RiskTier, UseCaseInput
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = policy.load_policy(ROOT / "config" / "policy.yaml")
@@ -30,6 +30,8 @@ def make_input(
     key: str | None = None,
     risk_approvers: list[str] | None = None,
     delivery_lead: str = "dana",
+    hooks: Hooks | None = None,
+    continue_as_new_after: int = 10_000,
 ) -> UseCaseInput:
     tier = RiskTier(tier)
     key = key or f"uc-{uuid.uuid4().hex[:10]}"
@@ -54,6 +56,8 @@ def make_input(
         roster=roster,
         policy=pinned,
         request_sha256="0" * 64,
+        hooks=hooks,
+        continue_as_new_after=continue_as_new_after,
     )
 
 

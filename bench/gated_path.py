@@ -1,0 +1,635 @@
+"""Governed path throughput: the HTTP API against the Temporal client, on one server, in one run.
+
+Drives N low-tier use cases through the whole release path — create, complete scoping,
+specification, implementation and validation (with an ``evaluation_report``), then approve
+``risk_signoff`` (rita), ``ops_handoff`` (olga) and ``go_live`` (bo) — two ways, C use cases in
+flight at a time:
+
+- **http**: over HTTP against the real API process (uvicorn), as a user or script would;
+- **direct**: in this process through ``UseCaseGateway`` on a Temporal client: the same
+  pre-checks and the same Temporal operations the API's routes perform, minus HTTP.
+
+Both paths share one Temporal dev server, one worker process and one SQLite ledger, all started
+here (or ``--temporal-address`` reuses a running server). After a warm-up of both paths the timed
+use cases run in rounds whose order alternates (http→direct, then direct→http, …) so the noise of
+a small shared machine does not favour one side; between phases the worker's side effects
+(ledger, notifications, read model) are left to drain, untimed. Prints workflows/s of each path,
+their ratio (http / direct), p50/p99 latency of each decision call and of every call, and the
+CPU each process spent per use case.
+
+    .venv/bin/python bench/gated_path.py [--n 200] [--concurrency 16] [--rounds 4] [--warmup 8]
+        [--temporal-address HOST:PORT] [--keep]
+
+Exit status 1 when the ratio is below the target (0.9), 2 when a use case failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_RATIO = 0.9
+WORK_STAGES = ("scoping", "specification", "implementation", "validation")
+GATES = (("risk_signoff", "rita"), ("ops_handoff", "olga"), ("go_live", "bo"))
+OWNERS = {
+    "business_owner": "bo",
+    "technical_owner": "tom",
+    "operations_owner": "olga",
+    "risk_approvers": ["group:risk-committee"],
+    "escalation_owner": "eve",
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass
+class Phase:
+    path: str
+    round: int
+    position: int  # 0: first of its round, 1: second
+    count: int
+    wall: float
+    drain: float
+    decide_ms: list[float]
+    call_ms: list[float]
+    cpu: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.wall
+
+
+@dataclass
+class Totals:
+    phases: list[Phase] = field(default_factory=list)
+
+    def of(self, path: str, position: int | None = None) -> list[Phase]:
+        return [
+            p
+            for p in self.phases
+            if p.path == path and (position is None or p.position == position)
+        ]
+
+    @staticmethod
+    def rate(phases: list[Phase]) -> float:
+        return sum(p.count for p in phases) / sum(p.wall for p in phases)
+
+
+# --------------------------------------------------------------------------- the two drivers
+
+
+def create_body(key: str, n: int) -> dict[str, Any]:
+    return {
+        "key": key,
+        "title": f"Benchmark use case {n}",
+        "summary": "A low-tier use case driven through the gated path by bench/gated_path.py.",
+        "risk_tier": "low",
+        "owners": OWNERS,
+    }
+
+
+def evidence_for(key: str) -> list[dict[str, str]]:
+    return [
+        {
+            "kind": "evaluation_report",
+            "name": "Offline evaluation",
+            "uri": f"https://evidence.example.com/{key}/evaluation.pdf",
+            "sha256": hashlib.sha256(key.encode()).hexdigest(),
+        }
+    ]
+
+
+class Recorder:
+    """Latency of each call, and of each decision call, of one phase."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.decisions: list[float] = []
+
+    async def time(self, awaitable: Awaitable[Any], *, decision: bool = False) -> Any:
+        t0 = time.perf_counter()
+        result = await awaitable
+        ms = (time.perf_counter() - t0) * 1000
+        self.calls.append(ms)
+        if decision:
+            self.decisions.append(ms)
+        return result
+
+
+class HttpDriver:
+    name = "http"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def _post(self, url: str, token: str, body: dict[str, Any], expect: int) -> Any:
+        resp = await self.client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+        if resp.status_code != expect:
+            raise RuntimeError(f"POST {url} → {resp.status_code}: {resp.text[:500]}")
+        return resp.json()
+
+    async def run(self, key: str, n: int, rec: Recorder) -> str:
+        state = await rec.time(self._post("/v1/use-cases", "dev-dana", create_body(key, n), 201))
+        base = f"/v1/use-cases/{state['id']}"
+        for stage in WORK_STAGES:
+            body = {"evidence": evidence_for(key) if stage == "validation" else [], "comment": ""}
+            await rec.time(self._post(f"{base}/stages/{stage}/complete", "dev-dana", body, 200))
+        for gate, actor in GATES:
+            state = await rec.time(
+                self._post(
+                    f"{base}/gates/{gate}/decisions", f"dev-{actor}", {"decision": "approve"}, 200
+                ),
+                decision=True,
+            )
+        return str(state["stage"])
+
+
+class DirectDriver:
+    """What the API's routes do for the same requests (start_use_case, complete_stage_of,
+    decide_gate_of), called in-process: body validation, the gateway's cached pre-checks and
+    the same start / update / query calls on the Temporal client."""
+
+    name = "direct"
+
+    def __init__(self, gateway: Any) -> None:
+        from workflows.model import (
+            Channel,
+            CompleteStage,
+            Decision,
+            Gate,
+            GateDecision,
+            Stage,
+            UseCaseCreate,
+        )
+        from workflows.release import UseCaseRelease
+
+        self.gateway = gateway
+        self.m = {
+            "Channel": Channel,
+            "CompleteStage": CompleteStage,
+            "Decision": Decision,
+            "Gate": Gate,
+            "GateDecision": GateDecision,
+            "Stage": Stage,
+            "UseCaseCreate": UseCaseCreate,
+            "UseCaseRelease": UseCaseRelease,
+        }
+
+    async def _start(self, body: dict[str, Any]) -> Any:
+        view, created = await self.gateway.start(
+            self.m["UseCaseCreate"].model_validate(body), "dana"
+        )
+        if not created:
+            raise RuntimeError(f"use case {body['key']} already existed")
+        return view
+
+    async def _complete(self, wid: str, stage: str, evidence: list[dict[str, str]]) -> Any:
+        m = self.m
+        await self.gateway.precheck_delivery(wid, "dana", what="completes a stage")
+        cmd = m["CompleteStage"].model_validate(
+            {
+                "actor": "dana",
+                "stage": stage,
+                "evidence": evidence,
+                "comment": "",
+                "channel": m["Channel"].API,
+            }
+        )
+        return await self.gateway.update(wid, m["UseCaseRelease"].complete_stage, cmd)
+
+    async def _decide(self, wid: str, gate: str, actor: str) -> Any:
+        m = self.m
+        await self.gateway.precheck_decider(wid, m["Gate"](gate), actor)
+        cmd = m["GateDecision"](
+            actor=actor,
+            gate=m["Gate"](gate),
+            decision=m["Decision"].APPROVE,
+            comment="",
+            channel=m["Channel"].API,
+        )
+        return await self.gateway.update(wid, m["UseCaseRelease"].decide, cmd)
+
+    async def run(self, key: str, n: int, rec: Recorder) -> str:
+        view = await rec.time(self._start(create_body(key, n)))
+        for stage in WORK_STAGES:
+            await rec.time(
+                self._complete(view.id, stage, evidence_for(key) if stage == "validation" else [])
+            )
+        for gate, actor in GATES:
+            view = await rec.time(self._decide(view.id, gate, actor), decision=True)
+        return str(view.stage.value)
+
+
+# --------------------------------------------------------------------------- a phase
+
+
+async def drive(driver: Any, keys: list[str], concurrency: int, rec: Recorder) -> None:
+    """Run every key through ``driver`` with at most ``concurrency`` use cases in flight."""
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for n, key in enumerate(keys):
+        queue.put_nowait((n, key))
+
+    async def lane() -> None:
+        while True:
+            try:
+                n, key = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            stage = await driver.run(key, n, rec)
+            if stage != "live":
+                raise RuntimeError(f"{key} ended in stage {stage!r}, not live")
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(concurrency, len(keys))):
+            tg.create_task(lane())
+
+
+async def drained(db_path: Path, keys: list[str], timeout: float = 300.0) -> float:
+    """Wait until the worker's last side effect for every key (the read model at ``live``) is
+    written; returns the seconds waited."""
+    wids = [f"usecase-{k}" for k in keys]
+    marks = ",".join("?" * len(wids))
+    t0 = time.perf_counter()
+    while True:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as conn:
+            (live,) = conn.execute(
+                f"SELECT count(*) FROM use_cases WHERE stage = 'live' AND workflow_id IN ({marks})",
+                wids,
+            ).fetchone()
+        if live == len(wids):
+            return time.perf_counter() - t0
+        if time.perf_counter() - t0 > timeout:
+            raise RuntimeError(
+                f"only {live}/{len(wids)} read-model rows reached live in {timeout}s"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def run_phase(
+    driver: Any,
+    keys: list[str],
+    concurrency: int,
+    db_path: Path,
+    pids: dict[str, int],
+    *,
+    round_: int,
+    position: int,
+) -> Phase:
+    rec = Recorder()
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    t0 = time.perf_counter()
+    await drive(driver, keys, concurrency, rec)
+    wall = time.perf_counter() - t0
+    cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    drain = await drained(db_path, keys)
+    return Phase(
+        driver.name, round_, position, len(keys), wall, drain, rec.decisions, rec.calls, cpu
+    )
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def split(n: int, parts: int) -> list[int]:
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
+    import httpx
+
+    from services.api.gateway import UseCaseGateway
+    from services.temporal import connect
+    from workflows.policy import load_directory, load_policy
+
+    settings = stack.settings()
+    client = await connect(settings)
+    gateway = UseCaseGateway(
+        client, settings, load_policy(settings.policy_path), load_directory(settings.directory_path)
+    )
+    limits = httpx.Limits(
+        max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2
+    )
+    pids = {"bench": os.getpid(), **stack.pids()}
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60.0, limits=limits) as http:
+        drivers = {"http": HttpDriver(http), "direct": DirectDriver(gateway)}
+        counter = iter(range(10**9))
+
+        def keys(path: str, count: int) -> list[str]:
+            return [f"b{stack.run_id}-{path[0]}{next(counter)}" for _ in range(count)]
+
+        print(f"warm-up: {args.warmup} use cases per path …", flush=True)
+        warm: list[str] = []
+        for name in ("http", "direct", "http", "direct"):
+            batch = keys(name, max(1, args.warmup // 2))
+            await drive(drivers[name], batch, args.concurrency, Recorder())
+            warm += batch
+        await drained(stack.db_path, warm)
+
+        totals = Totals()
+        for r, count in enumerate(split(args.n, args.rounds)):
+            order = ("http", "direct") if r % 2 == 0 else ("direct", "http")
+            for position, name in enumerate(order):
+                phase = await run_phase(
+                    drivers[name],
+                    keys(name, count),
+                    args.concurrency,
+                    stack.db_path,
+                    pids,
+                    round_=r + 1,
+                    position=position,
+                )
+                totals.phases.append(phase)
+                print(
+                    f"  round {r + 1} {name:<6} {phase.count:>4} use cases in {phase.wall:6.2f} s"
+                    f" = {phase.rate:6.2f} wf/s  (decide p50 {percentile(phase.decide_ms, 50):6.1f}"
+                    f" ms, p99 {percentile(phase.decide_ms, 99):6.1f} ms; drained in"
+                    f" {phase.drain:4.1f} s)",
+                    flush=True,
+                )
+    return report(args, totals, list(pids))
+
+
+def report(args: argparse.Namespace, totals: Totals, procs: list[str]) -> int:
+    rates = {path: Totals.rate(totals.of(path)) for path in ("http", "direct")}
+    print(
+        f"\nN={args.n} use cases per path, concurrency {args.concurrency}, {args.rounds} rounds"
+        f" (alternating order), {len(WORK_STAGES) + len(GATES) + 1} calls per use case\n"
+    )
+    head = (
+        f"{'path':<7}{'wf/s':>8}{'wall s':>9}{'decide p50':>12}{'decide p99':>12}"
+        f"{'call p50':>10}{'call p99':>10}"
+    )
+    print(head + "   CPU ms per use case: " + "  ".join(procs))
+    print("-" * (len(head) + 24 + sum(len(p) + 2 for p in procs)))
+    for path in ("http", "direct"):
+        ph = totals.of(path)
+        decide = [x for p in ph for x in p.decide_ms]
+        calls = [x for p in ph for x in p.call_ms]
+        count = sum(p.count for p in ph)
+        cpu = "  ".join(
+            f"{sum(p.cpu[name] for p in ph) * 1000 / count:>{len(name)}.0f}" for name in procs
+        )
+        print(
+            f"{path:<7}{rates[path]:>8.2f}{sum(p.wall for p in ph):>9.2f}"
+            f"{percentile(decide, 50):>10.1f}ms{percentile(decide, 99):>10.1f}ms"
+            f"{percentile(calls, 50):>8.1f}ms{percentile(calls, 99):>8.1f}ms"
+            f"   {' ' * 20}{cpu}"
+        )
+    print("\nby position in the round (wf/s):")
+    for position, label in ((0, "ran first"), (1, "ran second")):
+        h, d = totals.of("http", position), totals.of("direct", position)
+        if h and d:
+            print(f"  {label:<11} http {Totals.rate(h):6.2f}   direct {Totals.rate(d):6.2f}")
+    ratio = rates["http"] / rates["direct"]
+    print(f"\nratio http/direct = {ratio:.2f} (target ≥ {TARGET_RATIO})")
+    return 0 if ratio >= TARGET_RATIO else 1
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Stack:
+    """The processes this run started, stopped in reverse order whatever happens."""
+
+    def __init__(self, tmp: Path, temporal_address: str | None) -> None:
+        self.tmp = tmp
+        self.run_id = f"{int(time.time()) % 100000:05d}{random.randrange(16**3):03x}"
+        self.db_path = tmp / "releasegate.db"
+        self.temporal_address = temporal_address
+        self.task_queue = f"releasegate-bench-{self.run_id}"
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TEMPORAL_ADDRESS": str(self.temporal_address),
+            "RELEASEGATE_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
+            "RELEASEGATE_TASK_QUEUE": self.task_queue,
+            "RELEASEGATE_DATA_DIR": str(self.tmp),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def settings(self) -> Any:
+        from services.settings import Settings
+
+        env = self.env()
+        return Settings(
+            **{
+                k: env[k]
+                for k in (
+                    "TEMPORAL_ADDRESS",
+                    "RELEASEGATE_DATABASE_URL",
+                    "RELEASEGATE_TASK_QUEUE",
+                    "RELEASEGATE_DATA_DIR",
+                )
+            }
+        )
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.procs.items()}
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
+        self.procs[name] = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+
+    def check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                tail = (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {p.returncode}:\n{tail}")
+
+    def start_temporal(self) -> None:
+        from workflows import search
+
+        port, ui_port = free_port(), free_port()
+        argv = [
+            str(ROOT / ".venv" / "bin" / "temporal"),
+            "server",
+            "start-dev",
+            "--headless",
+            "--db-filename",
+            str(self.tmp / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=full",
+            "--port",
+            str(port),
+            "--ui-port",
+            str(ui_port),
+            "--log-level",
+            "error",
+        ]
+        for key in search.ALL:
+            argv += ["--search-attribute", f"{key.name}={key._metadata_type}"]
+        self.temporal_address = f"127.0.0.1:{port}"
+        self.spawn("temporal", argv)
+        self.wait(lambda: port_open(port), "the Temporal dev server", 60)
+
+    def start_services(self) -> None:
+        from services.store.migrate import upgrade_head_sync
+
+        upgrade_head_sync(f"sqlite+aiosqlite:///{self.db_path}")
+        self.spawn("worker", [sys.executable, "-m", "services.worker"])
+        self.spawn(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "services.api.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.api_port),
+                "--log-level",
+                "warning",
+            ],
+        )
+
+        def ready() -> bool:
+            import httpx
+
+            try:
+                return httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self.wait(ready, "the API's /readyz", 90)
+
+    def wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for name, p in reversed(list(self.procs.items())):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    print(f"{name} ignored SIGTERM; killing it", file=sys.stderr)
+                    p.kill()
+                    p.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200, help="timed use cases per path")
+    parser.add_argument("--concurrency", type=int, default=16, help="use cases in flight")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="timed rounds; each runs both paths, the order alternating",
+    )
+    parser.add_argument("--warmup", type=int, default=8, help="untimed use cases per path")
+    parser.add_argument("--temporal-address", help="reuse this Temporal server (host:port)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (databases, process logs)"
+    )
+    args = parser.parse_args()
+    if args.n < args.rounds or args.concurrency < 1:
+        parser.error("--n must be at least --rounds, --concurrency at least 1")
+
+    # A SIGTERM (or a Ctrl-C) unwinds through the finally below and stops every child.
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    tmp = Path(tempfile.mkdtemp(prefix="releasegate-bench-"))
+    stack = Stack(tmp, args.temporal_address)
+    try:
+        if stack.temporal_address is None:
+            stack.start_temporal()
+        stack.start_services()
+        print(
+            f"stack up: Temporal {stack.temporal_address}, API {stack.api_url}, "
+            f"task queue {stack.task_queue}, data {tmp}",
+            flush=True,
+        )
+        return asyncio.run(benchmark(args, stack))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line (and the logs) instead of a bare traceback
+        print(f"\nbenchmark failed: {exc!r}", file=sys.stderr)
+        if not args.keep:
+            print("(re-run with --keep to inspect the process logs)", file=sys.stderr)
+        return 2
+    finally:
+        stack.stop()
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
