@@ -43,8 +43,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from services.api.gateway import UseCaseGateway  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from services.store.migrate import upgrade_head_sync  # noqa: E402
+from services.temporal import connect  # noqa: E402
+from workflows import search  # noqa: E402
+from workflows.model import (  # noqa: E402
+    CompleteStage,
+    Decision,
+    Gate,
+    GateDecision,
+    UseCaseCreate,
+    UseCaseView,
+)
+from workflows.policy import load_directory, load_policy  # noqa: E402
+from workflows.release import UseCaseRelease  # noqa: E402
 
 TARGET_RATIO = 0.9
 WORK_STAGES = ("scoping", "specification", "implementation", "validation")
@@ -157,7 +175,7 @@ class Recorder:
 class HttpDriver:
     name = "http"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
 
     async def _post(self, url: str, token: str, body: dict[str, Any], expect: int) -> Any:
@@ -189,63 +207,26 @@ class DirectDriver:
 
     name = "direct"
 
-    def __init__(self, gateway: Any) -> None:
-        from workflows.model import (
-            Channel,
-            CompleteStage,
-            Decision,
-            Gate,
-            GateDecision,
-            Stage,
-            UseCaseCreate,
-        )
-        from workflows.release import UseCaseRelease
-
+    def __init__(self, gateway: UseCaseGateway) -> None:
         self.gateway = gateway
-        self.m = {
-            "Channel": Channel,
-            "CompleteStage": CompleteStage,
-            "Decision": Decision,
-            "Gate": Gate,
-            "GateDecision": GateDecision,
-            "Stage": Stage,
-            "UseCaseCreate": UseCaseCreate,
-            "UseCaseRelease": UseCaseRelease,
-        }
 
-    async def _start(self, body: dict[str, Any]) -> Any:
-        view, created = await self.gateway.start(
-            self.m["UseCaseCreate"].model_validate(body), "dana"
-        )
+    async def _start(self, body: dict[str, Any]) -> UseCaseView:
+        view, created = await self.gateway.start(UseCaseCreate.model_validate(body), "dana")
         if not created:
             raise RuntimeError(f"use case {body['key']} already existed")
         return view
 
-    async def _complete(self, wid: str, stage: str, evidence: list[dict[str, str]]) -> Any:
-        m = self.m
+    async def _complete(self, wid: str, stage: str, evidence: list[dict[str, str]]) -> UseCaseView:
         await self.gateway.precheck_delivery(wid, "dana", what="completes a stage")
-        cmd = m["CompleteStage"].model_validate(
-            {
-                "actor": "dana",
-                "stage": stage,
-                "evidence": evidence,
-                "comment": "",
-                "channel": m["Channel"].API,
-            }
+        cmd = CompleteStage.model_validate(
+            {"actor": "dana", "stage": stage, "evidence": evidence, "comment": ""}
         )
-        return await self.gateway.update(wid, m["UseCaseRelease"].complete_stage, cmd)
+        return await self.gateway.update(wid, UseCaseRelease.complete_stage, cmd)
 
-    async def _decide(self, wid: str, gate: str, actor: str) -> Any:
-        m = self.m
-        await self.gateway.precheck_decider(wid, m["Gate"](gate), actor)
-        cmd = m["GateDecision"](
-            actor=actor,
-            gate=m["Gate"](gate),
-            decision=m["Decision"].APPROVE,
-            comment="",
-            channel=m["Channel"].API,
-        )
-        return await self.gateway.update(wid, m["UseCaseRelease"].decide, cmd)
+    async def _decide(self, wid: str, gate: str, actor: str) -> UseCaseView:
+        await self.gateway.precheck_decider(wid, Gate(gate), actor)
+        cmd = GateDecision(actor=actor, gate=Gate(gate), decision=Decision.APPROVE, comment="")
+        return await self.gateway.update(wid, UseCaseRelease.decide, cmd)
 
     async def run(self, key: str, n: int, rec: Recorder) -> str:
         view = await rec.time(self._start(create_body(key, n)))
@@ -333,12 +314,6 @@ def split(n: int, parts: int) -> list[int]:
 
 
 async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
-    import httpx
-
-    from services.api.gateway import UseCaseGateway
-    from services.temporal import connect
-    from workflows.policy import load_directory, load_policy
-
     settings = stack.settings()
     client = await connect(settings)
     gateway = UseCaseGateway(
@@ -461,20 +436,12 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def settings(self) -> Any:
-        from services.settings import Settings
-
-        env = self.env()
+    def settings(self) -> Settings:
         return Settings(
-            **{
-                k: env[k]
-                for k in (
-                    "TEMPORAL_ADDRESS",
-                    "RELEASEGATE_DATABASE_URL",
-                    "RELEASEGATE_TASK_QUEUE",
-                    "RELEASEGATE_DATA_DIR",
-                )
-            }
+            TEMPORAL_ADDRESS=str(self.temporal_address),
+            RELEASEGATE_DATABASE_URL=f"sqlite+aiosqlite:///{self.db_path}",
+            RELEASEGATE_TASK_QUEUE=self.task_queue,
+            RELEASEGATE_DATA_DIR=self.tmp,
         )
 
     def pids(self) -> dict[str, int]:
@@ -500,8 +467,6 @@ class Stack:
                 raise RuntimeError(f"{name} exited with {p.returncode}:\n{tail}")
 
     def start_temporal(self) -> None:
-        from workflows import search
-
         port, ui_port = free_port(), free_port()
         argv = [
             str(ROOT / ".venv" / "bin" / "temporal"),
@@ -528,8 +493,6 @@ class Stack:
         self.wait(lambda: port_open(port), "the Temporal dev server", 60)
 
     def start_services(self) -> None:
-        from services.store.migrate import upgrade_head_sync
-
         upgrade_head_sync(f"sqlite+aiosqlite:///{self.db_path}")
         self.spawn("worker", [sys.executable, "-m", "services.worker"])
         self.spawn(
@@ -550,8 +513,6 @@ class Stack:
         )
 
         def ready() -> bool:
-            import httpx
-
             try:
                 return httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:

@@ -1,0 +1,306 @@
+"""Life after go-live on the real dev server: incidents, stop-ship, resume, changes, retire,
+signed deploy/rollback hooks and continue-as-new."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle
+
+from tests.workflows.conftest import HOOK_SECRET, ReleaseHarness
+from tests.workflows.drive import advance_to, complete, decide, pass_gate, refusal_of
+from tests.workflows.helpers import make_input
+from workflows.model import (
+    Gate,
+    Hooks,
+    Materiality,
+    RaiseChange,
+    ReportIncident,
+    Resume,
+    Retire,
+    Severity,
+    Stage,
+    Suspend,
+    UseCaseView,
+)
+from workflows.release import UseCaseRelease
+
+
+class HookReceiver:
+    """A real HTTP endpoint on loopback that records hook calls and checks their signature."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                timestamp = self.headers["X-ReleaseGate-Timestamp"]
+                expected = "sha256=" + hmac.new(
+                    HOOK_SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+                ).hexdigest()
+                receiver.calls.append(
+                    {
+                        "path": self.path,
+                        "body": json.loads(body),
+                        "signed": hmac.compare_digest(
+                            expected, self.headers.get("X-ReleaseGate-Signature", "")
+                        ),
+                        "key": self.headers["Idempotency-Key"],
+                    }
+                )
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def hooks(self) -> Hooks:
+        return Hooks(deploy_url=f"{self.url}/deploy", rollback_url=f"{self.url}/rollback")
+
+    async def wait_for(self, path: str, count: int = 1) -> list[dict[str, Any]]:
+        for _ in range(100):
+            got = [c for c in self.calls if c["path"] == path]
+            if len(got) >= count:
+                return got
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{path} called {len(got)} times, expected {count}")
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[HookReceiver]:
+    r = HookReceiver()
+    yield r
+    r.server.shutdown()
+
+
+async def live_use_case(
+    release: ReleaseHarness, receiver: HookReceiver | None = None, tier: str = "low", **kw: Any
+) -> WorkflowHandle:
+    hooks = receiver.hooks() if receiver else None
+    handle = await release.start(make_input(tier, hooks=hooks, **kw))
+    await advance_to(handle, "live", tier)
+    return handle
+
+
+async def events_of(handle: WorkflowHandle, kind: str) -> list[Any]:
+    return [e for e in await handle.query(UseCaseRelease.events) if e.kind == kind]
+
+
+async def test_go_live_calls_the_signed_deploy_hook(
+    release: ReleaseHarness, receiver: HookReceiver
+) -> None:
+    handle = await live_use_case(release, receiver)
+    calls = [c for c in await receiver.wait_for("/deploy", 1) if c["body"]["workflow_id"] == handle.id]
+    assert len(calls) == 1
+    assert calls[0]["signed"]
+    assert calls[0]["body"]["live_version"] == 1
+    for _ in range(50):
+        if await events_of(handle, "hook_called"):
+            break
+        await asyncio.sleep(0.05)
+    recorded = await events_of(handle, "hook_called")
+    assert len(recorded) == 1
+
+
+async def test_incidents_and_sev1_suspends(release: ReleaseHarness, receiver: HookReceiver) -> None:
+    handle = await live_use_case(release, receiver)
+    err = await refusal_of(handle.execute_update(
+        UseCaseRelease.report_incident,
+        ReportIncident(actor="priya", severity=Severity.SEV2, summary="slow"),
+    ))
+    assert err.type == "not_eligible"
+
+    view = await handle.execute_update(
+        UseCaseRelease.report_incident,
+        ReportIncident(actor="olga", severity=Severity.SEV3, summary="latency p99 up"),
+    )
+    assert view.stage == Stage.LIVE
+    assert [i.severity for i in view.incidents] == [Severity.SEV3]
+
+    view = await handle.execute_update(
+        UseCaseRelease.report_incident,
+        ReportIncident(actor="olga", severity=Severity.SEV1, summary="wrong denials"),
+    )
+    assert view.stage == Stage.SUSPENDED
+    assert view.incidents[-1].suspended
+    rollbacks = [c for c in await receiver.wait_for("/rollback") if c["body"]["workflow_id"] == handle.id]
+    assert len(rollbacks) == 1
+    assert rollbacks[0]["signed"]
+
+
+async def test_suspend_resume_cycle(release: ReleaseHarness, receiver: HookReceiver) -> None:
+    handle = await live_use_case(release, receiver)
+
+    err = await refusal_of(handle.execute_update(
+        UseCaseRelease.suspend, Suspend(actor="rita", reason="I think it is wrong")))
+    assert err.type == "not_eligible"
+    err = await refusal_of(handle.execute_update(
+        UseCaseRelease.resume, Resume(actor="olga")))
+    assert err.type == "wrong_stage"
+
+    view = await handle.execute_update(
+        UseCaseRelease.suspend, Suspend(actor="olga", reason="drift alarm"))
+    assert view.stage == Stage.SUSPENDED
+    err = await refusal_of(handle.execute_update(
+        UseCaseRelease.suspend, Suspend(actor="bo", reason="again")))
+    assert err.type == "wrong_stage"
+
+    view = await handle.execute_update(UseCaseRelease.resume, Resume(actor="tom", reason="fixed"))
+    assert view.stage == Stage.SUSPENDED
+    assert view.open_gate is not None
+    assert view.open_gate.gate == Gate.RESUME_APPROVAL
+    assert view.open_gate.eligible == ["bo", "raj", "rita"]
+    err = await refusal_of(handle.execute_update(UseCaseRelease.resume, Resume(actor="tom")))
+    assert err.type == "wrong_stage"
+
+    await decide(handle, "rita", "resume_approval")
+    view = await decide(handle, "bo", "resume_approval")
+    assert view.stage == Stage.LIVE
+    assert view.open_gate is None
+    assert [e.kind for e in await handle.query(UseCaseRelease.events)][-3:].count("resumed") == 1
+
+
+async def test_retire_by_business_owner_only(release: ReleaseHarness) -> None:
+    handle = await live_use_case(release)
+    err = await refusal_of(handle.execute_update(UseCaseRelease.retire, Retire(actor="tom")))
+    assert err.type == "not_eligible"
+    view = await handle.execute_update(UseCaseRelease.retire, Retire(actor="bo", reason="sunset"))
+    assert view.stage == Stage.RETIRED
+    assert view.closed
+    assert (await handle.result()).outcome == "retired"
+
+
+async def test_live_verbs_refused_before_live(release: ReleaseHarness) -> None:
+    handle = await release.start(make_input("low"))
+    await complete(handle, "scoping", "low")
+    for update, cmd in [
+        (UseCaseRelease.suspend, Suspend(actor="bo", reason="x")),
+        (UseCaseRelease.retire, Retire(actor="bo")),
+        (UseCaseRelease.raise_change,
+         RaiseChange(actor="dana", summary="x", materiality=Materiality.MINOR)),
+        (UseCaseRelease.report_incident,
+         ReportIncident(actor="olga", severity=Severity.SEV2, summary="x")),
+    ]:
+        err = await refusal_of(handle.execute_update(update, cmd))
+        assert err.type == "wrong_stage", (update, err)
+
+
+async def child(release: ReleaseHarness, view: UseCaseView) -> WorkflowHandle:
+    return release.client.get_workflow_handle(view.changes[-1].workflow_id)
+
+
+async def wait_change(handle: WorkflowHandle, status: str) -> UseCaseView:
+    for _ in range(100):
+        view = await handle.query(UseCaseRelease.state)
+        if view.changes and view.changes[-1].status == status:
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"change never became {status}")
+
+
+async def test_minor_change_by_technical_owner_is_approved_by_business_owner(
+    release: ReleaseHarness,
+) -> None:
+    handle = await live_use_case(release)
+    view = await handle.execute_update(
+        UseCaseRelease.raise_change,
+        RaiseChange(actor="tom", summary="prompt wording", materiality=Materiality.MINOR),
+    )
+    assert view.changes[-1].change_id == "change-1"
+    change = await child(release, view)
+    state = await change.query(UseCaseRelease.state)
+    assert state.stage == Stage.CHANGE_APPROVAL
+    assert state.open_gate is not None
+    assert state.open_gate.eligible == ["bo"]  # never the requester
+    err = await refusal_of(decide(change, "tom", "change_approval"))
+    assert err.type == "not_eligible"
+    state = await decide(change, "bo", "change_approval")
+    assert state.closed
+    assert state.outcome == "applied"
+
+    view = await wait_change(handle, "applied")
+    assert view.live_version == 2
+    assert view.stage == Stage.LIVE
+    assert await events_of(handle, "change_applied")
+
+
+async def test_minor_change_by_delivery_lead_goes_to_technical_owner(
+    release: ReleaseHarness,
+) -> None:
+    handle = await live_use_case(release)
+    view = await handle.execute_update(
+        UseCaseRelease.raise_change,
+        RaiseChange(actor="dana", summary="threshold", materiality=Materiality.MINOR),
+    )
+    change = await child(release, view)
+    state = await change.query(UseCaseRelease.state)
+    assert state.open_gate is not None
+    assert state.open_gate.eligible == ["tom"]
+    await decide(change, "tom", "change_approval", "reject", "not now")
+    view = await wait_change(handle, "rejected")
+    assert view.live_version == 1
+
+
+async def test_material_change_walks_validation_and_gates_while_live(
+    release: ReleaseHarness,
+) -> None:
+    handle = await live_use_case(release, tier="medium")
+    view = await handle.execute_update(
+        UseCaseRelease.raise_change,
+        RaiseChange(actor="dana", summary="new model", materiality=Materiality.MATERIAL),
+    )
+    change = await child(release, view)
+    state = await change.query(UseCaseRelease.state)
+    assert state.stage == Stage.VALIDATION
+    assert state.change is not None
+    state = await complete(change, "validation", "medium")
+    assert state.stage == Stage.RISK_SIGNOFF
+    assert (await handle.query(UseCaseRelease.state)).stage == Stage.LIVE  # still running
+    for gate in ("risk_signoff", "ops_handoff", "go_live"):
+        state = await pass_gate(change, gate, "medium")
+    assert state.outcome == "applied"
+    view = await wait_change(handle, "applied")
+    assert view.live_version == 2
+
+
+async def test_continue_as_new_keeps_state(release: ReleaseHarness) -> None:
+    handle = await live_use_case(release, continue_as_new_after=100)
+    first_run = (await handle.describe()).run_id
+    for i in range(25):
+        await handle.execute_update(
+            UseCaseRelease.report_incident,
+            ReportIncident(actor="olga", severity=Severity.SEV4, summary=f"blip {i}"),
+        )
+    for _ in range(100):
+        desc = await handle.describe()
+        if desc.run_id != first_run:
+            break
+        await asyncio.sleep(0.05)
+    assert desc.run_id != first_run, "the run never continued as new"
+    view = await handle.query(UseCaseRelease.state)
+    assert view.stage == Stage.LIVE
+    assert len(view.incidents) == 25
+    assert view.live_version == 1
+    events = await handle.query(UseCaseRelease.events)
+    assert events[0].kind == "run_started"
+    assert len(events) == view.event_count
+    # still fully operable after the hand-over
+    view = await handle.execute_update(
+        UseCaseRelease.report_incident,
+        ReportIncident(actor="olga", severity=Severity.SEV4, summary="after"),
+    )
+    assert len(view.incidents) == 26
