@@ -369,25 +369,28 @@ def report(args: argparse.Namespace, totals: Totals, procs: list[str]) -> int:
         f" (alternating order), {len(WORK_STAGES) + len(GATES) + 1} calls per use case\n"
     )
     head = (
-        f"{'path':<7}{'wf/s':>8}{'wall s':>9}{'decide p50':>12}{'decide p99':>12}"
-        f"{'call p50':>10}{'call p99':>10}"
+        f"{'path':<8}{'wf/s':>8}{'wall s':>9}{'decide p50':>12}{'decide p99':>12}"
+        f"{'call p50':>10}{'call p99':>10}{'drain s':>9}"
     )
-    print(head + "   CPU ms per use case: " + "  ".join(procs))
-    print("-" * (len(head) + 24 + sum(len(p) + 2 for p in procs)))
+    print(head)
+    print("-" * len(head))
     for path in ("http", "direct"):
         ph = totals.of(path)
         decide = [x for p in ph for x in p.decide_ms]
         calls = [x for p in ph for x in p.call_ms]
-        count = sum(p.count for p in ph)
-        cpu = "  ".join(
-            f"{sum(p.cpu[name] for p in ph) * 1000 / count:>{len(name)}.0f}" for name in procs
-        )
         print(
-            f"{path:<7}{rates[path]:>8.2f}{sum(p.wall for p in ph):>9.2f}"
+            f"{path:<8}{rates[path]:>8.2f}{sum(p.wall for p in ph):>9.2f}"
             f"{percentile(decide, 50):>10.1f}ms{percentile(decide, 99):>10.1f}ms"
             f"{percentile(calls, 50):>8.1f}ms{percentile(calls, 99):>8.1f}ms"
-            f"   {' ' * 20}{cpu}"
+            f"{sum(p.drain for p in ph):>9.1f}"
         )
+    cpu_head = f"{'CPU ms per use case':<20}" + "".join(f"{n:>10}" for n in [*procs, "total"])
+    print(f"\n{cpu_head}\n{'-' * len(cpu_head)}")
+    for path in ("http", "direct"):
+        ph = totals.of(path)
+        count = sum(p.count for p in ph)
+        per = [sum(p.cpu[name] for p in ph) * 1000 / count for name in procs]
+        print(f"{path:<20}" + "".join(f"{v:>10.0f}" for v in [*per, sum(per)]))
     print("\nby position in the round (wf/s):")
     for position, label in ((0, "ran first"), (1, "ran second")):
         h, d = totals.of("http", position), totals.of("direct", position)
