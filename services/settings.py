@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     directory_path: Path = Field(
         default=PROJECT_ROOT / "config" / "directory.example.yaml", alias="RELEASEGATE_DIRECTORY"
     )
-    policy_path: Path = Field(default=PROJECT_ROOT / "config" / "policy.yaml", alias="RELEASEGATE_POLICY")
+    policy_path: Path = Field(
+        default=PROJECT_ROOT / "config" / "policy.yaml", alias="RELEASEGATE_POLICY"
+    )
     env: str = Field(default="development", alias="RELEASEGATE_ENV")
     slack_bot_token: str | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: str | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
@@ -66,7 +68,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
 

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from services.store.db import make_engine, make_sessionmaker
+from services.store.migrate import upgrade_head
+from services.worker.main import release_activities
+from services.worker.notify import LogAdapter
+from tests.harness import HOOK_SECRET, ReleaseHarness
 from workflows import search
+from workflows.release import UseCaseRelease
 
 BIN = Path(sys.executable).parent
 
@@ -55,3 +64,32 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
             )
         )
         yield env
+
+
+@pytest.fixture(scope="session")
+async def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite ledger and read model for the session."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ledger') / 'releasegate.db'}"
+    await upgrade_head(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def release(
+    temporal_env: WorkflowEnvironment, store_url: str
+) -> AsyncIterator[ReleaseHarness]:
+    """A worker with every real activity (store, notifications to the log, hooks)."""
+    engine = make_engine(store_url)
+    sessionmaker = make_sessionmaker(engine)
+    task_queue = f"release-{uuid.uuid4().hex[:8]}"
+    async with (
+        httpx.AsyncClient() as http,
+        Worker(
+            temporal_env.client,
+            task_queue=task_queue,
+            workflows=[UseCaseRelease],
+            activities=release_activities(sessionmaker, [LogAdapter()], http, HOOK_SECRET),
+        ),
+    ):
+        yield ReleaseHarness(temporal_env.client, task_queue, sessionmaker)
+    await engine.dispose()

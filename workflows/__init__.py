@@ -1,1 +1,1 @@
-"""Deterministic Temporal code: payload models, pure policy rules and the UseCaseRelease workflow."""
+"""Deterministic Temporal code: payload models, policy rules and the UseCaseRelease workflow."""

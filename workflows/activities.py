@@ -120,7 +120,7 @@ class NotifyResult(BaseModel):
     message_refs: list[MessageRef] = Field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- deploy / rollback hooks
+# --------------------------------------------------------------------------- deploy/rollback hooks
 
 HOOK_CALL = "hooks.call"
 

@@ -102,7 +102,9 @@ class PolicyDocument(BaseModel):
                 raise ValueError(f"{where}: go_live must be the last gate")
             for stage in rules.evidence:
                 if stage not in WORK_STAGES:
-                    raise ValueError(f"tiers.{tier.value}.evidence: {stage.value} is not a work stage")
+                    raise ValueError(
+                        f"tiers.{tier.value}.evidence: {stage.value} is not a work stage"
+                    )
             for g in rules.gates:
                 if g.gate == Gate.SCOPE_APPROVAL and g.rework_stage != Stage.SCOPING:
                     raise ValueError(f"{where}.scope_approval: rework_stage must be scoping")
@@ -393,7 +395,10 @@ def pending_approvers(
 
 def check_staffing(policy: PinnedPolicy, roster: Mapping[Role, list[str]]) -> None:
     """Refuse a start whose owners can never satisfy a gate's quorum after separation of duties."""
-    for rule in [*policy.rules.gates, *(g for g in policy.live.gates if g.gate != Gate.CHANGE_APPROVAL)]:
+    for rule in [
+        *policy.rules.gates,
+        *(g for g in policy.live.gates if g.gate != Gate.CHANGE_APPROVAL),
+    ]:
         excluded = excluded_from_gate(rule.gate, roster)
         seats = _slots(rule, roster, excluded)
         if _max_matching(seats, sorted(set().union(*seats))) < len(seats):
@@ -517,7 +522,9 @@ def check_cancel(view: UseCaseView, cmd: Cancel) -> None:
 def check_reopen(view: UseCaseView, cmd: ReopenGate) -> None:
     _check_open(view)
     if cmd.actor != view.owners.delivery_lead:
-        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only the delivery lead reopens an expired gate")
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE, "only the delivery lead reopens an expired gate"
+        )
     if view.stage != Stage.STALLED or view.stalled_gate is None:
         raise PolicyViolation(
             Refusal.WRONG_STAGE, f"only a stalled run reopens a gate (stage {view.stage.value})"
@@ -539,18 +546,23 @@ def _owners_and_operations(view: UseCaseView) -> set[str]:
 def _check_live(view: UseCaseView, *allowed: Stage) -> None:
     _check_open(view)
     if view.change is not None:
-        raise PolicyViolation(Refusal.WRONG_STAGE, "live operations act on the use case, not a change")
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE, "live operations act on the use case, not a change"
+        )
     if view.stage not in allowed:
         raise PolicyViolation(
             Refusal.WRONG_STAGE,
-            f"the use case is {view.stage.value}; this needs {' or '.join(s.value for s in allowed)}",
+            f"the use case is {view.stage.value}; this needs "
+            + " or ".join(s.value for s in allowed),
         )
 
 
 def check_incident(view: UseCaseView, cmd: ReportIncident) -> None:
     _check_open(view)
     if cmd.actor not in _owners_and_operations(view):
-        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only the use case's owners or operations report incidents")
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE, "only the use case's owners or operations report incidents"
+        )
     _check_live(view, Stage.LIVE, Stage.SUSPENDED)
 
 
@@ -593,7 +605,11 @@ def check_retire(view: UseCaseView, cmd: Retire) -> None:
 
 
 def waiting_on(gate: OpenGate | None) -> list[str]:
-    return [] if gate is None else [p for p in gate.eligible if p not in {a.actor for a in gate.approvals}]
+    return (
+        []
+        if gate is None
+        else [p for p in gate.eligible if p not in {a.actor for a in gate.approvals}]
+    )
 
 
 # --------------------------------------------------------------------------- loaders (I/O)
@@ -631,7 +647,9 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigFileError(f"{p}: must be UTF-8 text") from None
-    return LoadedPolicy(document=doc, sha256=hashlib.sha256(raw).hexdigest(), text=text, path=str(p))
+    return LoadedPolicy(
+        document=doc, sha256=hashlib.sha256(raw).hexdigest(), text=text, path=str(p)
+    )
 
 
 def load_directory(path: str | Path) -> Directory:

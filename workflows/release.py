@@ -52,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
         RegistryRow,
     )
     from workflows.model import (
-        TERMINAL_STAGES,
         WORK_STAGES,
         AddEvidence,
         Approval,
@@ -217,19 +216,7 @@ class UseCaseRelease:
     @workflow.run
     async def run(self, inp: UseCaseInput) -> UseCaseOutcome:
         while True:
-            deadline = self._next_deadline()
-            if deadline is None or deadline[0] > workflow.now():
-                timeout = (deadline[0] - workflow.now()) if deadline else None
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._has_work()
-                        or self.closed
-                        or self._next_deadline() != deadline,
-                        timeout=timeout,
-                        timeout_summary=deadline[1] if deadline else None,
-                    )
-                except TimeoutError:
-                    pass
+            await self._wait_for_work_or_deadline()
             self._fire_deadlines()
             await self._flush()
             if self.closed:
@@ -247,13 +234,23 @@ class UseCaseRelease:
             key=inp.key, stage=self.stage, outcome=self.outcome or "", at=self.updated_at
         )
 
+    async def _wait_for_work_or_deadline(self) -> None:
+        """Sleep until a handler leaves work, the schedule changes, or the next deadline."""
+        deadline = self._next_deadline()
+        if deadline is not None and deadline[0] <= workflow.now():
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: self._has_work() or self.closed or self._next_deadline() != deadline,
+                timeout=(deadline[0] - workflow.now()) if deadline else None,
+                timeout_summary=deadline[1] if deadline else None,
+            )
+        except TimeoutError:
+            pass  # the deadline is due: the run loop fires it
+
     def _has_work(self) -> bool:
         return bool(
-            self.outbox
-            or self.notices
-            or self.hooks
-            or self.read_model_stale
-            or self.parent_report
+            self.outbox or self.notices or self.hooks or self.read_model_stale or self.parent_report
         )
 
     # ------------------------------------------------------------------ work stages and gates
@@ -345,8 +342,9 @@ class UseCaseRelease:
         gate = self.stalled_gate
         assert gate is not None
         self.stalled_gate = None
-        self._record("gate_reopened", actor=cmd.actor, channel=cmd.channel, gate=gate,
-                     comment=cmd.comment)
+        self._record(
+            "gate_reopened", actor=cmd.actor, channel=cmd.channel, gate=gate, comment=cmd.comment
+        )
         self._enter(Stage(gate.value), actor=cmd.actor)
         return self.view()
 
@@ -393,8 +391,11 @@ class UseCaseRelease:
         )
         self._live_notice(f"{cmd.severity.value.upper()} incident {incident.id}: {cmd.summary}")
         if suspends:
-            self._suspend(cmd.actor, Channel.SYSTEM, f"{incident.id} ({cmd.severity.value}) "
-                          f"suspends per policy {self.policy.version}")
+            self._suspend(
+                cmd.actor,
+                Channel.SYSTEM,
+                f"{incident.id} ({cmd.severity.value}) suspends per policy {self.policy.version}",
+            )
         return self.view()
 
     @report_incident.validator
@@ -415,8 +416,7 @@ class UseCaseRelease:
     @workflow.update
     def resume(self, cmd: Resume) -> UseCaseView:
         self._validate(policy.check_resume, cmd)
-        self._record("resume_requested", actor=cmd.actor, channel=cmd.channel,
-                     comment=cmd.reason)
+        self._record("resume_requested", actor=cmd.actor, channel=cmd.channel, comment=cmd.reason)
         self._open_live_gate(Gate.RESUME_APPROVAL, actor=cmd.actor)
         return self.view()
 
@@ -494,9 +494,10 @@ class UseCaseRelease:
             ),
         )
         if cmd.evidence:
-            await handle.signal(UseCaseRelease.seed_evidence, AddEvidence(
-                actor=cmd.actor, evidence=cmd.evidence, channel=cmd.channel
-            ))
+            await handle.signal(
+                UseCaseRelease.seed_evidence,
+                AddEvidence(actor=cmd.actor, evidence=cmd.evidence, channel=cmd.channel),
+            )
         return self.view()
 
     @raise_change.validator
@@ -530,8 +531,9 @@ class UseCaseRelease:
                 comment=change.summary,
                 payload={"change": change.change_id, "live_version": self.live_version},
             )
-            self._call_hook("deploy", {"live_version": self.live_version,
-                                       "change": change.change_id})
+            self._call_hook(
+                "deploy", {"live_version": self.live_version, "change": change.change_id}
+            )
         else:
             self._record(
                 f"change_{result.outcome}",
@@ -722,7 +724,9 @@ class UseCaseRelease:
         self.gate = None
         self.closed = True
         self.outcome = outcome
-        self._record("run_closed", actor=actor, channel=Channel.SYSTEM, payload={"outcome": outcome})
+        self._record(
+            "run_closed", actor=actor, channel=Channel.SYSTEM, payload={"outcome": outcome}
+        )
         if self.change is not None and outcome != "applied":
             self._report_to_parent(outcome)
         self._publish()
@@ -768,28 +772,38 @@ class UseCaseRelease:
                 continue
             rule = self._rule(gate.gate)
             due_reminders = [
-                h for h in rule.remind_before_hours
-                if h not in gate.reminded and gate.due_at - timedelta(hours=h) <= now
+                h
+                for h in rule.remind_before_hours
+                if h not in gate.reminded
+                and gate.due_at - timedelta(hours=h) <= now
                 and gate.due_at - timedelta(hours=h) > gate.opened_at
             ]
             if due_reminders:
                 gate.reminded += due_reminders
-                self._record("reminder_sent", actor="system", channel=Channel.SYSTEM,
-                             gate=gate.gate, payload={"hours_before_sla": due_reminders,
-                                                      "to": self._pending()})
+                self._record(
+                    "reminder_sent",
+                    actor="system",
+                    channel=Channel.SYSTEM,
+                    gate=gate.gate,
+                    payload={"hours_before_sla": due_reminders, "to": self._pending()},
+                )
                 self._notify_gate(NotificationKind.REMINDER)
                 continue
             if gate.escalated_at is None and gate.due_at <= now:
                 gate.escalated_at = now
                 to = self.inp.owners.escalation_owner
-                self._record("gate_escalated", actor="system", channel=Channel.SYSTEM,
-                             gate=gate.gate, payload={"to": to, "pending": self._pending()})
+                self._record(
+                    "gate_escalated",
+                    actor="system",
+                    channel=Channel.SYSTEM,
+                    gate=gate.gate,
+                    payload={"to": to, "pending": self._pending()},
+                )
                 self._notify_gate(NotificationKind.ESCALATION)
                 self._publish()
                 continue
             if gate.expires_at is not None and gate.expires_at <= now:
-                self._record("gate_expired", actor="system", channel=Channel.SYSTEM,
-                             gate=gate.gate)
+                self._record("gate_expired", actor="system", channel=Channel.SYSTEM, gate=gate.gate)
                 self._notify_gate(NotificationKind.GATE_CLOSED, outcome="expired")
                 if gate.gate in LIVE_GATES:
                     self.gate = None
@@ -995,15 +1009,21 @@ class UseCaseRelease:
         )
         lines = [f"**Stage:** {self.stage.value} · round {self.round}"]
         if self.change is not None:
-            lines.append(f"**Change:** {self.change.change_id} ({self.change.materiality.value}) "
-                         f"of {self.change.parent_id}")
+            lines.append(
+                f"**Change:** {self.change.change_id} ({self.change.materiality.value}) "
+                f"of {self.change.parent_id}"
+            )
         if gate is not None:
             approved = ", ".join(self._approvers()) or "nobody yet"
             lines += [
                 f"**Gate:** {gate.gate.value} — quorum {gate.quorum}, approved by {approved}",
                 f"**Waiting on:** {', '.join(pending) or '—'}",
                 f"**Due:** {gate.due_at.isoformat()}"
-                + (f" (escalated to {self.inp.owners.escalation_owner})" if gate.escalated_at else ""),
+                + (
+                    f" (escalated to {self.inp.owners.escalation_owner})"
+                    if gate.escalated_at
+                    else ""
+                ),
             ]
             if gate.required_evidence:
                 lines.append(f"**Evidence missing:** {', '.join(gate.required_evidence)}")
@@ -1013,8 +1033,10 @@ class UseCaseRelease:
                 f"{self.inp.owners.technical_owner} to complete {self.stage.value}"
             )
         elif self.stage == Stage.STALLED and self.stalled_gate:
-            lines.append(f"**Expired:** {self.stalled_gate.value} — waiting on "
-                         f"{self.inp.owners.delivery_lead} to reopen or cancel")
+            lines.append(
+                f"**Expired:** {self.stalled_gate.value} — waiting on "
+                f"{self.inp.owners.delivery_lead} to reopen or cancel"
+            )
         elif self.stage in (Stage.LIVE, Stage.SUSPENDED) and not self.closed:
             lines.append(f"**Live version:** {self.live_version}")
             if self.next_review_at:
@@ -1052,8 +1074,10 @@ class UseCaseRelease:
         title, name = self.inp.title, gate.gate.value
         recipients: list[str] = []
         if kind == NotificationKind.GATE_OPENED:
-            text = (f"{title}: {name} waits on {', '.join(pending) or 'nobody'} "
-                    f"(quorum {gate.quorum}), due {gate.due_at:%Y-%m-%d %H:%M} UTC")
+            text = (
+                f"{title}: {name} waits on {', '.join(pending) or 'nobody'} "
+                f"(quorum {gate.quorum}), due {gate.due_at:%Y-%m-%d %H:%M} UTC"
+            )
             recipients = pending
         elif kind == NotificationKind.GATE_UPDATED:
             text = f"{title}: {name} approved by {', '.join(self._approvers()) or 'nobody yet'}"
@@ -1061,8 +1085,10 @@ class UseCaseRelease:
             text = f"Reminder — {title}: {name} is due {gate.due_at:%Y-%m-%d %H:%M} UTC"
             recipients = pending
         elif kind == NotificationKind.ESCALATION:
-            text = (f"Escalation — {title}: {name} passed its SLA waiting on "
-                    f"{', '.join(pending) or 'nobody'}")
+            text = (
+                f"Escalation — {title}: {name} passed its SLA waiting on "
+                f"{', '.join(pending) or 'nobody'}"
+            )
             recipients = [self.inp.owners.escalation_owner]
         else:
             text = f"{title}: {name} {outcome}" + (f" by {by}" if by else "")
@@ -1070,15 +1096,23 @@ class UseCaseRelease:
 
     def _live_notice(self, text: str) -> None:
         owners = self.inp.owners
-        recipients = sorted({owners.business_owner, owners.technical_owner,
-                             owners.operations_owner})
+        recipients = sorted(
+            {owners.business_owner, owners.technical_owner, owners.operations_owner}
+        )
         self.notices.append(
-            self._notice(NotificationKind.LIVE_EVENT, f"{self.inp.title}: {text}",
-                         recipients=recipients)
+            self._notice(
+                NotificationKind.LIVE_EVENT, f"{self.inp.title}: {text}", recipients=recipients
+            )
         )
 
-    def _notice(self, kind: NotificationKind, text: str, *, card: GateCard | None = None,
-                recipients: list[str] | None = None) -> Notification:
+    def _notice(
+        self,
+        kind: NotificationKind,
+        text: str,
+        *,
+        card: GateCard | None = None,
+        recipients: list[str] | None = None,
+    ) -> Notification:
         return Notification(
             kind=kind,
             workflow_id=self.workflow_id,
@@ -1244,16 +1278,23 @@ class UseCaseRelease:
                     "hook_called",
                     actor="system",
                     channel=Channel.SYSTEM,
-                    payload={"hook": request.hook, "url": request.url,
-                             "status_code": result.status_code, "ok": result.ok},
+                    payload={
+                        "hook": request.hook,
+                        "url": request.url,
+                        "status_code": result.status_code,
+                        "ok": result.ok,
+                    },
                 )
             except ActivityError as err:
                 self._record(
                     "hook_failed",
                     actor="system",
                     channel=Channel.SYSTEM,
-                    payload={"hook": request.hook, "url": request.url,
-                             "error": str(err.cause or err)},
+                    payload={
+                        "hook": request.hook,
+                        "url": request.url,
+                        "error": str(err.cause or err),
+                    },
                 )
                 self._live_notice(f"{request.hook} hook failed: {err.cause or err}")
 
@@ -1266,7 +1307,8 @@ class UseCaseRelease:
             ):
                 continue  # a newer card for the same gate is queued: send only that one
             if card_key and notice.kind in (
-                NotificationKind.GATE_UPDATED, NotificationKind.GATE_CLOSED
+                NotificationKind.GATE_UPDATED,
+                NotificationKind.GATE_CLOSED,
             ):
                 notice.message_refs = list(self.cards.get(card_key, []))
             try:

@@ -15,7 +15,9 @@ def authenticate(request: Request, directory: Directory, *, production: bool) ->
         raise Problem(401, "a bearer token is required", code="unauthenticated")
     if production:
         # Development tokens from the directory file are never accepted in production.
-        raise Problem(401, "development tokens are not accepted in production", code="unauthenticated")
+        raise Problem(
+            401, "development tokens are not accepted in production", code="unauthenticated"
+        )
     person = directory.by_token(token.strip())
     if person is None:
         raise Problem(401, "unknown or expired token", code="unauthenticated")

@@ -61,7 +61,9 @@ async def db_session(res: Res) -> AsyncIterator[AsyncSession]:
                 await session.rollback()
                 raise
     except (OperationalError, DBAPIError, OSError) as exc:
-        raise Problem(503, f"the database is unreachable: {exc.__class__.__name__}", code="db-unavailable") from None
+        raise Problem(
+            503, f"the database is unreachable: {exc.__class__.__name__}", code="db-unavailable"
+        ) from None
 
 
 DbSession = Annotated[AsyncSession, Depends(db_session)]

@@ -56,7 +56,9 @@ def workflow_id_for(id_or_key: str) -> str:
 
 def request_digest(body: UseCaseCreate, delivery_lead: str) -> str:
     doc = {"delivery_lead": delivery_lead, "body": body.model_dump(mode="json")}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,13 @@ def _is_unavailable(exc: RPCError) -> bool:
 
 
 class UseCaseGateway:
-    def __init__(self, client: Client, settings: Settings, loaded_policy: policy.LoadedPolicy,
-                 directory: policy.Directory) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        loaded_policy: policy.LoadedPolicy,
+        directory: policy.Directory,
+    ) -> None:
         self.client = client
         self.settings = settings
         self.policy = loaded_policy
@@ -117,7 +124,9 @@ class UseCaseGateway:
             escalation_owner=o.escalation_owner,
             stop_authority=list(o.stop_authority)
             if o.stop_authority
-            else policy.default_stop_authority(o.business_owner, o.technical_owner, o.operations_owner),
+            else policy.default_stop_authority(
+                o.business_owner, o.technical_owner, o.operations_owner
+            ),
         )
         pinned = self.policy.pin(body.risk_tier)
         try:
@@ -178,14 +187,16 @@ class UseCaseGateway:
                 ) from None
             return await self.state(wid), False
         except RPCError as exc:
-            raise _unavailable(exc) if _is_unavailable(exc) else Problem(
-                503, f"Temporal refused the start: {exc.message}", code="temporal-error"
+            raise (
+                _unavailable(exc)
+                if _is_unavailable(exc)
+                else Problem(
+                    503, f"Temporal refused the start: {exc.message}", code="temporal-error"
+                )
             ) from None
         except RuntimeError as exc:
             raise _connect_failed(exc) from None
-        self._remember(
-            RunFacts(wid, roster, body.risk_tier.value, pinned.sha256, digest)
-        )
+        self._remember(RunFacts(wid, roster, body.risk_tier.value, pinned.sha256, digest))
         return await self._query_state(handle), True
 
     # ------------------------------------------------------------------ reads
@@ -251,8 +262,9 @@ class UseCaseGateway:
             return  # this run pinned another policy version: leave it to the workflow
         rule = policy.gate_rule(self.policy.pin(policy.RiskTier(facts.tier)), gate)
         if rule is None:
-            raise Problem(409, f"gate {gate.value} is not part of this use case's path",
-                          code="gate-not-open")
+            raise Problem(
+                409, f"gate {gate.value} is not part of this use case's path", code="gate-not-open"
+            )
         excluded = policy.excluded_from_gate(
             gate, facts.roster, change_raised_by=facts.change_raised_by
         )
@@ -272,7 +284,9 @@ class UseCaseGateway:
                 Refusal.NOT_ELIGIBLE, f"only the delivery lead or technical owner {what}"
             )
 
-    async def update(self, wid: str, method: Any, arg: Any, *, update_id: str | None = None) -> UseCaseView:
+    async def update(
+        self, wid: str, method: Any, arg: Any, *, update_id: str | None = None
+    ) -> UseCaseView:
         await self.facts(wid)
         handle = self.client.get_workflow_handle(wid)
         view: UseCaseView = await self._call(
@@ -294,9 +308,13 @@ class UseCaseGateway:
                     refusal = None
                 if refusal is not None:
                     raise Problem.refused(refusal, cause.message) from None
-            raise Problem(409, f"the workflow refused the command: {cause}", code="refused") from None
+            raise Problem(
+                409, f"the workflow refused the command: {cause}", code="refused"
+            ) from None
         except WorkflowQueryFailedError as exc:
-            raise Problem(503, f"the workflow could not answer: {exc}", code="query-failed") from None
+            raise Problem(
+                503, f"the workflow could not answer: {exc}", code="query-failed"
+            ) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
             raise _unavailable(exc) from None
         except RPCError as exc:

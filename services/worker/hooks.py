@@ -36,8 +36,12 @@ class HookActivities:
     @activity.defn(name=HOOK_CALL)
     async def call(self, request: HookRequest) -> HookResult:
         body = json.dumps(
-            {"hook": request.hook, "workflow_id": request.workflow_id,
-             "use_case": request.use_case_key, **request.payload},
+            {
+                "hook": request.hook,
+                "workflow_id": request.workflow_id,
+                "use_case": request.use_case_key,
+                **request.payload,
+            },
             sort_keys=True,
             separators=(",", ":"),
         ).encode()

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -48,7 +47,9 @@ def release_activities(
     ]
 
 
-def build_worker(client: Client, settings: Settings, activities: list[Callable[..., Any]]) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, activities: list[Callable[..., Any]]
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -10,12 +10,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.api.app import create_app
 from services.settings import Settings
-from tests.workflows.conftest import ReleaseHarness, release, store_url  # noqa: F401 - fixtures
+from tests.harness import ReleaseHarness
 
 
 @pytest.fixture(scope="session")
 async def api_settings(
-    temporal_env: WorkflowEnvironment, release: ReleaseHarness, store_url: str  # noqa: F811
+    temporal_env: WorkflowEnvironment,
+    release: ReleaseHarness,
+    store_url: str,
 ) -> Settings:
     return Settings(
         TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,

@@ -190,7 +190,9 @@ async def test_missing_token_is_401(api: httpx.AsyncClient) -> None:
         (b"[]", ""),
     ],
 )
-async def test_malformed_start_is_422(api: httpx.AsyncClient, content: bytes, fragment: str) -> None:
+async def test_malformed_start_is_422(
+    api: httpx.AsyncClient, content: bytes, fragment: str
+) -> None:
     r = await api.post(
         "/v1/use-cases",
         content=content,
@@ -205,12 +207,30 @@ async def test_malformed_start_is_422(api: httpx.AsyncClient, content: bytes, fr
     ("change", "detail"),
     [
         ({"risk_tier": "extreme"}, "risk_tier"),
-        ({"owners": {"business_owner": "ghost", "technical_owner": "tom",
-                     "operations_owner": "olga", "risk_approvers": ["rita"],
-                     "escalation_owner": "eve"}}, "ghost"),
-        ({"owners": {"business_owner": "bo", "technical_owner": "tom",
-                     "operations_owner": "olga", "risk_approvers": ["group:nobody-here"],
-                     "escalation_owner": "eve"}}, "nobody-here"),
+        (
+            {
+                "owners": {
+                    "business_owner": "ghost",
+                    "technical_owner": "tom",
+                    "operations_owner": "olga",
+                    "risk_approvers": ["rita"],
+                    "escalation_owner": "eve",
+                }
+            },
+            "ghost",
+        ),
+        (
+            {
+                "owners": {
+                    "business_owner": "bo",
+                    "technical_owner": "tom",
+                    "operations_owner": "olga",
+                    "risk_approvers": ["group:nobody-here"],
+                    "escalation_owner": "eve",
+                }
+            },
+            "nobody-here",
+        ),
         ({"unexpected": 1}, "unexpected"),
     ],
 )
@@ -234,8 +254,11 @@ async def test_unknown_use_case_is_404(api: httpx.AsyncClient) -> None:
     for method, path, body in [
         ("GET", "/v1/use-cases/usecase-does-not-exist", None),
         ("GET", "/v1/use-cases/does-not-exist/history", None),
-        ("POST", "/v1/use-cases/usecase-does-not-exist/gates/go_live/decisions",
-         {"decision": "approve"}),
+        (
+            "POST",
+            "/v1/use-cases/usecase-does-not-exist/gates/go_live/decisions",
+            {"decision": "approve"},
+        ),
         ("POST", "/v1/use-cases/usecase-does-not-exist/stages/scoping/complete", {}),
     ]:
         r = await api.request(method, path, json=body, headers=auth("bo"))
@@ -283,7 +306,8 @@ async def test_evidence_validation(api: httpx.AsyncClient) -> None:
     assert state["evidence"] == []
 
     r = await api.post(
-        f"/v1/use-cases/{uc['id']}/evidence", json={"evidence": [ev("design_doc")]},
+        f"/v1/use-cases/{uc['id']}/evidence",
+        json={"evidence": [ev("design_doc")]},
         headers=auth("dana"),
     )
     assert r.status_code == 201
@@ -310,7 +334,8 @@ async def test_idempotency_key_makes_one_decision(api: httpx.AsyncClient) -> Non
     uc = await create(api, "high")
     await walk(api, uc, "risk_signoff")
     await api.post(
-        f"/v1/use-cases/{uc['id']}/evidence", json={"evidence": [ev("risk_assessment")]},
+        f"/v1/use-cases/{uc['id']}/evidence",
+        json={"evidence": [ev("risk_assessment")]},
         headers=auth("dana"),
     )
     url = f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions"
@@ -331,16 +356,20 @@ async def test_idempotency_key_makes_one_decision(api: httpx.AsyncClient) -> Non
 
 async def test_closed_run_refuses_commands(api: httpx.AsyncClient) -> None:
     uc = await create(api, "low")
-    r = await api.post(f"/v1/use-cases/{uc['id']}/cancel", json={"reason": "budget"},
-                       headers=auth("dana"))
-    assert r.status_code == 200 and r.json()["stage"] == "cancelled" and r.json()["closed"]
+    r = await api.post(
+        f"/v1/use-cases/{uc['id']}/cancel", json={"reason": "budget"}, headers=auth("dana")
+    )
+    assert r.status_code == 200
+    assert r.json()["stage"] == "cancelled"
+    assert r.json()["closed"]
     await asyncio.sleep(0.3)  # let the run finish
     r = await api.post(
         f"/v1/use-cases/{uc['id']}/stages/scoping/complete", json={}, headers=auth("dana")
     )
     assert r.status_code == 409, r.text
     r = await api.get(f"/v1/use-cases/{uc['id']}", headers=auth("dana"))
-    assert r.status_code == 200 and r.json()["stage"] == "cancelled"
+    assert r.status_code == 200
+    assert r.json()["stage"] == "cancelled"
 
 
 async def test_pending_inbox_follows_the_gate(api: httpx.AsyncClient) -> None:
@@ -361,8 +390,11 @@ async def test_pending_inbox_follows_the_gate(api: httpx.AsyncClient) -> None:
 
     await eventually("olga", True)
     assert uc["id"] not in await pending("rita")
-    r = await api.post(f"/v1/use-cases/{uc['id']}/gates/ops_handoff/decisions",
-                       json={"decision": "approve"}, headers=auth("olga"))
+    r = await api.post(
+        f"/v1/use-cases/{uc['id']}/gates/ops_handoff/decisions",
+        json={"decision": "approve"},
+        headers=auth("olga"),
+    )
     assert r.status_code == 200
     await eventually("olga", False)
     await eventually("bo", True)
@@ -372,8 +404,11 @@ async def test_list_filters(api: httpx.AsyncClient) -> None:
     uc = await create(api, "medium")
     await walk(api, uc, "specification")
     for _ in range(40):
-        r = await api.get("/v1/use-cases", params={"stage": "specification", "risk_tier": "medium"},
-                          headers=auth("eve"))
+        r = await api.get(
+            "/v1/use-cases",
+            params={"stage": "specification", "risk_tier": "medium"},
+            headers=auth("eve"),
+        )
         ids = [i["id"] for i in r.json()["items"]]
         if uc["id"] in ids:
             break

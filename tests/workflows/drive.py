@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
@@ -20,7 +21,9 @@ from workflows.release import UseCaseRelease
 WORK = ("scoping", "specification", "implementation", "validation")
 
 
-async def complete(handle: WorkflowHandle, stage: str, tier: str, actor: str = "dana") -> UseCaseView:
+async def complete(
+    handle: WorkflowHandle, stage: str, tier: str, actor: str = "dana"
+) -> UseCaseView:
     kinds = STAGE_EVIDENCE[tier].get(stage, [])
     return await handle.execute_update(
         UseCaseRelease.complete_stage,
@@ -69,9 +72,8 @@ async def advance_to(handle: WorkflowHandle, target: str, tier: str) -> UseCaseV
 
 
 async def refusal_of(awaitable) -> ApplicationError:  # type: ignore[no-untyped-def]
-    try:
+    with pytest.raises(WorkflowUpdateFailedError) as info:
         await awaitable
-    except WorkflowUpdateFailedError as exc:
-        assert isinstance(exc.cause, ApplicationError)
-        return exc.cause
-    raise AssertionError("the command was not refused")
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause

@@ -103,7 +103,9 @@ async def export(target: Path = HERE) -> list[Path]:
                 env.client,
                 task_queue=task_queue,
                 workflows=[UseCaseRelease],
-                activities=release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
+                activities=release_activities(
+                    make_sessionmaker(engine), [LogAdapter()], http, None
+                ),
             ):
                 handles = await _scenarios(env.client, task_queue)
             ids: dict[str, str] = {}

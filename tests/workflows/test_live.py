@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 
-from tests.workflows.conftest import HOOK_SECRET, ReleaseHarness
+from tests.harness import HOOK_SECRET, ReleaseHarness
 from tests.workflows.drive import advance_to, complete, decide, pass_gate, refusal_of
 from tests.workflows.helpers import make_input
 from workflows.model import (
@@ -45,9 +45,12 @@ class HookReceiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 timestamp = self.headers["X-ReleaseGate-Timestamp"]
-                expected = "sha256=" + hmac.new(
-                    HOOK_SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256
-                ).hexdigest()
+                expected = (
+                    "sha256="
+                    + hmac.new(
+                        HOOK_SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+                    ).hexdigest()
+                )
                 receiver.calls.append(
                     {
                         "path": self.path,
@@ -104,7 +107,9 @@ async def test_go_live_calls_the_signed_deploy_hook(
     release: ReleaseHarness, receiver: HookReceiver
 ) -> None:
     handle = await live_use_case(release, receiver)
-    calls = [c for c in await receiver.wait_for("/deploy", 1) if c["body"]["workflow_id"] == handle.id]
+    calls = [
+        c for c in await receiver.wait_for("/deploy", 1) if c["body"]["workflow_id"] == handle.id
+    ]
     assert len(calls) == 1
     assert calls[0]["signed"]
     assert calls[0]["body"]["live_version"] == 1
@@ -118,10 +123,12 @@ async def test_go_live_calls_the_signed_deploy_hook(
 
 async def test_incidents_and_sev1_suspends(release: ReleaseHarness, receiver: HookReceiver) -> None:
     handle = await live_use_case(release, receiver)
-    err = await refusal_of(handle.execute_update(
-        UseCaseRelease.report_incident,
-        ReportIncident(actor="priya", severity=Severity.SEV2, summary="slow"),
-    ))
+    err = await refusal_of(
+        handle.execute_update(
+            UseCaseRelease.report_incident,
+            ReportIncident(actor="priya", severity=Severity.SEV2, summary="slow"),
+        )
+    )
     assert err.type == "not_eligible"
 
     view = await handle.execute_update(
@@ -137,7 +144,9 @@ async def test_incidents_and_sev1_suspends(release: ReleaseHarness, receiver: Ho
     )
     assert view.stage == Stage.SUSPENDED
     assert view.incidents[-1].suspended
-    rollbacks = [c for c in await receiver.wait_for("/rollback") if c["body"]["workflow_id"] == handle.id]
+    rollbacks = [
+        c for c in await receiver.wait_for("/rollback") if c["body"]["workflow_id"] == handle.id
+    ]
     assert len(rollbacks) == 1
     assert rollbacks[0]["signed"]
 
@@ -145,18 +154,22 @@ async def test_incidents_and_sev1_suspends(release: ReleaseHarness, receiver: Ho
 async def test_suspend_resume_cycle(release: ReleaseHarness, receiver: HookReceiver) -> None:
     handle = await live_use_case(release, receiver)
 
-    err = await refusal_of(handle.execute_update(
-        UseCaseRelease.suspend, Suspend(actor="rita", reason="I think it is wrong")))
+    err = await refusal_of(
+        handle.execute_update(
+            UseCaseRelease.suspend, Suspend(actor="rita", reason="I think it is wrong")
+        )
+    )
     assert err.type == "not_eligible"
-    err = await refusal_of(handle.execute_update(
-        UseCaseRelease.resume, Resume(actor="olga")))
+    err = await refusal_of(handle.execute_update(UseCaseRelease.resume, Resume(actor="olga")))
     assert err.type == "wrong_stage"
 
     view = await handle.execute_update(
-        UseCaseRelease.suspend, Suspend(actor="olga", reason="drift alarm"))
+        UseCaseRelease.suspend, Suspend(actor="olga", reason="drift alarm")
+    )
     assert view.stage == Stage.SUSPENDED
-    err = await refusal_of(handle.execute_update(
-        UseCaseRelease.suspend, Suspend(actor="bo", reason="again")))
+    err = await refusal_of(
+        handle.execute_update(UseCaseRelease.suspend, Suspend(actor="bo", reason="again"))
+    )
     assert err.type == "wrong_stage"
 
     view = await handle.execute_update(UseCaseRelease.resume, Resume(actor="tom", reason="fixed"))
@@ -190,10 +203,14 @@ async def test_live_verbs_refused_before_live(release: ReleaseHarness) -> None:
     for update, cmd in [
         (UseCaseRelease.suspend, Suspend(actor="bo", reason="x")),
         (UseCaseRelease.retire, Retire(actor="bo")),
-        (UseCaseRelease.raise_change,
-         RaiseChange(actor="dana", summary="x", materiality=Materiality.MINOR)),
-        (UseCaseRelease.report_incident,
-         ReportIncident(actor="olga", severity=Severity.SEV2, summary="x")),
+        (
+            UseCaseRelease.raise_change,
+            RaiseChange(actor="dana", summary="x", materiality=Materiality.MINOR),
+        ),
+        (
+            UseCaseRelease.report_incident,
+            ReportIncident(actor="olga", severity=Severity.SEV2, summary="x"),
+        ),
     ]:
         err = await refusal_of(handle.execute_update(update, cmd))
         assert err.type == "wrong_stage", (update, err)

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from services.store.ledger import LedgerRepository
 from services.store.registry import RegistryRepository
-from tests.workflows.conftest import ReleaseHarness
+from tests.harness import ReleaseHarness
 from tests.workflows.drive import advance_to, complete, decide, refusal_of
 from tests.workflows.helpers import evidence, make_input
 from workflows import search
@@ -67,12 +67,37 @@ async def wait_registry(release: ReleaseHarness, wid: str, stage: str) -> None:
 
 
 EXPECTED_PATH = {
-    "low": ["scoping", "specification", "implementation", "validation", "risk_signoff",
-            "ops_handoff", "go_live", "live"],
-    "medium": ["scoping", "specification", "implementation", "validation", "risk_signoff",
-               "ops_handoff", "go_live", "live"],
-    "high": ["scoping", "scope_approval", "specification", "implementation", "validation",
-             "risk_signoff", "ops_handoff", "go_live", "live"],
+    "low": [
+        "scoping",
+        "specification",
+        "implementation",
+        "validation",
+        "risk_signoff",
+        "ops_handoff",
+        "go_live",
+        "live",
+    ],
+    "medium": [
+        "scoping",
+        "specification",
+        "implementation",
+        "validation",
+        "risk_signoff",
+        "ops_handoff",
+        "go_live",
+        "live",
+    ],
+    "high": [
+        "scoping",
+        "scope_approval",
+        "specification",
+        "implementation",
+        "validation",
+        "risk_signoff",
+        "ops_handoff",
+        "go_live",
+        "live",
+    ],
 }
 
 
@@ -84,8 +109,11 @@ async def test_happy_path_reaches_live(release: ReleaseHarness, tier: str) -> No
     assert view.stage == Stage.LIVE
     assert not view.closed
     assert view.open_gate is None
-    entered = [e.stage.value for e in await handle.query(UseCaseRelease.events)
-               if e.kind == "stage_entered"]
+    entered = [
+        e.stage.value
+        for e in await handle.query(UseCaseRelease.events)
+        if e.kind == "stage_entered"
+    ]
     assert entered == EXPECTED_PATH[tier]
 
     desc = await handle.describe()
@@ -108,7 +136,10 @@ async def test_gate_shows_eligible_quorum_due_and_waits_on(release: ReleaseHarne
 
     desc = await handle.describe()
     assert sorted(desc.typed_search_attributes.get(search.PENDING_APPROVERS) or []) == [
-        "bo", "raj", "rita"]
+        "bo",
+        "raj",
+        "rita",
+    ]
     assert desc.typed_search_attributes.get(search.GATE_DUE_AT) is not None
 
     view = await decide(handle, "rita", "scope_approval")
@@ -122,13 +153,16 @@ async def test_rework_loop_counts_rounds(release: ReleaseHarness) -> None:
     handle = await release.start(make_input("low"))
     await advance_to(handle, "risk_signoff", "low")
 
-    view = await decide(handle, "rita", "risk_signoff", Decision.REQUEST_CHANGES, "bias eval missing")
+    view = await decide(
+        handle, "rita", "risk_signoff", Decision.REQUEST_CHANGES, "bias eval missing"
+    )
     assert view.stage == Stage.IMPLEMENTATION
     assert view.round == 2
 
     view = await advance_to(handle, "risk_signoff", "low")
     assert view.round == 2
-    assert view.open_gate is not None and view.open_gate.round == 2
+    assert view.open_gate is not None
+    assert view.open_gate.round == 2
     view = await decide(handle, "raj", "risk_signoff", Decision.REQUEST_CHANGES, "still missing")
     assert view.round == 3
 
@@ -137,7 +171,9 @@ async def test_rework_loop_counts_rounds(release: ReleaseHarness) -> None:
     events = await handle.query(UseCaseRelease.events)
     asks = [e for e in events if e.decision == Decision.REQUEST_CHANGES]
     assert [(e.actor, e.round, e.comment) for e in asks] == [
-        ("rita", 1, "bias eval missing"), ("raj", 2, "still missing")]
+        ("rita", 1, "bias eval missing"),
+        ("raj", 2, "still missing"),
+    ]
 
 
 async def test_high_scope_approval_reworks_to_scoping(release: ReleaseHarness) -> None:
@@ -168,7 +204,8 @@ async def test_cancel_by_business_owner_and_refused_for_others(release: ReleaseH
     )
     assert err.type == "not_eligible"
     view = await handle.execute_update(UseCaseRelease.cancel, Cancel(actor="bo", reason="budget"))
-    assert view.stage == Stage.CANCELLED and view.closed
+    assert view.stage == Stage.CANCELLED
+    assert view.closed
     assert (await handle.result()).outcome == "cancelled"
 
 
@@ -210,24 +247,38 @@ async def test_refused_commands_leave_history_unchanged(
     before = await settled_history_length(handle)
     state_before = await handle.query(UseCaseRelease.state)
 
-    def cmd(actor: str, gate: str = "risk_signoff", decision: Decision = Decision.APPROVE,
-            comment: str = "", digests: list[str] | None = None) -> GateDecision:
-        return GateDecision(actor=actor, gate=Gate(gate), decision=decision, comment=comment,
-                            evidence_digests=digests)
+    def cmd(
+        actor: str,
+        gate: str = "risk_signoff",
+        decision: Decision = Decision.APPROVE,
+        comment: str = "",
+        digests: list[str] | None = None,
+    ) -> GateDecision:
+        return GateDecision(
+            actor=actor,
+            gate=Gate(gate),
+            decision=decision,
+            comment=comment,
+            evidence_digests=digests,
+        )
 
     call = {
         "ineligible": lambda: handle.execute_update(UseCaseRelease.decide, cmd("olga")),
         "wrong_gate": lambda: handle.execute_update(UseCaseRelease.decide, cmd("bo", "go_live")),
         "no_comment": lambda: handle.execute_update(
-            UseCaseRelease.decide, cmd("rita", decision=Decision.REJECT)),
+            UseCaseRelease.decide, cmd("rita", decision=Decision.REJECT)
+        ),
         "missing_gate_evidence": lambda: handle.execute_update(UseCaseRelease.decide, cmd("rita")),
         "twice": None,
         "stale_digests": lambda: handle.execute_update(
-            UseCaseRelease.decide, cmd("rita", digests=["a" * 64])),
+            UseCaseRelease.decide, cmd("rita", digests=["a" * 64])
+        ),
         "wrong_stage_complete": lambda: handle.execute_update(
-            UseCaseRelease.complete_stage, CompleteStage(actor="dana", stage=Stage.SCOPING)),
+            UseCaseRelease.complete_stage, CompleteStage(actor="dana", stage=Stage.SCOPING)
+        ),
         "validation_without_evidence": lambda: handle.execute_update(
-            UseCaseRelease.complete_stage, CompleteStage(actor="dana", stage=Stage.VALIDATION)),
+            UseCaseRelease.complete_stage, CompleteStage(actor="dana", stage=Stage.VALIDATION)
+        ),
     }[command]
     if command == "twice":
         # rita approves on a second use case whose risk panel needs two people
@@ -254,7 +305,8 @@ async def test_same_idempotency_key_is_one_decision(release: ReleaseHarness) -> 
     handle = await release.start(make_input("high"))
     await advance_to(handle, "risk_signoff", "high")
     await handle.execute_update(
-        UseCaseRelease.add_evidence, AddEvidence(actor="dana", evidence=[evidence("risk_assessment")])
+        UseCaseRelease.add_evidence,
+        AddEvidence(actor="dana", evidence=[evidence("risk_assessment")]),
     )
     first = await decide(handle, "rita", "risk_signoff", update_id="click-123")
     second = await decide(handle, "rita", "risk_signoff", update_id="click-123")
@@ -264,12 +316,15 @@ async def test_same_idempotency_key_is_one_decision(release: ReleaseHarness) -> 
     assert len([d for d in decisions if d.gate == Gate.RISK_SIGNOFF]) == 1
 
 
-async def test_twenty_concurrent_approvals_count_exactly_the_quorum(release: ReleaseHarness) -> None:
+async def test_twenty_concurrent_approvals_count_exactly_the_quorum(
+    release: ReleaseHarness,
+) -> None:
     panel = ["group:risk-committee", "carla", "omar"]  # four eligible people, quorum 2
     handle = await release.start(make_input("high", risk_approvers=panel))
     await advance_to(handle, "risk_signoff", "high")
     view = await handle.execute_update(
-        UseCaseRelease.add_evidence, AddEvidence(actor="dana", evidence=[evidence("risk_assessment")])
+        UseCaseRelease.add_evidence,
+        AddEvidence(actor="dana", evidence=[evidence("risk_assessment")]),
     )
     assert view.open_gate.eligible == ["carla", "omar", "raj", "rita"]
 
@@ -286,7 +341,8 @@ async def test_twenty_concurrent_approvals_count_exactly_the_quorum(release: Rel
 
     events = await handle.query(UseCaseRelease.events)
     approvals = [e.actor for e in events if e.kind == "decision" and e.gate == Gate.RISK_SIGNOFF]
-    assert len(approvals) == 2 and len(set(approvals)) == 2
+    assert len(approvals) == 2
+    assert len(set(approvals)) == 2
     passed = [e for e in events if e.kind == "gate_passed" and e.gate == Gate.RISK_SIGNOFF]
     assert len(passed) == 1
     assert (await handle.query(UseCaseRelease.state)).stage == Stage.OPS_HANDOFF
@@ -316,15 +372,23 @@ async def test_new_evidence_voids_earlier_approvals(release: ReleaseHarness) -> 
     err = await refusal_of(
         handle.execute_update(
             UseCaseRelease.decide,
-            GateDecision(actor="rita", gate=Gate.RISK_SIGNOFF, decision=Decision.APPROVE,
-                         evidence_digests=seen),
+            GateDecision(
+                actor="rita",
+                gate=Gate.RISK_SIGNOFF,
+                decision=Decision.APPROVE,
+                evidence_digests=seen,
+            ),
         )
     )
     assert err.type == "evidence_changed"
     view = await handle.execute_update(
         UseCaseRelease.decide,
-        GateDecision(actor="rita", gate=Gate.RISK_SIGNOFF, decision=Decision.APPROVE,
-                     evidence_digests=view.open_gate.evidence_digests),
+        GateDecision(
+            actor="rita",
+            gate=Gate.RISK_SIGNOFF,
+            decision=Decision.APPROVE,
+            evidence_digests=view.open_gate.evidence_digests,
+        ),
     )
     assert [a.actor for a in view.open_gate.approvals] == ["rita"]
 

@@ -25,11 +25,14 @@ from workflows.release import UseCaseRelease
 async def ts(time_skipping_env: WorkflowEnvironment, store_url: str) -> AsyncIterator[tuple]:
     engine = make_engine(store_url)
     task_queue = f"timers-{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient() as http, Worker(
-        time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[UseCaseRelease],
-        activities=release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
+    async with (
+        httpx.AsyncClient() as http,
+        Worker(
+            time_skipping_env.client,
+            task_queue=task_queue,
+            workflows=[UseCaseRelease],
+            activities=release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
+        ),
     ):
         yield time_skipping_env, task_queue
     await engine.dispose()
@@ -65,7 +68,8 @@ async def test_reminder_then_escalation_each_once(ts: tuple) -> None:
     escalations = [e for e in events if e.kind == "gate_escalated"]
     assert len(escalations) == 1
     view = await handle.query(UseCaseRelease.state)
-    assert view.open_gate is not None and view.open_gate.escalated_at is not None
+    assert view.open_gate is not None
+    assert view.open_gate.escalated_at is not None
 
     await env.sleep(timedelta(days=30))  # nothing is ever sent twice
     got = await kinds(handle, "risk_signoff")

@@ -33,5 +33,9 @@ async def readyz(res: Res) -> JSONResponse | dict[str, object]:
         checks["database"] = f"unreachable: {exc.__class__.__name__}"
     if all(v == "ok" for v in checks.values()):
         return {"status": "ready", "checks": checks}
-    return problem_response(503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
-                            "not-ready", checks=checks)
+    return problem_response(
+        503,
+        "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()),
+        "not-ready",
+        checks=checks,
+    )

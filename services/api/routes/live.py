@@ -55,7 +55,10 @@ def change_workflow_id(use_case_id: str, change_id: str) -> str:
 
 @router.post("/{use_case_id}/incidents", status_code=201, response_model=UseCaseView)
 async def report_incident(
-    use_case_id: str, body: IncidentBody, person: CurrentPerson, gateway: Gateway,
+    use_case_id: str,
+    body: IncidentBody,
+    person: CurrentPerson,
+    gateway: Gateway,
     idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     """Any owner or operations; a sev1 suspends the use case when the policy says so."""
@@ -63,40 +66,55 @@ async def report_incident(
         actor=person.id, severity=body.severity, summary=body.summary, channel=Channel.API
     )
     return await gateway.update(
-        workflow_id_for(use_case_id), UseCaseRelease.report_incident, cmd,
+        workflow_id_for(use_case_id),
+        UseCaseRelease.report_incident,
+        cmd,
         update_id=_idempotency_key(idempotency_key),
     )
 
 
 @router.post("/{use_case_id}/suspend", response_model=UseCaseView)
 async def suspend(
-    use_case_id: str, body: ReasonBody, person: CurrentPerson, gateway: Gateway,
+    use_case_id: str,
+    body: ReasonBody,
+    person: CurrentPerson,
+    gateway: Gateway,
     idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     """Stop-ship by a stop-authority holder: state ``suspended``, the rollback hook is called."""
     cmd = Suspend(actor=person.id, reason=body.reason, channel=Channel.API)
     return await gateway.update(
-        workflow_id_for(use_case_id), UseCaseRelease.suspend, cmd,
+        workflow_id_for(use_case_id),
+        UseCaseRelease.suspend,
+        cmd,
         update_id=_idempotency_key(idempotency_key),
     )
 
 
 @router.post("/{use_case_id}/resume", response_model=UseCaseView)
 async def resume(
-    use_case_id: str, person: CurrentPerson, gateway: Gateway,
-    body: OptionalReasonBody | None = None, idempotency_key: IdempotencyKey = None,
+    use_case_id: str,
+    person: CurrentPerson,
+    gateway: Gateway,
+    body: OptionalReasonBody | None = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     """Opens gate ``resume_approval`` (risk + business per policy)."""
     cmd = Resume(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
     return await gateway.update(
-        workflow_id_for(use_case_id), UseCaseRelease.resume, cmd,
+        workflow_id_for(use_case_id),
+        UseCaseRelease.resume,
+        cmd,
         update_id=_idempotency_key(idempotency_key),
     )
 
 
 @router.post("/{use_case_id}/changes", status_code=201, response_model=UseCaseView)
 async def raise_change(
-    use_case_id: str, body: ChangeBody, person: CurrentPerson, gateway: Gateway,
+    use_case_id: str,
+    body: ChangeBody,
+    person: CurrentPerson,
+    gateway: Gateway,
     idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     """Minor → ``change_approval``; material → validation and the release gates again, while
@@ -104,8 +122,11 @@ async def raise_change(
     wid = workflow_id_for(use_case_id)
     await gateway.precheck_delivery(wid, person.id, what="raises a change")
     cmd = RaiseChange(
-        actor=person.id, summary=body.summary, materiality=body.materiality,
-        evidence=body.evidence, channel=Channel.API,
+        actor=person.id,
+        summary=body.summary,
+        materiality=body.materiality,
+        evidence=body.evidence,
+        channel=Channel.API,
     )
     parent = await gateway.update(
         wid, UseCaseRelease.raise_change, cmd, update_id=_idempotency_key(idempotency_key)
@@ -116,12 +137,17 @@ async def raise_change(
 
 @router.post("/{use_case_id}/retire", response_model=UseCaseView)
 async def retire(
-    use_case_id: str, person: CurrentPerson, gateway: Gateway,
-    body: OptionalReasonBody | None = None, idempotency_key: IdempotencyKey = None,
+    use_case_id: str,
+    person: CurrentPerson,
+    gateway: Gateway,
+    body: OptionalReasonBody | None = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     cmd = Retire(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
     return await gateway.update(
-        workflow_id_for(use_case_id), UseCaseRelease.retire, cmd,
+        workflow_id_for(use_case_id),
+        UseCaseRelease.retire,
+        cmd,
         update_id=_idempotency_key(idempotency_key),
     )
 
@@ -133,36 +159,61 @@ async def get_change(
     return await gateway.state(change_workflow_id(use_case_id, change_id))
 
 
-@router.post("/{use_case_id}/changes/{change_id}/stages/{stage}/complete",
-             response_model=UseCaseView)
+@router.post(
+    "/{use_case_id}/changes/{change_id}/stages/{stage}/complete", response_model=UseCaseView
+)
 async def complete_change_stage(
-    use_case_id: str, change_id: str, stage: Stage, body: CompleteStageBody,
-    person: CurrentPerson, gateway: Gateway, idempotency_key: IdempotencyKey = None,
+    use_case_id: str,
+    change_id: str,
+    stage: Stage,
+    body: CompleteStageBody,
+    person: CurrentPerson,
+    gateway: Gateway,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     return await complete_stage_of(
-        gateway, change_workflow_id(use_case_id, change_id), stage, body, person.id,
+        gateway,
+        change_workflow_id(use_case_id, change_id),
+        stage,
+        body,
+        person.id,
         idempotency_key,
     )
 
 
-@router.post("/{use_case_id}/changes/{change_id}/evidence", status_code=201,
-             response_model=UseCaseView)
+@router.post(
+    "/{use_case_id}/changes/{change_id}/evidence", status_code=201, response_model=UseCaseView
+)
 async def add_change_evidence(
-    use_case_id: str, change_id: str, body: EvidenceBody, person: CurrentPerson,
-    gateway: Gateway, idempotency_key: IdempotencyKey = None,
+    use_case_id: str,
+    change_id: str,
+    body: EvidenceBody,
+    person: CurrentPerson,
+    gateway: Gateway,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     return await add_evidence_to(
         gateway, change_workflow_id(use_case_id, change_id), body, person.id, idempotency_key
     )
 
 
-@router.post("/{use_case_id}/changes/{change_id}/gates/{gate}/decisions",
-             response_model=UseCaseView)
+@router.post(
+    "/{use_case_id}/changes/{change_id}/gates/{gate}/decisions", response_model=UseCaseView
+)
 async def decide_change_gate(
-    use_case_id: str, change_id: str, gate: Gate, body: DecisionBody, person: CurrentPerson,
-    gateway: Gateway, idempotency_key: IdempotencyKey = None,
+    use_case_id: str,
+    change_id: str,
+    gate: Gate,
+    body: DecisionBody,
+    person: CurrentPerson,
+    gateway: Gateway,
+    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     return await decide_gate_of(
-        gateway, change_workflow_id(use_case_id, change_id), gate, body, person.id,
+        gateway,
+        change_workflow_id(use_case_id, change_id),
+        gate,
+        body,
+        person.id,
         idempotency_key,
     )

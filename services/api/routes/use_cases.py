@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 
 from services.api.deps import CurrentPerson, DbSession, Gateway
+from services.api.gateway import UseCaseGateway, workflow_id_for
 from services.api.problems import Problem
 from services.api.schemas import (
     CancelBody,
@@ -17,7 +18,6 @@ from services.api.schemas import (
     UseCasePage,
     UseCaseSummary,
 )
-from services.api.gateway import UseCaseGateway, workflow_id_for
 from services.store.registry import RegistryRepository
 from workflows.model import (
     AddEvidence,
@@ -26,8 +26,8 @@ from workflows.model import (
     CompleteStage,
     Gate,
     GateDecision,
-    ReopenGate,
     HistoryEvent,
+    ReopenGate,
     RiskTier,
     Stage,
     UseCaseCreate,
@@ -44,8 +44,11 @@ def _idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
     if not IDEMPOTENCY_KEY.match(value):
-        raise Problem(422, "Idempotency-Key: 1-200 characters of A-Z a-z 0-9 . _ : @ -",
-                      code="invalid-request")
+        raise Problem(
+            422,
+            "Idempotency-Key: 1-200 characters of A-Z a-z 0-9 . _ : @ -",
+            code="invalid-request",
+        )
     return value
 
 
@@ -118,7 +121,11 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 async def complete_stage_of(
-    gateway: UseCaseGateway, wid: str, stage: Stage, body: CompleteStageBody, actor: str,
+    gateway: UseCaseGateway,
+    wid: str,
+    stage: Stage,
+    body: CompleteStageBody,
+    actor: str,
     idempotency_key: str | None,
 ) -> UseCaseView:
     """Shared by use cases and their change requests: the same verbs on another run."""
@@ -135,14 +142,20 @@ async def add_evidence_to(
     gateway: UseCaseGateway, wid: str, body: EvidenceBody, actor: str, idempotency_key: str | None
 ) -> UseCaseView:
     await gateway.precheck_delivery(wid, actor, what="submits evidence")
-    cmd = AddEvidence(actor=actor, evidence=body.evidence, comment=body.comment, channel=Channel.API)
+    cmd = AddEvidence(
+        actor=actor, evidence=body.evidence, comment=body.comment, channel=Channel.API
+    )
     return await gateway.update(
         wid, UseCaseRelease.add_evidence, cmd, update_id=_idempotency_key(idempotency_key)
     )
 
 
 async def decide_gate_of(
-    gateway: UseCaseGateway, wid: str, gate: Gate, body: DecisionBody, actor: str,
+    gateway: UseCaseGateway,
+    wid: str,
+    gate: Gate,
+    body: DecisionBody,
+    actor: str,
     idempotency_key: str | None,
 ) -> UseCaseView:
     key = _idempotency_key(idempotency_key)
@@ -230,6 +243,8 @@ async def cancel_use_case(
 ) -> UseCaseView:
     cmd = Cancel(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
     return await gateway.update(
-        workflow_id_for(use_case_id), UseCaseRelease.cancel, cmd,
+        workflow_id_for(use_case_id),
+        UseCaseRelease.cancel,
+        cmd,
         update_id=_idempotency_key(idempotency_key),
     )
