@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.api import problems
 from services.api.deps import Resources
 from services.api.gateway import UseCaseGateway
-from services.api.routes import approvals, health, live, use_cases
+from services.api.routes import approvals, health, ledger, live, use_cases
 from services.settings import Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -56,4 +56,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(use_cases.router)
     app.include_router(live.router)
     app.include_router(approvals.router)
+    app.include_router(ledger.router)
     return app

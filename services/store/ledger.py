@@ -330,24 +330,7 @@ class LedgerRepository:
 
     async def verify(self, workflow_id: str) -> VerifyResult:
         """Recompute the chain; report the first seq that is missing, misplaced or altered."""
-        rows = await self.entries(workflow_id)
-        prev_hash = GENESIS_HASH
-        expected_seq = 1
-        for row in rows:
-            if row.seq != expected_seq:
-                # rows come sorted by seq, so a mismatch means `expected_seq` is missing
-                # (a deleted row) unless the stored seq is impossibly small
-                bad = min(row.seq, expected_seq)
-                return _bad(len(rows), bad, f"seq {expected_seq} expected, found {row.seq}")
-            if row.event_id != row.seq:
-                return _bad(len(rows), row.seq, "event_id does not match seq")
-            if row.prev_hash != prev_hash:
-                return _bad(len(rows), row.seq, "prev_hash does not link to the previous entry")
-            if _row_hash(row) != row.hash:
-                return _bad(len(rows), row.seq, "content does not match its hash")
-            prev_hash = row.hash
-            expected_seq += 1
-        return VerifyResult(ok=True, entries=len(rows))
+        return verify_chain(await self.entries(workflow_id))
 
     async def verify_all(self) -> dict[str, VerifyResult]:
         """Verify every chain in the ledger, keyed by workflow id."""
@@ -355,6 +338,31 @@ class LedgerRepository:
             select(LedgerEntry.workflow_id).distinct().order_by(LedgerEntry.workflow_id)
         )
         return {wf: await self.verify(wf) for wf in workflow_ids.all()}
+
+
+def verify_chain(rows: Sequence[LedgerEntry]) -> VerifyResult:
+    """Verify one workflow's entries, given sorted by seq (what ``entries`` returns).
+
+    Lets a caller that already holds the rows (the evidence pack) verify exactly those rows
+    instead of re-reading a chain that may have grown in between.
+    """
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    for row in rows:
+        if row.seq != expected_seq:
+            # rows come sorted by seq, so a mismatch means `expected_seq` is missing
+            # (a deleted row) unless the stored seq is impossibly small
+            bad = min(row.seq, expected_seq)
+            return _bad(len(rows), bad, f"seq {expected_seq} expected, found {row.seq}")
+        if row.event_id != row.seq:
+            return _bad(len(rows), row.seq, "event_id does not match seq")
+        if row.prev_hash != prev_hash:
+            return _bad(len(rows), row.seq, "prev_hash does not link to the previous entry")
+        if _row_hash(row) != row.hash:
+            return _bad(len(rows), row.seq, "content does not match its hash")
+        prev_hash = row.hash
+        expected_seq += 1
+    return VerifyResult(ok=True, entries=len(rows))
 
 
 def _bad(entries: int, seq: int, reason: str) -> VerifyResult:
