@@ -38,8 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
         )
-        log.info("policy %s (%s) loaded; %d people", loaded_policy.version,
-                 loaded_policy.sha256[:12], len(directory.people))
+        log.info(
+            "policy %s (%s) loaded; %d people",
+            loaded_policy.version,
+            loaded_policy.sha256[:12],
+            len(directory.people),
+        )
         try:
             yield
         finally:

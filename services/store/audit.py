@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.store.ledger import (
-    GENESIS_HASH,
     LedgerRepository,
     VerifyResult,
     iso_utc,
@@ -32,7 +31,8 @@ PACK_FORMAT = "releasegate.evidence-pack/1"
 HASH_RECIPE = (
     "hash = SHA-256 (hex) of the UTF-8 canonical JSON (keys sorted, separators ',' and ':', "
     "no ASCII escaping) of {workflow_id, seq, at, kind, actor, channel, payload, "
-    f"policy_version, prev_hash}}; the first entry's prev_hash is {GENESIS_HASH[:8]}… (64 zeros)"
+    "policy_version, prev_hash}, with at as ISO-8601 UTC with microseconds and 'Z' (as shown "
+    "in the chain); the first entry's prev_hash is 64 zeros"
 )
 
 WORKFLOW_ID_PREFIX = "usecase-"
