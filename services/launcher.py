@@ -262,7 +262,8 @@ class Launcher:
 
     def banner(self) -> str:
         s = self.settings
-        api = f"http://{'localhost' if s.api_host in ('127.0.0.1', '0.0.0.0') else s.api_host}:{s.api_port}"
+        host = "localhost" if s.api_host in ("127.0.0.1", "0.0.0.0") else s.api_host  # noqa: S104
+        api = f"http://{host}:{s.api_port}"
         quick = quickstart(api)
         return (
             "\nReleaseGate is running.\n"

@@ -82,7 +82,8 @@ def install(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        loc = ".".join(first["loc"])
+        detail = f"{loc}: {first['msg']}" if loc else str(first["msg"])
         return problem_response(422, detail, "invalid-request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
