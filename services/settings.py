@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
     public_url: str = Field(default="http://localhost:8000", alias="RELEASEGATE_URL")
     hook_secret: str | None = Field(default=None, alias="RELEASEGATE_HOOK_SECRET")
+    notify_webhook_url: str | None = Field(default=None, alias="RELEASEGATE_NOTIFY_WEBHOOK_URL")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -20,14 +20,17 @@ from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
 from services.worker.activities import StoreActivities
 from services.worker.hooks import HookActivities
-from services.worker.notify import Adapter, LogAdapter, NotificationActivities
+from services.worker.notify import Adapter, LogAdapter, NotificationActivities, WebhookAdapter
 from workflows.release import UseCaseRelease
 
 log = logging.getLogger("releasegate.worker")
 
 
-def build_adapters(settings: Settings) -> list[Adapter]:
+def build_adapters(settings: Settings, http: httpx.AsyncClient) -> list[Adapter]:
+    """The log always; an outbound webhook and Slack when configured."""
     adapters: list[Adapter] = [LogAdapter()]
+    if settings.notify_webhook_url:
+        adapters.append(WebhookAdapter(http, settings.notify_webhook_url, settings.hook_secret))
     return adapters
 
 
@@ -64,7 +67,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         client = await connect(settings)
         http = httpx.AsyncClient(timeout=httpx.Timeout(20.0))
         activities = release_activities(
-            make_sessionmaker(engine), build_adapters(settings), http, settings.hook_secret
+            make_sessionmaker(engine), build_adapters(settings, http), http, settings.hook_secret
         )
         async with http, build_worker(client, settings, activities):
             log.info(

@@ -8,10 +8,13 @@ and hands back with later notices about the same gate so cards are updated in pl
 from __future__ import annotations
 
 import logging
+import time
 from typing import Protocol
 
+import httpx
 from temporalio import activity
 
+from services.worker.hooks import sign
 from workflows.activities import NOTIFY, MessageRef, Notification, NotifyResult
 
 log = logging.getLogger("releasegate.notify")
@@ -61,3 +64,33 @@ class NotificationActivities:
             # nothing got through anywhere: let Temporal retry the whole notice
             raise RuntimeError("; ".join(failures))
         return NotifyResult(message_refs=posted)
+
+
+class WebhookAdapter:
+    """Posts every notice as signed JSON to an outbound webhook (chat bridges, paging, SIEM).
+
+    Signed like the deploy hooks: ``X-ReleaseGate-Signature: sha256=HMAC(secret,
+    "<timestamp>.<body>")``. A 5xx or network error raises, so the notice is retried.
+    """
+
+    name = "webhook"
+
+    def __init__(self, http: httpx.AsyncClient, url: str, secret: str | None) -> None:
+        self._http = http
+        self._url = url
+        self._secret = secret
+
+    async def send(self, notice: Notification, refs: list[MessageRef]) -> list[MessageRef]:
+        body = notice.model_dump_json().encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-ReleaseGate-Timestamp": timestamp,
+            "Idempotency-Key": f"{notice.workflow_id}:{notice.kind.value}:{notice.at.isoformat()}",
+        }
+        if self._secret:
+            headers["X-ReleaseGate-Signature"] = sign(self._secret, timestamp, body)
+        response = await self._http.post(self._url, content=body, headers=headers)
+        if response.status_code >= 500:
+            raise RuntimeError(f"notification webhook answered {response.status_code}")
+        return []
