@@ -180,6 +180,7 @@ class UseCaseRelease:
         self.notices: list[Notification] = []
         self.hooks: list[HookRequest] = []
         self.parent_report: ChangeOutcome | None = None
+        self.cancel_runs: list[str] = []
         # posted gate cards per "gate:round", so later notices update them in place
         self.cards: dict[str, list[MessageRef]] = {}
 
@@ -550,6 +551,18 @@ class UseCaseRelease:
         if self.gate is not None:
             self._notify_gate(NotificationKind.GATE_CLOSED, outcome="cancelled", by=cmd.actor)
         self._record("retired", actor=cmd.actor, channel=cmd.channel, comment=cmd.reason)
+        for change in self.changes:
+            if change.status == "open":
+                # a retired use case takes no changes: their runs are cancelled
+                change.status = "cancelled"
+                change.closed_at = workflow.now()
+                self.cancel_runs.append(change.workflow_id)
+                self._record(
+                    "change_cancelled",
+                    actor=cmd.actor,
+                    channel=Channel.SYSTEM,
+                    payload={"change": change.change_id, "reason": "use case retired"},
+                )
         self._live_notice(f"retired by {cmd.actor}")
         self._close(Stage.RETIRED, "retired", actor=cmd.actor)
         return self.view()
@@ -1248,6 +1261,9 @@ class UseCaseRelease:
             if self.hooks:
                 await self._call_hooks()
         await self._send_notices()
+        while self.cancel_runs:
+            run_id = self.cancel_runs.pop(0)
+            await workflow.get_external_workflow_handle(run_id).cancel()
         if self.parent_report is not None and self.change is not None:
             report, self.parent_report = self.parent_report, None
             parent = workflow.get_external_workflow_handle(self.change.parent_id)

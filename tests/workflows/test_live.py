@@ -321,3 +321,21 @@ async def test_continue_as_new_keeps_state(release: ReleaseHarness) -> None:
         ReportIncident(actor="olga", severity=Severity.SEV4, summary="after"),
     )
     assert len(view.incidents) == 26
+
+
+async def test_retiring_cancels_open_changes(release: ReleaseHarness) -> None:
+    handle = await live_use_case(release)
+    view = await handle.execute_update(
+        UseCaseRelease.raise_change,
+        RaiseChange(actor="dana", summary="never finished", materiality=Materiality.MINOR),
+    )
+    change = await child(release, view)
+    view = await handle.execute_update(UseCaseRelease.retire, Retire(actor="bo"))
+    assert view.changes[-1].status == "cancelled"
+    for _ in range(100):
+        desc = await change.describe()
+        if desc.status is not None and desc.status.name == "CANCELED":
+            break
+        await asyncio.sleep(0.05)
+    assert desc.status is not None
+    assert desc.status.name == "CANCELED"
