@@ -83,3 +83,39 @@ GATE_APPROVERS: dict[str, dict[str, list[str]]] = {
         "go_live": ["bo", "tom"],
     },
 }
+
+
+# The path each tier walks (stated here, not read back from the code under test).
+EXPECTED_PATH: dict[str, list[str]] = {
+    "low": [
+        "scoping",
+        "specification",
+        "implementation",
+        "validation",
+        "risk_signoff",
+        "ops_handoff",
+        "go_live",
+        "live",
+    ],
+    "medium": [
+        "scoping",
+        "specification",
+        "implementation",
+        "validation",
+        "risk_signoff",
+        "ops_handoff",
+        "go_live",
+        "live",
+    ],
+    "high": [
+        "scoping",
+        "scope_approval",
+        "specification",
+        "implementation",
+        "validation",
+        "risk_signoff",
+        "ops_handoff",
+        "go_live",
+        "live",
+    ],
+}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.workflows.helpers import EXPECTED_PATH
 from workflows import policy
 from workflows.model import (
     AddEvidence,
@@ -112,40 +113,6 @@ EXPECTED_GATE_EVIDENCE: dict[str, dict[str, list[str]]] = {
 }
 
 EXPECTED_REVIEW_DAYS = {"low": 365, "medium": 180, "high": 90}
-
-EXPECTED_PATH: dict[str, list[str]] = {
-    "low": [
-        "scoping",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ],
-    "medium": [
-        "scoping",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ],
-    "high": [
-        "scoping",
-        "scope_approval",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ],
-}
 
 
 def pinned(tier: str) -> PinnedPolicy:

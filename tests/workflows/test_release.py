@@ -12,7 +12,7 @@ from services.store.ledger import LedgerRepository
 from services.store.registry import RegistryRepository
 from tests.harness import ReleaseHarness
 from tests.workflows.drive import advance_to, complete, decide, refusal_of
-from tests.workflows.helpers import evidence, make_input
+from tests.workflows.helpers import EXPECTED_PATH, evidence, make_input
 from workflows import search
 from workflows.model import (
     AddEvidence,
@@ -64,41 +64,6 @@ async def wait_registry(release: ReleaseHarness, wid: str, stage: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"read model of {wid} never reached {stage}")
-
-
-EXPECTED_PATH = {
-    "low": [
-        "scoping",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ],
-    "medium": [
-        "scoping",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ],
-    "high": [
-        "scoping",
-        "scope_approval",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ],
-}
 
 
 @pytest.mark.parametrize("tier", ["low", "medium", "high"])

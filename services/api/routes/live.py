@@ -19,6 +19,7 @@ from services.api.routes.use_cases import (
     add_evidence_to,
     complete_stage_of,
     decide_gate_of,
+    send,
 )
 from services.api.schemas import (
     ChangeBody,
@@ -65,12 +66,7 @@ async def report_incident(
     cmd = ReportIncident(
         actor=person.id, severity=body.severity, summary=body.summary, channel=Channel.API
     )
-    return await gateway.update(
-        workflow_id_for(use_case_id),
-        UseCaseRelease.report_incident,
-        cmd,
-        update_id=_idempotency_key(idempotency_key),
-    )
+    return await send(gateway, use_case_id, UseCaseRelease.report_incident, cmd, idempotency_key)
 
 
 @router.post("/{use_case_id}/suspend", response_model=UseCaseView)
@@ -83,12 +79,7 @@ async def suspend(
 ) -> UseCaseView:
     """Stop-ship by a stop-authority holder: state ``suspended``, the rollback hook is called."""
     cmd = Suspend(actor=person.id, reason=body.reason, channel=Channel.API)
-    return await gateway.update(
-        workflow_id_for(use_case_id),
-        UseCaseRelease.suspend,
-        cmd,
-        update_id=_idempotency_key(idempotency_key),
-    )
+    return await send(gateway, use_case_id, UseCaseRelease.suspend, cmd, idempotency_key)
 
 
 @router.post("/{use_case_id}/resume", response_model=UseCaseView)
@@ -101,12 +92,7 @@ async def resume(
 ) -> UseCaseView:
     """Opens gate ``resume_approval`` (risk + business per policy)."""
     cmd = Resume(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
-    return await gateway.update(
-        workflow_id_for(use_case_id),
-        UseCaseRelease.resume,
-        cmd,
-        update_id=_idempotency_key(idempotency_key),
-    )
+    return await send(gateway, use_case_id, UseCaseRelease.resume, cmd, idempotency_key)
 
 
 @router.post("/{use_case_id}/changes", status_code=201, response_model=UseCaseView)
@@ -144,12 +130,7 @@ async def retire(
     idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     cmd = Retire(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
-    return await gateway.update(
-        workflow_id_for(use_case_id),
-        UseCaseRelease.retire,
-        cmd,
-        update_id=_idempotency_key(idempotency_key),
-    )
+    return await send(gateway, use_case_id, UseCaseRelease.retire, cmd, idempotency_key)
 
 
 @router.get("/{use_case_id}/changes/{change_id}", response_model=UseCaseView)

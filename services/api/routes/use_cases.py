@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -118,6 +118,15 @@ async def get_history(use_case_id: str, _: CurrentPerson, gateway: Gateway) -> l
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def send(
+    gateway: UseCaseGateway, use_case_id: str, method: Any, cmd: Any, idempotency_key: str | None
+) -> UseCaseView:
+    """One command to one run, as an Update whose id is the caller's idempotency key."""
+    return await gateway.update(
+        workflow_id_for(use_case_id), method, cmd, update_id=_idempotency_key(idempotency_key)
+    )
 
 
 async def complete_stage_of(
@@ -242,9 +251,4 @@ async def cancel_use_case(
     idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     cmd = Cancel(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
-    return await gateway.update(
-        workflow_id_for(use_case_id),
-        UseCaseRelease.cancel,
-        cmd,
-        update_id=_idempotency_key(idempotency_key),
-    )
+    return await send(gateway, use_case_id, UseCaseRelease.cancel, cmd, idempotency_key)
