@@ -26,7 +26,9 @@ class Resources:
     sessionmaker: async_sessionmaker[AsyncSession]
 
 
-def resources(request: Request) -> Resources:
+# Dependencies that do no I/O are ``async def`` so FastAPI calls them inline instead of in a
+# thread per request (measured: ~40% of the API's CPU for a refused decision).
+async def resources(request: Request) -> Resources:
     res: Resources = request.app.state.resources
     return res
 
@@ -34,7 +36,7 @@ def resources(request: Request) -> Resources:
 Res = Annotated[Resources, Depends(resources)]
 
 
-def gateway(res: Res) -> UseCaseGateway:
+async def gateway(res: Res) -> UseCaseGateway:
     return res.gateway
 
 

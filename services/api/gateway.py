@@ -107,6 +107,7 @@ class UseCaseGateway:
         self.policy = loaded_policy
         self.directory = directory
         self._facts: OrderedDict[str, RunFacts] = OrderedDict()
+        self._ui_prefix = settings.workflow_ui_url("").rstrip("/")
 
     # ------------------------------------------------------------------ start
 
@@ -250,7 +251,7 @@ class UseCaseGateway:
         return self.decorate(view)
 
     def decorate(self, view: UseCaseView) -> UseCaseView:
-        view.temporal_ui_url = self.settings.workflow_ui_url(view.id)
+        view.temporal_ui_url = f"{self._ui_prefix}/{view.id}"
         return view
 
     # ------------------------------------------------------------------ commands
