@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,12 +41,55 @@ class Settings(BaseSettings):
     public_url: str = Field(default="http://localhost:8000", alias="RELEASEGATE_URL")
     hook_secret: str | None = Field(default=None, alias="RELEASEGATE_HOOK_SECRET")
     notify_webhook_url: str | None = Field(default=None, alias="RELEASEGATE_NOTIFY_WEBHOOK_URL")
+    # OIDC bearer tokens: on when issuer, audience and JWKS URL are all set (services/api/oidc.py)
+    oidc_issuer: str | None = Field(default=None, alias="RELEASEGATE_OIDC_ISSUER")
+    oidc_audience: str | None = Field(default=None, alias="RELEASEGATE_OIDC_AUDIENCE")
+    oidc_jwks_url: str | None = Field(default=None, alias="RELEASEGATE_OIDC_JWKS_URL")
+    oidc_user_claim: str = Field(default="email", alias="RELEASEGATE_OIDC_USER_CLAIM", min_length=1)
+    oidc_groups_claim: str = Field(
+        default="groups", alias="RELEASEGATE_OIDC_GROUPS_CLAIM", min_length=1
+    )
+    # Browser origins allowed to call the API, comma-separated; empty keeps CORS closed.
+    cors_origins: str = Field(default="", alias="RELEASEGATE_CORS_ORIGINS")
+    max_body_bytes: int = Field(default=1024 * 1024, alias="RELEASEGATE_MAX_BODY_BYTES", ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.env not in ("development", "production", "test"):
             raise ValueError("RELEASEGATE_ENV must be development, production or test")
         return self
+
+    @model_validator(mode="after")
+    def _check_oidc_and_cors(self) -> Settings:
+        oidc = {
+            "RELEASEGATE_OIDC_ISSUER": self.oidc_issuer,
+            "RELEASEGATE_OIDC_AUDIENCE": self.oidc_audience,
+            "RELEASEGATE_OIDC_JWKS_URL": self.oidc_jwks_url,
+        }
+        missing = [name for name, value in oidc.items() if not value]
+        if len(missing) not in (0, len(oidc)):
+            raise ValueError(f"OIDC needs all three settings; missing {', '.join(missing)}")
+        if self.oidc_jwks_url:
+            url = urlsplit(self.oidc_jwks_url)
+            loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+            if url.scheme != "https" and not (url.scheme == "http" and loopback):
+                raise ValueError("RELEASEGATE_OIDC_JWKS_URL must be https (http only on loopback)")
+        for origin in self.cors_origin_list:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(
+                    f"RELEASEGATE_CORS_ORIGINS: {origin!r} is not an origin like "
+                    "https://app.example.com (no '*', no path)"
+                )
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_audience and self.oidc_jwks_url)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.api import problems
+from services.api import problems, security
 from services.api.deps import Resources
 from services.api.gateway import UseCaseGateway
-from services.api.routes import approvals, health, ledger, live, use_cases
+from services.api.oidc import OidcVerifier
+from services.api.routes import approvals, health, ledger, live, metrics, use_cases
 from services.settings import Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -56,9 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    security.install(app, settings)
+    app.state.oidc = OidcVerifier.from_settings(settings)
     app.include_router(health.router)
     app.include_router(use_cases.router)
     app.include_router(live.router)
     app.include_router(approvals.router)
     app.include_router(ledger.router)
+    app.include_router(metrics.router)
     return app

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.auth import authenticate
 from services.api.gateway import UseCaseGateway
+from services.api.oidc import looks_like_jwt
 from services.api.problems import Problem
 from services.settings import Settings
 from workflows.policy import Directory, LoadedPolicy, Person
@@ -43,8 +45,13 @@ async def gateway(res: Res) -> UseCaseGateway:
 Gateway = Annotated[UseCaseGateway, Depends(gateway)]
 
 
-def current_person(request: Request, res: Res) -> Person:
-    return authenticate(request, res.directory, production=res.settings.env == "production")
+async def current_person(request: Request, res: Res) -> Person:
+    production = res.settings.env == "production"
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    if looks_like_jwt(token):
+        # verifying may fetch the identity provider's keys (blocking I/O): keep it off the loop
+        return await run_in_threadpool(authenticate, request, res.directory, production=production)
+    return authenticate(request, res.directory, production=production)
 
 
 CurrentPerson = Annotated[Person, Depends(current_person)]

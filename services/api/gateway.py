@@ -145,6 +145,7 @@ class UseCaseGateway:
             policy=pinned,
             slack_channel=body.slack_channel,
             request_sha256=digest,
+            hooks=body.hooks,
         )
         facts = {
             "request_sha256": digest,
