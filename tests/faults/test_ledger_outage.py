@@ -36,7 +36,7 @@ from tests.api.conftest import auth
 from tests.api.test_use_cases import create, walk
 from tests.harness import HOOK_SECRET
 from tests.store.conftest import POSTGRES_ADMIN_URL, fresh_database
-from workflows.activities import LEDGER_APPEND
+from workflows.activities import LEDGER_APPEND, REGISTRY_SYNC
 from workflows.release import UseCaseRelease
 
 PROBLEM = "application/problem+json"
@@ -95,12 +95,15 @@ async def stack(temporal_env: WorkflowEnvironment, url: str) -> AsyncIterator[ht
 
 
 async def ledger_retries(env: WorkflowEnvironment, workflow_id: str) -> list[tuple[int, float]]:
-    """(attempt, current retry interval in s) of the pending ledger activity, if any."""
+    """(attempt, current retry interval in s) of the pending store activity, if any.
+
+    The run loop ships ledger entries, then notifications, then the read model: when the outage
+    begins while the read-model sync is in flight, that is the activity seen retrying first."""
     description = await env.client.get_workflow_handle(workflow_id).describe()
     return [
         (p.attempt, p.current_retry_interval.ToTimedelta().total_seconds())
         for p in description.raw_description.pending_activities
-        if p.activity_type.name == LEDGER_APPEND
+        if p.activity_type.name in (LEDGER_APPEND, REGISTRY_SYNC)
     ]
 
 
