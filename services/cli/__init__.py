@@ -1,0 +1,1 @@
+"""The ``releasegate`` command line (``services.cli.main:app``)."""
