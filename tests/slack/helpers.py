@@ -185,7 +185,7 @@ async def start_use_case(
 async def walk_to(api: httpx.AsyncClient, uc: dict[str, Any], target: str) -> dict[str, Any]:
     """Drive a use case over REST until ``target`` is open. Validation brings the evidence
     every later gate asks for, so the gates open with nothing missing."""
-    tier, state = uc["risk_tier"], uc
+    tier, state = uc["risk_tier"], await state_of(api, uc)
     while state["stage"] != target:
         stage = state["stage"]
         if state["open_gate"] is None:
