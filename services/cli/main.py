@@ -120,6 +120,13 @@ def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def post_and_show(
+    ctx: typer.Context, path: str, body: dict[str, Any], feature: str, as_json: bool
+) -> None:
+    """POST a command to the API and print the state it answers with."""
+    show_state(session(ctx).api().post(path, json=body, feature=feature), as_json)
+
+
 def show_state(state: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(state)
@@ -464,16 +471,13 @@ def reopen(
 ) -> None:
     """Open an expired gate again (the run is ``stalled`` until then)."""
     gate_name = enum_value(Gate, gate, "gate")
-    state = (
-        session(ctx)
-        .api()
-        .post(
-            use_case_path(key, "gates", gate_name, "reopen"),
-            json={"reason": message},
-            feature="reopen an expired gate",
-        )
+    post_and_show(
+        ctx,
+        use_case_path(key, "gates", gate_name, "reopen"),
+        {"reason": message},
+        "reopen an expired gate",
+        as_json,
     )
-    show_state(state, as_json)
 
 
 @app.command()
@@ -512,16 +516,13 @@ def incident(
     as_json: JsonFlag = False,
 ) -> None:
     """Report an incident; a sev1 suspends the use case when the policy says so."""
-    state = (
-        session(ctx)
-        .api()
-        .post(
-            use_case_path(key, "incidents"),
-            json={"severity": enum_value(Severity, severity, "severity"), "summary": summary},
-            feature="live operation: incidents",
-        )
+    post_and_show(
+        ctx,
+        use_case_path(key, "incidents"),
+        {"severity": enum_value(Severity, severity, "severity"), "summary": summary},
+        "live operation: incidents",
+        as_json,
     )
-    show_state(state, as_json)
 
 
 @app.command(rich_help_panel=LIVE)
@@ -532,16 +533,9 @@ def suspend(
     as_json: JsonFlag = False,
 ) -> None:
     """Stop-ship: suspend the live use case (stop-authority holders; calls the rollback hook)."""
-    state = (
-        session(ctx)
-        .api()
-        .post(
-            use_case_path(key, "suspend"),
-            json={"reason": reason},
-            feature="live operation: suspend",
-        )
+    post_and_show(
+        ctx, use_case_path(key, "suspend"), {"reason": reason}, "live operation: suspend", as_json
     )
-    show_state(state, as_json)
 
 
 @app.command(rich_help_panel=LIVE)
@@ -552,14 +546,9 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Ask to resume a suspended use case (opens gate resume_approval)."""
-    state = (
-        session(ctx)
-        .api()
-        .post(
-            use_case_path(key, "resume"), json={"reason": reason}, feature="live operation: resume"
-        )
+    post_and_show(
+        ctx, use_case_path(key, "resume"), {"reason": reason}, "live operation: resume", as_json
     )
-    show_state(state, as_json)
 
 
 @app.command(rich_help_panel=LIVE)
@@ -574,20 +563,17 @@ def change(
     as_json: JsonFlag = False,
 ) -> None:
     """Raise a change request against the live use case; prints the change's own state."""
-    state = (
-        session(ctx)
-        .api()
-        .post(
-            use_case_path(key, "changes"),
-            json={
-                "summary": summary,
-                "materiality": enum_value(Materiality, materiality, "materiality"),
-                "evidence": parse_evidence_files(evidence_file),
-            },
-            feature="live operation: change requests",
-        )
+    post_and_show(
+        ctx,
+        use_case_path(key, "changes"),
+        {
+            "summary": summary,
+            "materiality": enum_value(Materiality, materiality, "materiality"),
+            "evidence": parse_evidence_files(evidence_file),
+        },
+        "live operation: change requests",
+        as_json,
     )
-    show_state(state, as_json)
 
 
 @app.command(rich_help_panel=LIVE)
@@ -598,14 +584,9 @@ def retire(
     as_json: JsonFlag = False,
 ) -> None:
     """Retire the use case (business owner)."""
-    state = (
-        session(ctx)
-        .api()
-        .post(
-            use_case_path(key, "retire"), json={"reason": reason}, feature="live operation: retire"
-        )
+    post_and_show(
+        ctx, use_case_path(key, "retire"), {"reason": reason}, "live operation: retire", as_json
     )
-    show_state(state, as_json)
 
 
 # --------------------------------------------------------------------------- audit
