@@ -20,11 +20,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # Debian packages the tests need: Chromium for the Temporal UI check, docker-compose to
-# validate the compose file offline. Installed only when missing (root + apt-get).
+# validate the compose file offline, nginx as the TLS-terminating gRPC proxy of the Temporal
+# TLS tests. Installed only when missing (root + apt-get).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -244,6 +244,9 @@ def dev_server_argv(binary: str, settings: Settings, data_dir: Path) -> list[str
     # Only honoured when the db file is new; ensure_search_attributes covers an existing one.
     for key in search.ALL:
         argv += ["--search-attribute", f"{key.name}={cli_type(key.indexed_value_type)}"]
+    if settings.encryption_enabled:
+        # The UI shows ciphertext otherwise; the API's /codec decrypts for authenticated callers.
+        argv += ["--ui-codec-endpoint", f"{api_base_url(settings)}/codec"]
     return argv
 
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +52,28 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API, comma-separated; empty keeps CORS closed.
     cors_origins: str = Field(default="", alias="RELEASEGATE_CORS_ORIGINS")
     max_body_bytes: int = Field(default=1024 * 1024, alias="RELEASEGATE_MAX_BODY_BYTES", ge=1)
+    # Temporal connection security (services/temporal.py): mTLS client certificate and key, the
+    # server's CA, or an API key (Temporal Cloud; implies TLS). TEMPORAL_TLS turns TLS on with the
+    # system's roots when no CA file is given.
+    temporal_tls: bool = Field(default=False, alias="TEMPORAL_TLS")
+    temporal_tls_cert: Path | None = Field(default=None, alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: Path | None = Field(default=None, alias="TEMPORAL_TLS_KEY")
+    temporal_tls_ca: Path | None = Field(default=None, alias="TEMPORAL_TLS_CA")
+    temporal_tls_server_name: str | None = Field(default=None, alias="TEMPORAL_TLS_SERVER_NAME")
+    temporal_api_key: SecretStr | None = Field(default=None, alias="TEMPORAL_API_KEY")
+    # Payload encryption (services/codec.py): "kid:base64key,..."; the first key encrypts, all
+    # decrypt. Unset = payloads stored as plain JSON.
+    codec_keys: SecretStr | None = Field(default=None, alias="RELEASEGATE_CODEC_KEYS")
+    # A static Authorization value the codec endpoint also accepts (`temporal --codec-auth`).
+    codec_auth: SecretStr | None = Field(default=None, alias="RELEASEGATE_CODEC_AUTH")
+    # Observability (services/observability.py)
+    log_format: str = Field(default="text", alias="RELEASEGATE_LOG_FORMAT")
+    metrics_token: SecretStr | None = Field(default=None, alias="RELEASEGATE_METRICS_TOKEN")
+    worker_metrics_port: int | None = Field(
+        default=None, alias="RELEASEGATE_WORKER_METRICS_PORT", ge=1, le=65535
+    )
+    worker_metrics_host: str = Field(default="127.0.0.1", alias="RELEASEGATE_WORKER_METRICS_HOST")
+    otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -82,6 +104,41 @@ class Settings(BaseSettings):
                     "https://app.example.com (no '*', no path)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _check_transport_and_observability(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together: set both or neither"
+            )
+        if self.codec_keys is not None:
+            from services.codec import parse_keys  # the codec owns the key format
+
+            parse_keys(self.codec_keys.get_secret_value())  # ValueError names the bad entry
+        if self.log_format not in ("text", "json"):
+            raise ValueError("RELEASEGATE_LOG_FORMAT must be text or json")
+        return self
+
+    @property
+    def temporal_tls_enabled(self) -> bool:
+        return bool(
+            self.temporal_tls
+            or self.temporal_tls_cert
+            or self.temporal_tls_ca
+            or self.temporal_api_key
+        )
+
+    @property
+    def encryption_enabled(self) -> bool:
+        return self.codec_keys is not None
+
+    @property
+    def codec_ui_origin(self) -> str:
+        """The one browser origin allowed to call /codec: the Temporal UI's."""
+        if self.temporal_ui_url:
+            parts = urlsplit(self.temporal_ui_url)
+            return f"{parts.scheme}://{parts.netloc}"
+        return f"http://localhost:{self.temporal_ui_port}"
 
     @property
     def oidc_enabled(self) -> bool:

@@ -8,11 +8,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services import observability
 from services.api import problems, security
 from services.api.deps import Resources
 from services.api.gateway import UseCaseGateway
 from services.api.oidc import OidcVerifier
-from services.api.routes import approvals, health, ledger, live, metrics, use_cases
+from services.api.routes import (
+    approvals,
+    codec,
+    health,
+    ledger,
+    live,
+    metrics,
+    prometheus,
+    use_cases,
+)
 from services.api.slack.route import install_slack
 from services.settings import Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
@@ -59,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     security.install(app, settings)
+    observability.install(app, settings)  # HTTP metrics, server spans, JSON logs
+    codec.install(app, settings)  # /codec/* when payload encryption is on (CORS: UI only)
     app.state.oidc = OidcVerifier.from_settings(settings)
     app.include_router(health.router)
     app.include_router(use_cases.router)
@@ -66,5 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(approvals.router)
     app.include_router(ledger.router)
     app.include_router(metrics.router)
+    app.include_router(prometheus.router)  # GET /metrics
     install_slack(app, settings)  # POST /slack/events, only when Slack is configured
     return app

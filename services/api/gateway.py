@@ -11,7 +11,7 @@ import json
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
@@ -31,11 +31,13 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services import observability
 from services.api.problems import Problem
 from services.settings import Settings
 from workflows import policy, search
 from workflows.model import (
     Gate,
+    GateDecision,
     HistoryEvent,
     Owners,
     Refusal,
@@ -108,12 +110,14 @@ class UseCaseGateway:
         self.directory = directory
         self._facts: OrderedDict[str, RunFacts] = OrderedDict()
         self._ui_prefix = settings.workflow_ui_url("").rstrip("/")
+        self.gates = observability.GateClock()
 
     # ------------------------------------------------------------------ start
 
     async def start(self, body: UseCaseCreate, delivery_lead: str) -> tuple[UseCaseView, bool]:
         """Start a run; returns (state, created). Same key + same body → the same run."""
         wid = workflow_id_for(body.key)
+        observability.bind_workflow(wid)
         digest = request_digest(body, delivery_lead)
         o = body.owners
         owners = Owners(
@@ -204,6 +208,7 @@ class UseCaseGateway:
     # ------------------------------------------------------------------ reads
 
     async def facts(self, wid: str) -> RunFacts:
+        observability.bind_workflow(wid)
         cached = self._facts.get(wid)
         if cached is not None:
             self._facts.move_to_end(wid)
@@ -253,6 +258,7 @@ class UseCaseGateway:
 
     def decorate(self, view: UseCaseView) -> UseCaseView:
         view.temporal_ui_url = f"{self._ui_prefix}/{view.id}"
+        self.gates.seen(view)
         return view
 
     # ------------------------------------------------------------------ commands
@@ -291,12 +297,43 @@ class UseCaseGateway:
     ) -> UseCaseView:
         await self.facts(wid)
         handle = self.client.get_workflow_handle(wid)
-        view: UseCaseView = await self._call(
-            handle.execute_update(
-                method, arg, id=update_id or str(uuid.uuid4()), rpc_timeout=RPC_TIMEOUT
+        deciding = method is UseCaseRelease.decide
+        try:
+            view: UseCaseView = await self._call(
+                handle.execute_update(
+                    method, arg, id=update_id or str(uuid.uuid4()), rpc_timeout=RPC_TIMEOUT
+                )
             )
-        )
-        return self.decorate(view)
+        except Problem as problem:
+            if deciding:
+                observability.record_refused_decision(arg, problem.code)
+            raise
+        view = self.decorate(view)
+        if deciding:
+            await self._count_decision(wid, arg, view)
+        return view
+
+    async def _count_decision(self, wid: str, cmd: GateDecision, view: UseCaseView) -> None:
+        """Decision counter, and the gate's wait when this approval passed it."""
+        opened_at = None
+        if observability.gate_passed(cmd, view):
+            opened_at = self.gates.opened_at(wid, cmd.gate.value, view.round)
+            self.gates.forget(wid, cmd.gate.value)
+            if opened_at is None:  # opened on a timer or through another replica: ask the run
+                opened_at = await self._gate_opened_at(wid, cmd.gate)
+        observability.record_accepted_decision(cmd, view, opened_at)
+
+    async def _gate_opened_at(self, wid: str, gate: Gate) -> datetime | None:
+        try:
+            events = await self.history(wid)
+        except Problem:
+            return None
+        for event in reversed(events):
+            if (event.kind == "gate_opened" and event.gate == gate) or (
+                event.kind == "stage_entered" and event.stage.value == gate.value
+            ):
+                return event.at
+        return None
 
     async def _call(self, awaitable: Any) -> Any:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from services import observability
 from services.settings import ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -61,13 +63,17 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[UseCaseRelease],
         activities=activities,
+        # log lines from activities name their workflow and use case (JSON logs)
+        interceptors=[observability.ActivityLogContext()],
     )
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.resolved_database_url)
     try:
-        client = await connect(settings)
+        observability.setup_tracing(settings, "releasegate-worker")
+        # Temporal's worker metrics for Prometheus, when RELEASEGATE_WORKER_METRICS_PORT is set
+        client = await connect(settings, runtime=observability.worker_runtime(settings))
         http = httpx.AsyncClient(timeout=httpx.Timeout(20.0))
         activities = release_activities(
             make_sessionmaker(engine), build_adapters(settings, http), http, settings.hook_secret
@@ -91,6 +97,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"releasegate worker: {exc}", file=sys.stderr)  # noqa: T201
         raise SystemExit(2) from None
+    observability.configure_logging(settings)
 
     async def _run() -> None:
         stop = asyncio.Event()
@@ -100,7 +107,17 @@ def main() -> None:
                 loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
-    asyncio.run(_run())
+    try:
+        asyncio.run(_run())
+    except ConfigError as exc:  # bad TLS files, or Temporal refused the connection
+        print(f"releasegate worker: {exc}", file=sys.stderr)  # noqa: T201
+        # Skip interpreter teardown: the SDK's Rust threads can still hold a thread state after
+        # a failed connect and abort finalization (SIGABRT, temporalio/sdk-python#300), which
+        # would hide this exit status. Nothing is left to clean up here.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
 
 
 if __name__ == "__main__":
