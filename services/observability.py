@@ -21,7 +21,6 @@ import re
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -98,48 +97,19 @@ def record_refused_decision(cmd: GateDecision, code: str) -> None:
     )
 
 
-class GateClock:
-    """When each open gate opened, learnt from the states the API hands out, so a passing
-    decision's wait is known without another query. Bounded; a miss (the gate
-    opened on a timer, or another replica served it) is looked up by the caller."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._opened: OrderedDict[tuple[str, str], tuple[int, datetime]] = OrderedDict()
-
-    def seen(self, view: UseCaseView) -> None:
-        gate = view.open_gate
-        if gate is None:
-            return
-        key = (view.id, gate.gate.value)
-        self._opened[key] = (gate.round, gate.opened_at)
-        self._opened.move_to_end(key)
-        while len(self._opened) > self.size:
-            self._opened.popitem(last=False)
-
-    def opened_at(self, workflow_id: str, gate: str, gate_round: int) -> datetime | None:
-        """Only for the same round: after request_changes the gate opens anew."""
-        hit = self._opened.get((workflow_id, gate))
-        return hit[1] if hit and hit[0] == gate_round else None
-
-    def forget(self, workflow_id: str, gate: str) -> None:
-        self._opened.pop((workflow_id, gate), None)
-
-
 def gate_passed(cmd: GateDecision, after: UseCaseView) -> bool:
     """An approval after which the decided gate is no longer open: its quorum was met."""
     closed = after.open_gate is None or after.open_gate.gate != cmd.gate
     return closed and cmd.decision.value == "approve"
 
 
-def record_accepted_decision(
-    cmd: GateDecision, view: UseCaseView, opened_at: datetime | None
-) -> None:
+def record_accepted_decision(cmd: GateDecision, view: UseCaseView) -> None:
     DECISIONS.labels(cmd.gate.value, cmd.decision.value, "accepted").inc()
     wait = None
-    if opened_at is not None and gate_passed(cmd, view):
-        # the workflow's clock on both ends: updated_at is when it recorded this decision
-        wait = max((view.updated_at - opened_at).total_seconds(), 0.0)
+    closed = view.last_closed_gate
+    if gate_passed(cmd, view) and closed is not None and closed.gate == cmd.gate:
+        # the workflow's clock on both ends: when the gate opened and when its quorum was met
+        wait = max((closed.closed_at - closed.opened_at).total_seconds(), 0.0)
         GATE_WAIT.labels(cmd.gate.value).observe(wait)
     decision_log.info(
         "decision %s on %s by %s accepted; stage %s",

@@ -409,6 +409,16 @@ class OpenGate(BaseModel):
     escalated_at: datetime | None = None
 
 
+class ClosedGate(BaseModel):
+    """The gate most recently closed by a decision: what it waited, for metrics and clients."""
+
+    gate: Gate
+    round: int
+    opened_at: datetime
+    closed_at: datetime
+    outcome: str  # passed | changes_requested | rejected
+
+
 class Incident(BaseModel):
     id: str
     severity: Severity
@@ -481,6 +491,7 @@ class UseCaseView(BaseModel):
     live_since: datetime | None = None
     next_review_at: datetime | None = None
     stalled_gate: Gate | None = None
+    last_closed_gate: ClosedGate | None = None
     incidents: list[Incident] = Field(default_factory=list)
     changes: list[ChangeSummary] = Field(default_factory=list)
     change: ChangeInfo | None = None

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         ChangeOutcome,
         ChangeSummary,
         Channel,
+        ClosedGate,
         CompleteStage,
         Decision,
         Evidence,
@@ -136,6 +137,7 @@ class Carry(BaseModel):
     incidents: list[Incident]
     changes: list[ChangeSummary]
     runs: int = Field(default=1)
+    last_closed_gate: ClosedGate | None = None
 
 
 @workflow.defn
@@ -167,6 +169,7 @@ class UseCaseRelease:
         self.history: list[HistoryEvent] = []
         self.refused: list[RefusedAttempt] = []
         self.voided: list[Approval] = []
+        self.last_closed_gate: ClosedGate | None = None
         self.event_id = 0
         self.live_version = 0
         self.live_since: datetime | None = None
@@ -625,12 +628,14 @@ class UseCaseRelease:
                 payload={"approvers": [a.actor for a in gate.approvals]},
             )
             self._notify_gate(NotificationKind.GATE_CLOSED, outcome="passed", by=cmd.actor)
+            self._closed_gate(gate, "passed")
             if gate.gate in LIVE_GATES:
                 self._live_gate_passed(gate.gate, cmd.actor)
             else:
                 self._enter(policy.next_stage(self.path, self.stage), actor=cmd.actor)
             return
         outcome = "changes_requested" if cmd.decision == Decision.REQUEST_CHANGES else "rejected"
+        self._closed_gate(gate, outcome)
         self._notify_gate(
             NotificationKind.GATE_CLOSED, outcome=outcome, by=cmd.actor, comment=cmd.comment
         )
@@ -643,6 +648,15 @@ class UseCaseRelease:
             self._enter(rework, actor=cmd.actor)
         else:
             self._close(Stage.REJECTED, "rejected", actor=cmd.actor)
+
+    def _closed_gate(self, gate: OpenGate, outcome: str) -> None:
+        self.last_closed_gate = ClosedGate(
+            gate=gate.gate,
+            round=gate.round,
+            opened_at=gate.opened_at,
+            closed_at=workflow.now(),
+            outcome=outcome,
+        )
 
     def _enter(self, stage: Stage, *, actor: str) -> None:
         now = workflow.now()
@@ -863,6 +877,7 @@ class UseCaseRelease:
             incidents=self.incidents,
             changes=self.changes,
             runs=self.runs + 1,
+            last_closed_gate=self.last_closed_gate,
         )
         return self.inp.model_copy(update={"carry": carry.model_dump(mode="json")})
 
@@ -984,6 +999,7 @@ class UseCaseRelease:
             live_since=self.live_since,
             next_review_at=self.next_review_at,
             stalled_gate=self.stalled_gate,
+            last_closed_gate=self.last_closed_gate,
             incidents=list(self.incidents),
             changes=[c.model_copy() for c in self.changes],
             change=self.change,

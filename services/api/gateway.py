@@ -11,7 +11,7 @@ import json
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
@@ -37,7 +37,6 @@ from services.settings import Settings
 from workflows import policy, search
 from workflows.model import (
     Gate,
-    GateDecision,
     HistoryEvent,
     Owners,
     Refusal,
@@ -110,7 +109,6 @@ class UseCaseGateway:
         self.directory = directory
         self._facts: OrderedDict[str, RunFacts] = OrderedDict()
         self._ui_prefix = settings.workflow_ui_url("").rstrip("/")
-        self.gates = observability.GateClock()
 
     # ------------------------------------------------------------------ start
 
@@ -258,7 +256,6 @@ class UseCaseGateway:
 
     def decorate(self, view: UseCaseView) -> UseCaseView:
         view.temporal_ui_url = f"{self._ui_prefix}/{view.id}"
-        self.gates.seen(view)
         return view
 
     # ------------------------------------------------------------------ commands
@@ -310,30 +307,8 @@ class UseCaseGateway:
             raise
         view = self.decorate(view)
         if deciding:
-            await self._count_decision(wid, arg, view)
+            observability.record_accepted_decision(arg, view)
         return view
-
-    async def _count_decision(self, wid: str, cmd: GateDecision, view: UseCaseView) -> None:
-        """Decision counter, and the gate's wait when this approval passed it."""
-        opened_at = None
-        if observability.gate_passed(cmd, view):
-            opened_at = self.gates.opened_at(wid, cmd.gate.value, view.round)
-            self.gates.forget(wid, cmd.gate.value)
-            if opened_at is None:  # opened on a timer or through another replica: ask the run
-                opened_at = await self._gate_opened_at(wid, cmd.gate)
-        observability.record_accepted_decision(cmd, view, opened_at)
-
-    async def _gate_opened_at(self, wid: str, gate: Gate) -> datetime | None:
-        try:
-            events = await self.history(wid)
-        except Problem:
-            return None
-        for event in reversed(events):
-            if (event.kind == "gate_opened" and event.gate == gate) or (
-                event.kind == "stage_entered" and event.stage.value == gate.value
-            ):
-                return event.at
-        return None
 
     async def _call(self, awaitable: Any) -> Any:
         try:
