@@ -17,8 +17,11 @@ its tier's review period has passed. After go-live the run stays alive: incident
 runs of this same workflow, and retirement.
 
 Handlers change state synchronously and return the state after the change, so a caller always
-sees the stage its command led to. The run loop owns time and side effects: it fires deadlines
-and ships every recorded fact to the ledger, the read model, notifications and hooks, in order.
+sees the stage its command led to. The SDK runs an update's validator and its synchronous
+handler in one step of the workflow's event loop, so the state a validator approved is the state
+the handler changes (the 20-concurrent-approvals test holds the quorum to exactly 2 on that).
+The run loop owns time and side effects: it fires deadlines and ships every recorded fact to
+the ledger, the read model, notifications and hooks, in order.
 """
 
 from __future__ import annotations
@@ -261,7 +264,6 @@ class UseCaseRelease:
 
     @workflow.update
     def complete_stage(self, cmd: CompleteStage) -> UseCaseView:
-        self._validate(policy.check_complete_stage, cmd)
         stage = self.stage
         records = self._add_evidence_records(cmd.evidence, cmd.actor, scope=stage.value)
         if stage == Stage.VALIDATION:
@@ -282,7 +284,6 @@ class UseCaseRelease:
 
     @workflow.update
     def add_evidence(self, cmd: AddEvidence) -> UseCaseView:
-        self._validate(policy.check_add_evidence, cmd)
         scope = self.gate.gate.value if self.gate else self.stage.value
         records = self._add_evidence_records(cmd.evidence, cmd.actor, scope=scope)
         self._record(
@@ -316,8 +317,6 @@ class UseCaseRelease:
 
     @workflow.update
     def decide(self, cmd: GateDecision) -> UseCaseView:
-        self._validate(policy.check_decision, cmd)
-        self._check_counts(cmd)
         self._apply_decision(cmd)
         return self.view()
 
@@ -342,7 +341,6 @@ class UseCaseRelease:
     @workflow.update
     def reopen_gate(self, cmd: ReopenGate) -> UseCaseView:
         """After a gate expired, the delivery lead opens it again (a fresh SLA, same round)."""
-        self._validate(policy.check_reopen, cmd)
         gate = self.stalled_gate
         assert gate is not None
         self.stalled_gate = None
@@ -358,7 +356,6 @@ class UseCaseRelease:
 
     @workflow.update
     def cancel(self, cmd: Cancel) -> UseCaseView:
-        self._validate(policy.check_cancel, cmd)
         self._record("cancelled", actor=cmd.actor, channel=cmd.channel, comment=cmd.reason)
         if self.gate is not None:
             self._notify_gate(
@@ -375,7 +372,6 @@ class UseCaseRelease:
 
     @workflow.update
     def report_incident(self, cmd: ReportIncident) -> UseCaseView:
-        self._validate(policy.check_incident, cmd)
         suspends = self.stage == Stage.LIVE and policy.sev1_suspends(self.policy, cmd.severity)
         incident = Incident(
             id=f"inc-{len(self.incidents) + 1}",
@@ -409,7 +405,6 @@ class UseCaseRelease:
     @workflow.update
     def suspend(self, cmd: Suspend) -> UseCaseView:
         """Stop-ship: the live version is pulled (rollback hook) until resume is approved."""
-        self._validate(policy.check_suspend, cmd)
         self._suspend(cmd.actor, cmd.channel, cmd.reason)
         return self.view()
 
@@ -419,7 +414,6 @@ class UseCaseRelease:
 
     @workflow.update
     def resume(self, cmd: Resume) -> UseCaseView:
-        self._validate(policy.check_resume, cmd)
         self._record("resume_requested", actor=cmd.actor, channel=cmd.channel, comment=cmd.reason)
         self._open_live_gate(Gate.RESUME_APPROVAL, actor=cmd.actor)
         return self.view()
@@ -432,7 +426,6 @@ class UseCaseRelease:
     async def raise_change(self, cmd: RaiseChange) -> UseCaseView:
         """A change request runs as a child of this use case, with its own id and the same
         verbs; the live version keeps running until the change passes."""
-        self._validate(policy.check_raise_change, cmd)
         number = len(self.changes) + 1
         change_id = f"change-{number}"
         child_id = f"{self.workflow_id}-{change_id}"
@@ -550,7 +543,6 @@ class UseCaseRelease:
 
     @workflow.update
     def retire(self, cmd: Retire) -> UseCaseView:
-        self._validate(policy.check_retire, cmd)
         if self.gate is not None:
             self._notify_gate(NotificationKind.GATE_CLOSED, outcome="cancelled", by=cmd.actor)
         self._record("retired", actor=cmd.actor, channel=cmd.channel, comment=cmd.reason)
