@@ -12,7 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workflows.model import Approval, Channel, Evidence, EvidenceRecord
+from workflows.model import (
+    Approval,
+    Channel,
+    EventKind,
+    Evidence,
+    EvidenceRecord,
+    GateOutcome,
+    HookKind,
+)
 
 LEDGER_APPEND = "ledger.append"
 REGISTRY_SYNC = "registry.sync"
@@ -30,7 +38,7 @@ class LedgerRecord(BaseModel):
     use_case_key: str
     event_id: int = Field(ge=1)
     at: datetime
-    kind: str
+    kind: EventKind
     actor: str
     channel: Channel
     payload: dict[str, Any] = Field(default_factory=dict)
@@ -94,7 +102,7 @@ class GateCard(BaseModel):
     pending: list[str]
     approvals: list[Approval]
     due_at: datetime
-    outcome: str | None = None  # passed | changes_requested | rejected | expired | cancelled
+    outcome: GateOutcome | None = None
     decided_by: str | None = None
     comment: str = ""
 
@@ -131,7 +139,7 @@ class HookRequest(BaseModel):
 
     workflow_id: str
     use_case_key: str
-    hook: str  # deploy | rollback
+    hook: HookKind
     url: str
     idempotency_key: str
     payload: dict[str, Any] = Field(default_factory=dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -72,6 +72,16 @@ RELEASE_GATES: tuple[Gate, ...] = (
     Gate.OPS_HANDOFF,
     Gate.GO_LIVE,
 )
+# Gates a policy may list under ``live.gates`` (they concern a live use case or its changes).
+LIVE_POLICY_GATES: tuple[Gate, ...] = (
+    Gate.CHANGE_APPROVAL,
+    Gate.RESUME_APPROVAL,
+    Gate.PERIODIC_REVIEW,
+)
+# Gates that open beside a live or suspended use case without moving its stage.
+GATES_BESIDE_STAGE: tuple[Gate, ...] = (Gate.RESUME_APPROVAL, Gate.PERIODIC_REVIEW)
+# Stages that are gates: the stage a run is at while that gate is open.
+GATE_STAGES: frozenset[Stage] = frozenset(Stage(g.value) for g in Gate if g.value in set(Stage))
 
 
 class Decision(StrEnum):
@@ -94,8 +104,84 @@ class Channel(StrEnum):
     API = "api"
     SLACK = "slack"
     SIGNAL = "signal"
-    CLI = "cli"
     SYSTEM = "system"
+
+
+class EventKind(StrEnum):
+    """Every kind of fact the workflow records: its history, the ledger's ``kind`` column."""
+
+    RUN_STARTED = "run_started"
+    STAGE_ENTERED = "stage_entered"
+    STAGE_COMPLETED = "stage_completed"
+    EVIDENCE_ADDED = "evidence_added"
+    APPROVALS_VOIDED = "approvals_voided"
+    DECISION = "decision"
+    GATE_OPENED = "gate_opened"
+    GATE_PASSED = "gate_passed"
+    GATE_REOPENED = "gate_reopened"
+    GATE_ESCALATED = "gate_escalated"
+    GATE_EXPIRED = "gate_expired"
+    REMINDER_SENT = "reminder_sent"
+    CANCELLED = "cancelled"
+    INCIDENT_REPORTED = "incident_reported"
+    SUSPENDED = "suspended"
+    RESUME_REQUESTED = "resume_requested"
+    RESUMED = "resumed"
+    CHANGE_RAISED = "change_raised"
+    CHANGE_APPLIED = "change_applied"
+    CHANGE_REJECTED = "change_rejected"
+    CHANGE_CANCELLED = "change_cancelled"
+    RETIRED = "retired"
+    RUN_CLOSED = "run_closed"
+    HOOK_CALLED = "hook_called"
+    HOOK_FAILED = "hook_failed"
+    REFUSED = "refused"
+
+
+class GateOutcome(StrEnum):
+    """How a gate visit ended."""
+
+    PASSED = "passed"
+    CHANGES_REQUESTED = "changes_requested"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"  # the run was cancelled, suspended or retired while it was open
+
+
+class ChangeStatus(StrEnum):
+    OPEN = "open"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class RunOutcome(StrEnum):
+    """Why a run closed (``outcome`` of a closed run)."""
+
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    RETIRED = "retired"
+    APPLIED = "applied"  # a change request's run that passed: its parent runs the change
+
+
+class HookKind(StrEnum):
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class CommandName(StrEnum):
+    """The commands that change a run (the workflow's update names)."""
+
+    COMPLETE_STAGE = "complete_stage"
+    ADD_EVIDENCE = "add_evidence"
+    DECIDE = "decide"
+    REOPEN_GATE = "reopen_gate"
+    CANCEL = "cancel"
+    REPORT_INCIDENT = "report_incident"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    RAISE_CHANGE = "raise_change"
+    RETIRE = "retire"
 
 
 class Refusal(StrEnum):
@@ -286,7 +372,9 @@ class UseCaseInput(BaseModel):
     change: ChangeInfo | None = None
     # continue-as-new once a live run's history is this long (Temporal may suggest it earlier)
     continue_as_new_after: int = Field(default=10_000, ge=100)
-    # carried across continue-as-new; None on a fresh start
+    # the run's state, carried whole across continue-as-new; None on a fresh start
+    state: dict[str, Any] | None = None
+    # what runs before ReleaseState carried across continue-as-new (read, never written)
     carry: dict[str, Any] | None = None
 
 
@@ -332,6 +420,8 @@ class Cancel(BaseModel):
 class ReopenGate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     actor: str
+    # the expired gate to reopen; None only in commands recorded before it was named
+    gate: Gate | None = None
     comment: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
 
@@ -378,7 +468,7 @@ class ChangeOutcome(BaseModel):
     """Signal from a change request's run to its use case when it closes."""
 
     change_id: str
-    outcome: str  # applied | rejected | cancelled
+    outcome: ChangeStatus
     at: datetime
     evidence: list[EvidenceRecord] = Field(default_factory=list)
 
@@ -407,6 +497,11 @@ class OpenGate(BaseModel):
     expires_at: datetime | None = None
     reminded: list[float] = Field(default_factory=list)  # hours-before marks already sent
     escalated_at: datetime | None = None
+    # who can still fill an empty seat (the PendingApprovers search attribute, without the
+    # escalation owner)
+    pending: list[str] = Field(default_factory=list)
+    # the quorum's seats, computed once when the gate opens: candidates per seat
+    seats: list[list[str]] = Field(default_factory=list)
 
 
 class ClosedGate(BaseModel):
@@ -416,7 +511,7 @@ class ClosedGate(BaseModel):
     round: int
     opened_at: datetime
     closed_at: datetime
-    outcome: str  # passed | changes_requested | rejected
+    outcome: GateOutcome
 
 
 class Incident(BaseModel):
@@ -435,9 +530,11 @@ class ChangeSummary(BaseModel):
     summary: str
     materiality: Materiality
     raised_by: str
-    status: str  # open | applied | rejected | cancelled
+    status: ChangeStatus
     opened_at: datetime
     closed_at: datetime | None = None
+    # the Update that raised it, so the caller finds its own change among concurrent ones
+    update_id: str | None = None
 
 
 class PolicyRef(BaseModel):
@@ -448,7 +545,7 @@ class PolicyRef(BaseModel):
 class HistoryEvent(BaseModel):
     at: datetime
     stage: Stage
-    kind: str
+    kind: EventKind
     actor: str
     channel: Channel = Channel.SYSTEM
     decision: Decision | None = None
@@ -462,7 +559,7 @@ class RefusedAttempt(BaseModel):
     at: datetime
     actor: str
     channel: Channel
-    command: str
+    command: CommandName
     refusal: Refusal
     detail: str
 
@@ -475,7 +572,7 @@ class UseCaseView(BaseModel):
     risk_tier: RiskTier
     stage: Stage
     closed: bool
-    outcome: str | None = None
+    outcome: RunOutcome | None = None
     round: int
     owners: Owners
     slack_channel: str | None = None
@@ -503,6 +600,3 @@ class UseCaseOutcome(BaseModel):
     stage: Stage
     outcome: str
     at: datetime
-
-
-Command = Literal["complete_stage", "add_evidence", "decide", "cancel"]

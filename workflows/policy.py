@@ -23,6 +23,7 @@ from workflows.model import (
     WORK_STAGES,
     AddEvidence,
     Cancel,
+    CommandName,
     CompleteStage,
     Decision,
     EvidenceRecord,
@@ -300,7 +301,7 @@ def excluded_from_gate(
     return out
 
 
-def _slots(
+def seat_candidates(
     rule: GateRule,
     roster: Mapping[Role, list[str]],
     excluded: Collection[str],
@@ -323,7 +324,7 @@ def _slots(
     return seats
 
 
-def _max_matching(seats: list[set[str]], people: list[str]) -> int:
+def max_matching(seats: list[set[str]], people: list[str]) -> int:
     """How many seats distinct people can fill (bipartite matching; seats and people are few)."""
     owner: dict[int, str] = {}
 
@@ -346,7 +347,7 @@ def eligible(
     *,
     change_raised_by: str | None = None,
 ) -> list[str]:
-    seats = _slots(rule, roster, excluded, change_raised_by=change_raised_by)
+    seats = seat_candidates(rule, roster, excluded, change_raised_by=change_raised_by)
     return sorted(set().union(*seats)) if seats else []
 
 
@@ -358,8 +359,8 @@ def quorum_met(
     *,
     change_raised_by: str | None = None,
 ) -> bool:
-    seats = _slots(rule, roster, excluded, change_raised_by=change_raised_by)
-    return _max_matching(seats, approvers) >= len(seats)
+    seats = seat_candidates(rule, roster, excluded, change_raised_by=change_raised_by)
+    return max_matching(seats, approvers) >= len(seats)
 
 
 def approval_counts(
@@ -372,8 +373,8 @@ def approval_counts(
     change_raised_by: str | None = None,
 ) -> bool:
     """Would ``actor``'s approval fill a seat the approvals so far leave empty?"""
-    seats = _slots(rule, roster, excluded, change_raised_by=change_raised_by)
-    return _max_matching(seats, [*approvers, actor]) > _max_matching(seats, approvers)
+    seats = seat_candidates(rule, roster, excluded, change_raised_by=change_raised_by)
+    return max_matching(seats, [*approvers, actor]) > max_matching(seats, approvers)
 
 
 def pending_approvers(
@@ -400,8 +401,8 @@ def check_staffing(policy: PinnedPolicy, roster: Mapping[Role, list[str]]) -> No
         *(g for g in policy.live.gates if g.gate != Gate.CHANGE_APPROVAL),
     ]:
         excluded = excluded_from_gate(rule.gate, roster)
-        seats = _slots(rule, roster, excluded)
-        if _max_matching(seats, sorted(set().union(*seats))) < len(seats):
+        seats = seat_candidates(rule, roster, excluded)
+        if max_matching(seats, sorted(set().union(*seats))) < len(seats):
             raise PolicyViolation(
                 Refusal.INVALID,
                 f"owners cannot staff gate {rule.gate.value}: it needs {rule.quorum} distinct "
@@ -432,6 +433,97 @@ def evidence_digests(evidence: Iterable[EvidenceRecord | Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- command checks
+#
+# Every check authorizes first (who may send this command to this run, from the people pinned at
+# start) and looks at the run's state second: a caller who may never send a command is told
+# "not eligible" before anything about the run's state. ``check_actor`` alone is what the command
+# layer pre-checks with from a run's pinned facts; the workflow's validators run the full check.
+
+Roster = Mapping[Role, list[str]]
+
+_DELIVERY = (Role.DELIVERY_LEAD, Role.TECHNICAL_OWNER)
+_OWNERS_AND_OPERATIONS = (
+    Role.DELIVERY_LEAD,
+    Role.BUSINESS_OWNER,
+    Role.TECHNICAL_OWNER,
+    Role.OPERATIONS_OWNER,
+    Role.ESCALATION_OWNER,
+    Role.STOP_AUTHORITY,
+)
+# who may send each command (gate decisions: see ``deciders``)
+SENDERS: dict[CommandName, tuple[tuple[Role, ...], str]] = {
+    CommandName.COMPLETE_STAGE: (
+        _DELIVERY,
+        "only the delivery lead or technical owner completes a stage",
+    ),
+    CommandName.ADD_EVIDENCE: (
+        _DELIVERY,
+        "only the delivery lead or technical owner submits evidence",
+    ),
+    CommandName.RAISE_CHANGE: (
+        _DELIVERY,
+        "only the delivery lead or technical owner raises a change",
+    ),
+    CommandName.REOPEN_GATE: (
+        (Role.DELIVERY_LEAD,),
+        "only the delivery lead reopens an expired gate",
+    ),
+    CommandName.CANCEL: (
+        (Role.DELIVERY_LEAD, Role.BUSINESS_OWNER),
+        "only the delivery lead or business owner cancels a use case",
+    ),
+    CommandName.REPORT_INCIDENT: (
+        _OWNERS_AND_OPERATIONS,
+        "only the use case's owners or operations report incidents",
+    ),
+    CommandName.SUSPEND: ((Role.STOP_AUTHORITY,), "only a stop-authority holder suspends"),
+    CommandName.RESUME: ((Role.STOP_AUTHORITY,), "only a stop-authority holder asks to resume"),
+    CommandName.RETIRE: ((Role.BUSINESS_OWNER,), "only the business owner retires a use case"),
+}
+NOT_ELIGIBLE_FOR_GATE = "not eligible for this gate"
+
+
+def deciders(
+    rule: GateRule,
+    roster: Roster,
+    *,
+    validation_completed_by: str | None = None,
+    change_raised_by: str | None = None,
+) -> list[str]:
+    """Everyone who could fill a seat of ``rule``'s gate on this run (after separation of
+    duties). Without ``validation_completed_by`` it is what the pinned facts alone allow."""
+    excluded = excluded_from_gate(
+        rule.gate,
+        roster,
+        validation_completed_by=validation_completed_by,
+        change_raised_by=change_raised_by,
+    )
+    return eligible(rule, roster, excluded, change_raised_by=change_raised_by)
+
+
+def check_actor(
+    command: CommandName,
+    roster: Roster,
+    actor: str,
+    *,
+    rule: GateRule | None = None,
+    change_raised_by: str | None = None,
+) -> None:
+    """Authorization from the run's pinned people: may ``actor`` ever send ``command`` here?
+
+    For a decision, ``rule`` is the decided gate's rule (None: the gate is not on this run's
+    path, which the state check reports). The open gate's own list, which also excludes whoever
+    completed validation, is checked against the state by ``check_decision``.
+    """
+    if command == CommandName.DECIDE:
+        if rule is not None and actor not in deciders(
+            rule, roster, change_raised_by=change_raised_by
+        ):
+            raise PolicyViolation(Refusal.NOT_ELIGIBLE, NOT_ELIGIBLE_FOR_GATE)
+        return
+    roles, refusal = SENDERS[command]
+    if not any(actor in roster.get(role, []) for role in roles):
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, refusal)
 
 
 def _check_open(view: UseCaseView) -> None:
@@ -439,16 +531,8 @@ def _check_open(view: UseCaseView) -> None:
         raise PolicyViolation(Refusal.RUN_CLOSED, f"the run is closed ({view.stage.value})")
 
 
-def _is_delivery(view: UseCaseView, actor: str) -> bool:
-    return actor in (view.owners.delivery_lead, view.owners.technical_owner)
-
-
 def check_complete_stage(view: UseCaseView, cmd: CompleteStage) -> None:
     _check_open(view)
-    if not _is_delivery(view, cmd.actor):
-        raise PolicyViolation(
-            Refusal.NOT_ELIGIBLE, "only the delivery lead or technical owner completes a stage"
-        )
     if cmd.stage not in WORK_STAGES:
         raise PolicyViolation(Refusal.INVALID, f"{cmd.stage.value} is not a work stage")
     if view.stage != cmd.stage:
@@ -464,10 +548,6 @@ def check_complete_stage(view: UseCaseView, cmd: CompleteStage) -> None:
 
 def check_add_evidence(view: UseCaseView, cmd: AddEvidence) -> None:
     _check_open(view)
-    if not _is_delivery(view, cmd.actor):
-        raise PolicyViolation(
-            Refusal.NOT_ELIGIBLE, "only the delivery lead or technical owner submits evidence"
-        )
     if view.stage not in WORK_STAGES and view.open_gate is None:
         raise PolicyViolation(
             Refusal.WRONG_STAGE, f"no work stage or gate is open (stage {view.stage.value})"
@@ -483,7 +563,7 @@ def check_decision(view: UseCaseView, cmd: GateDecision) -> None:
             f"gate {cmd.gate.value} is not open (stage {view.stage.value})",
         )
     if cmd.actor not in gate.eligible:
-        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "not eligible for this gate")
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, NOT_ELIGIBLE_FOR_GATE)
     if any(a.actor == cmd.actor for a in gate.approvals):
         raise PolicyViolation(
             Refusal.ALREADY_DECIDED, f"{cmd.actor} already approved {cmd.gate.value} this round"
@@ -508,10 +588,6 @@ def check_decision(view: UseCaseView, cmd: GateDecision) -> None:
 
 def check_cancel(view: UseCaseView, cmd: Cancel) -> None:
     _check_open(view)
-    if cmd.actor not in (view.owners.delivery_lead, view.owners.business_owner):
-        raise PolicyViolation(
-            Refusal.NOT_ELIGIBLE, "only the delivery lead or business owner cancels a use case"
-        )
     before_live = (*WORK_STAGES, *(Stage(g.value) for g in RELEASE_GATES), Stage.CHANGE_APPROVAL)
     if view.stage not in (*before_live, Stage.STALLED):
         raise PolicyViolation(
@@ -521,26 +597,16 @@ def check_cancel(view: UseCaseView, cmd: Cancel) -> None:
 
 def check_reopen(view: UseCaseView, cmd: ReopenGate) -> None:
     _check_open(view)
-    if cmd.actor != view.owners.delivery_lead:
-        raise PolicyViolation(
-            Refusal.NOT_ELIGIBLE, "only the delivery lead reopens an expired gate"
-        )
     if view.stage != Stage.STALLED or view.stalled_gate is None:
         raise PolicyViolation(
             Refusal.WRONG_STAGE, f"only a stalled run reopens a gate (stage {view.stage.value})"
         )
-
-
-def _owners_and_operations(view: UseCaseView) -> set[str]:
-    o = view.owners
-    return {
-        o.delivery_lead,
-        o.business_owner,
-        o.technical_owner,
-        o.operations_owner,
-        o.escalation_owner,
-        *o.stop_authority,
-    }
+    if cmd.gate is not None and cmd.gate != view.stalled_gate:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE,
+            f"gate {cmd.gate.value} has not expired (the expired gate is "
+            f"{view.stalled_gate.value})",
+        )
 
 
 def _check_live(view: UseCaseView, *allowed: Stage) -> None:
@@ -558,11 +624,6 @@ def _check_live(view: UseCaseView, *allowed: Stage) -> None:
 
 
 def check_incident(view: UseCaseView, cmd: ReportIncident) -> None:
-    _check_open(view)
-    if cmd.actor not in _owners_and_operations(view):
-        raise PolicyViolation(
-            Refusal.NOT_ELIGIBLE, "only the use case's owners or operations report incidents"
-        )
     _check_live(view, Stage.LIVE, Stage.SUSPENDED)
 
 
@@ -571,16 +632,10 @@ def sev1_suspends(pinned: PinnedPolicy, severity: Severity) -> bool:
 
 
 def check_suspend(view: UseCaseView, cmd: Suspend) -> None:
-    _check_open(view)
-    if cmd.actor not in view.owners.stop_authority:
-        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only a stop-authority holder suspends")
     _check_live(view, Stage.LIVE)
 
 
 def check_resume(view: UseCaseView, cmd: Resume) -> None:
-    _check_open(view)
-    if cmd.actor not in view.owners.stop_authority:
-        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only a stop-authority holder asks to resume")
     _check_live(view, Stage.SUSPENDED)
     if view.open_gate is not None:
         raise PolicyViolation(
@@ -589,19 +644,39 @@ def check_resume(view: UseCaseView, cmd: Resume) -> None:
 
 
 def check_raise_change(view: UseCaseView, cmd: RaiseChange) -> None:
-    _check_open(view)
-    if not _is_delivery(view, cmd.actor):
-        raise PolicyViolation(
-            Refusal.NOT_ELIGIBLE, "only the delivery lead or technical owner raises a change"
-        )
     _check_live(view, Stage.LIVE)
 
 
 def check_retire(view: UseCaseView, cmd: Retire) -> None:
-    _check_open(view)
-    if cmd.actor != view.owners.business_owner:
-        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "only the business owner retires a use case")
     _check_live(view, Stage.LIVE, Stage.SUSPENDED)
+
+
+STATE_CHECKS: dict[CommandName, Any] = {
+    CommandName.COMPLETE_STAGE: check_complete_stage,
+    CommandName.ADD_EVIDENCE: check_add_evidence,
+    CommandName.DECIDE: check_decision,
+    CommandName.REOPEN_GATE: check_reopen,
+    CommandName.CANCEL: check_cancel,
+    CommandName.REPORT_INCIDENT: check_incident,
+    CommandName.SUSPEND: check_suspend,
+    CommandName.RESUME: check_resume,
+    CommandName.RAISE_CHANGE: check_raise_change,
+    CommandName.RETIRE: check_retire,
+}
+
+
+def check_command(
+    command: CommandName,
+    view: UseCaseView,
+    cmd: Any,
+    roster: Roster,
+    *,
+    rule: GateRule | None = None,
+    change_raised_by: str | None = None,
+) -> None:
+    """The whole check the workflow's validator runs: authorization, then the run's state."""
+    check_actor(command, roster, cmd.actor, rule=rule, change_raised_by=change_raised_by)
+    STATE_CHECKS[command](view, cmd)
 
 
 def waiting_on(gate: OpenGate | None) -> list[str]:

@@ -22,6 +22,7 @@ from workflows.model import (
     AddEvidence,
     Approval,
     Cancel,
+    CommandName,
     CompleteStage,
     Decision,
     Evidence,
@@ -1122,6 +1123,11 @@ def make_view(
     )
 
 
+def check(command: CommandName, view: UseCaseView, cmd: Any) -> None:
+    """The whole check a validator runs: authorization from the pinned roster, then state."""
+    policy.check_command(command, view, cmd, roster())
+
+
 def risk_view(**gate_kwargs: Any) -> UseCaseView:
     return make_view("risk_signoff", open_gate=make_gate("risk_signoff", **gate_kwargs))
 
@@ -1355,7 +1361,7 @@ def test_check_complete_stage_refuses(
     view: UseCaseView, cmd: CompleteStage, refusal: Refusal
 ) -> None:
     with pytest.raises(PolicyViolation) as info:
-        policy.check_complete_stage(view, cmd)
+        check(CommandName.COMPLETE_STAGE, view, cmd)
     assert info.value.refusal == refusal
 
 
@@ -1384,7 +1390,7 @@ def test_check_complete_stage_refuses(
     ],
 )
 def test_check_complete_stage_allows(view: UseCaseView, cmd: CompleteStage) -> None:
-    policy.check_complete_stage(view, cmd)
+    check(CommandName.COMPLETE_STAGE, view, cmd)
 
 
 def add(actor: str) -> AddEvidence:
@@ -1406,7 +1412,7 @@ def add(actor: str) -> AddEvidence:
 )
 def test_check_add_evidence_refuses(view: UseCaseView, actor: str, refusal: Refusal) -> None:
     with pytest.raises(PolicyViolation) as info:
-        policy.check_add_evidence(view, add(actor))
+        check(CommandName.ADD_EVIDENCE, view, add(actor))
     assert info.value.refusal == refusal
 
 
@@ -1424,7 +1430,7 @@ def test_check_add_evidence_refuses(view: UseCaseView, actor: str, refusal: Refu
     ],
 )
 def test_check_add_evidence_allows(view: UseCaseView, actor: str) -> None:
-    policy.check_add_evidence(view, add(actor))
+    check(CommandName.ADD_EVIDENCE, view, add(actor))
 
 
 CANCELLABLE = [
@@ -1443,7 +1449,7 @@ CANCELLABLE = [
 @pytest.mark.parametrize("stage", CANCELLABLE)
 @pytest.mark.parametrize("actor", ["dana", "bo"])
 def test_check_cancel_allows_before_live(stage: str, actor: str) -> None:
-    policy.check_cancel(make_view(stage), Cancel(actor=actor, reason="no longer needed"))
+    check(CommandName.CANCEL, make_view(stage), Cancel(actor=actor, reason="no longer needed"))
 
 
 @pytest.mark.parametrize(
@@ -1465,7 +1471,7 @@ def test_check_cancel_allows_before_live(stage: str, actor: str) -> None:
 )
 def test_check_cancel_refuses(stage: str, actor: str, closed: bool, refusal: Refusal) -> None:
     with pytest.raises(PolicyViolation) as info:
-        policy.check_cancel(make_view(stage, closed=closed), Cancel(actor=actor))
+        check(CommandName.CANCEL, make_view(stage, closed=closed), Cancel(actor=actor))
     assert info.value.refusal == refusal
 
 

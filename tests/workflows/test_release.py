@@ -368,14 +368,14 @@ async def test_signals_apply_valid_and_record_invalid(release: ReleaseHarness) -
     )
     await handle.signal(
         UseCaseRelease.decide_signal,
-        GateDecision(actor="olga", gate=Gate.GO_LIVE, decision=Decision.APPROVE),
+        GateDecision(actor="bo", gate=Gate.GO_LIVE, decision=Decision.APPROVE),
     )
     view = await handle.query(UseCaseRelease.state)
     assert view.stage == Stage.OPS_HANDOFF  # neither invalid signal changed anything
     refused = await handle.query(UseCaseRelease.refused_attempts)
     assert [(r.actor, r.refusal.value, r.channel.value) for r in refused] == [
         ("rita", "not_eligible", "signal"),
-        ("olga", "gate_not_open", "signal"),
+        ("bo", "gate_not_open", "signal"),
     ]
 
     await handle.signal(

@@ -1,0 +1,227 @@
+"""Typed payloads of the facts a run records, one model per ``EventKind``.
+
+The workflow writes a fact's payload as ``EventBody`` fields (where the run stood) plus the
+kind's own fields below; the ledger stores the flat JSON object. Readers — flow metrics, the
+evidence pack, Slack, metrics — parse it back with ``parse_payload(kind, payload)`` instead of
+picking strings out of a dict. Unknown extra keys are kept (older runs may have written more).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from workflows.model import (
+    ChangeStatus,
+    Decision,
+    EventKind,
+    Evidence,
+    Gate,
+    HookKind,
+    Materiality,
+    Refusal,
+    RiskTier,
+    RunOutcome,
+    Severity,
+    Stage,
+)
+
+_Parsed = TypeVar("_Parsed", bound=BaseModel)
+_Kind = TypeVar("_Kind", bound="Extras")
+
+
+class EventBody(BaseModel):
+    """Fields every fact carries: the stage and round it happened at, and what it concerns."""
+
+    model_config = ConfigDict(extra="allow")
+    stage: Stage
+    round: int = 1
+    gate: Gate | None = None
+    decision: Decision | None = None
+    comment: str = ""
+    evidence: list[Evidence] = Field(default_factory=list)
+
+
+class Extras(BaseModel):
+    """A kind's own fields, written beside the ``EventBody`` fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class PolicyPin(BaseModel):
+    version: str
+    sha256: str
+
+
+class RunStarted(Extras):
+    title: str = ""
+    risk_tier: RiskTier | None = None
+    owners: dict[str, Any] = Field(default_factory=dict)
+    roster: dict[str, list[str]] = Field(default_factory=dict)
+    policy: PolicyPin | None = None
+    path: list[Stage] = Field(default_factory=list)
+    change: dict[str, Any] | None = None
+
+
+class ApprovalsVoided(Extras):
+    voided: list[str] = Field(default_factory=list)
+
+
+class DecisionMade(Extras):
+    evidence_digests: list[str] = Field(default_factory=list)
+    quorum: int = 0
+
+
+class GatePassed(Extras):
+    approvers: list[str] = Field(default_factory=list)
+
+
+class ReminderSent(Extras):
+    hours_before_sla: list[float] = Field(default_factory=list)
+    to: list[str] = Field(default_factory=list)
+
+
+class GateEscalated(Extras):
+    to: str = ""
+    pending: list[str] = Field(default_factory=list)
+
+
+class IncidentReported(Extras):
+    incident: str = ""
+    severity: Severity | None = None
+
+
+class ChangeRaised(Extras):
+    change: str = ""
+    materiality: Materiality | None = None
+
+
+class ChangeClosed(Extras):
+    """``change_applied``, ``change_rejected`` and ``change_cancelled``."""
+
+    change: str = ""
+    live_version: int | None = None
+    reason: str | None = None
+
+
+class RunClosed(Extras):
+    outcome: RunOutcome | None = None
+
+
+class HookOutcome(Extras):
+    """``hook_called`` (status code) and ``hook_failed`` (error)."""
+
+    hook: HookKind | None = None
+    url: str = ""
+    status_code: int | None = None
+    ok: bool | None = None
+    error: str | None = None
+
+
+class Refused(Extras):
+    command: str = ""
+    refusal: Refusal | None = None
+    detail: str = ""
+
+
+EXTRAS: dict[EventKind, type[Extras]] = {
+    EventKind.RUN_STARTED: RunStarted,
+    EventKind.APPROVALS_VOIDED: ApprovalsVoided,
+    EventKind.DECISION: DecisionMade,
+    EventKind.GATE_PASSED: GatePassed,
+    EventKind.REMINDER_SENT: ReminderSent,
+    EventKind.GATE_ESCALATED: GateEscalated,
+    EventKind.INCIDENT_REPORTED: IncidentReported,
+    EventKind.CHANGE_RAISED: ChangeRaised,
+    EventKind.CHANGE_APPLIED: ChangeClosed,
+    EventKind.CHANGE_REJECTED: ChangeClosed,
+    EventKind.CHANGE_CANCELLED: ChangeClosed,
+    EventKind.RUN_CLOSED: RunClosed,
+    EventKind.HOOK_CALLED: HookOutcome,
+    EventKind.HOOK_FAILED: HookOutcome,
+    EventKind.REFUSED: Refused,
+}
+
+CHANGE_CLOSED_KIND: dict[ChangeStatus, EventKind] = {
+    ChangeStatus.APPLIED: EventKind.CHANGE_APPLIED,
+    ChangeStatus.REJECTED: EventKind.CHANGE_REJECTED,
+    ChangeStatus.CANCELLED: EventKind.CHANGE_CANCELLED,
+}
+
+
+def extras_model(kind: EventKind | str) -> type[Extras]:
+    try:
+        return EXTRAS.get(EventKind(kind), Extras)
+    except ValueError:
+        return Extras
+
+
+def parse_payload(
+    kind: EventKind | str, payload: Mapping[str, Any] | object
+) -> tuple[EventBody, Extras]:
+    """A stored payload as (where the run stood, the kind's own fields).
+
+    Tolerant by design: the ledger holds what older versions wrote (and what someone with
+    database access may have edited), so a field that does not parse is left out and reads as
+    its default, and a payload that is not a JSON object reads as an empty one. Whether a
+    field was really recorded is ``name in model.model_fields_set``: a defaulted field
+    (``stage`` included) is never in it.
+    """
+    stored: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
+    fields = {k: v for k, v in stored.items() if k in EventBody.model_fields}
+    own = {k: v for k, v in stored.items() if k not in EventBody.model_fields}
+    body = _lenient(EventBody, fields, defaults={"stage": Stage.SCOPING})
+    return body, _lenient(extras_model(kind), own)
+
+
+def extras_as(model: type[_Kind], extras: Extras) -> _Kind:
+    """``extras`` as the model its kind maps to (what ``parse_payload`` returns for that kind),
+    or that model's defaults when the payload was parsed under another kind."""
+    return extras if isinstance(extras, model) else model()
+
+
+def _lenient(
+    model: type[_Parsed], fields: dict[str, Any], defaults: Mapping[str, Any] | None = None
+) -> _Parsed:
+    """``model`` from ``fields`` minus those that do not parse; ``defaults`` fill required
+    fields that are absent and stay out of ``model_fields_set``."""
+    defaults = defaults or {}
+    try:
+        parsed = model.model_validate({**defaults, **fields})
+    except ValidationError as exc:
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        fields = {k: v for k, v in fields.items() if k not in bad}
+        parsed = model.model_validate({**defaults, **fields})
+    for name in defaults.keys() - fields.keys():
+        parsed.model_fields_set.discard(name)  # the live set: a default is not a recorded value
+    return parsed
+
+
+def payload_of(body: EventBody, extras: Extras | None = None) -> dict[str, Any]:
+    """The flat JSON object the ledger stores: body fields then the kind's own fields."""
+    out: dict[str, Any] = {"stage": body.stage.value, "round": body.round}
+    if body.gate is not None:
+        out["gate"] = body.gate.value
+    if body.decision is not None:
+        out["decision"] = body.decision.value
+    if body.comment:
+        out["comment"] = body.comment
+    if body.evidence:
+        out["evidence"] = [e.model_dump(mode="json") for e in body.evidence]
+    if extras is not None:
+        out.update(extras.model_dump(mode="json", exclude_none=True))
+    return out
+
+
+__all__ = [
+    "CHANGE_CLOSED_KIND",
+    "EXTRAS",
+    "EventBody",
+    "Extras",
+    "extras_as",
+    "extras_model",
+    "parse_payload",
+    "payload_of",
+]

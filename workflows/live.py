@@ -1,0 +1,215 @@
+"""Live operation: incidents, stop-ship, resume, change requests and retirement.
+
+Pure functions over the run, like ``transitions``; starting a change request's child run is I/O
+and stays in the workflow, which calls ``raise_change`` for the bookkeeping first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from workflows import gates, ids, outbox, policy, transitions
+from workflows.activities import NotificationKind
+from workflows.events import CHANGE_CLOSED_KIND
+from workflows.model import (
+    AddEvidence,
+    ChangeInfo,
+    ChangeOutcome,
+    ChangeStatus,
+    ChangeSummary,
+    Channel,
+    EventKind,
+    Gate,
+    GateOutcome,
+    HookKind,
+    Incident,
+    RaiseChange,
+    ReportIncident,
+    Resume,
+    Retire,
+    RunOutcome,
+    Stage,
+    UseCaseInput,
+)
+from workflows.state import Run
+
+
+def report_incident(run: Run, cmd: ReportIncident, now: datetime) -> None:
+    """An incident is recorded; a sev1 suspends a live use case when the policy says so."""
+    state = run.state
+    suspends = state.stage == Stage.LIVE and policy.sev1_suspends(run.policy, cmd.severity)
+    incident = Incident(
+        id=f"inc-{len(state.incidents) + 1}",
+        severity=cmd.severity,
+        summary=cmd.summary,
+        reported_by=cmd.actor,
+        at=now,
+        suspended=suspends,
+    )
+    state.incidents.append(incident)
+    outbox.record(
+        run,
+        EventKind.INCIDENT_REPORTED,
+        now,
+        actor=cmd.actor,
+        channel=cmd.channel,
+        comment=cmd.summary,
+        extras={"incident": incident.id, "severity": cmd.severity},
+    )
+    outbox.live_notice(
+        run, f"{cmd.severity.value.upper()} incident {incident.id}: {cmd.summary}", now
+    )
+    if suspends:
+        reason = f"{incident.id} ({cmd.severity.value}) suspends per policy {run.policy.version}"
+        transitions.suspend(run, actor=cmd.actor, channel=Channel.SYSTEM, reason=reason, now=now)
+
+
+def resume(run: Run, cmd: Resume, now: datetime) -> None:
+    outbox.record(
+        run,
+        EventKind.RESUME_REQUESTED,
+        now,
+        actor=cmd.actor,
+        channel=cmd.channel,
+        comment=cmd.reason,
+    )
+    transitions.open_beside(run, Gate.RESUME_APPROVAL, actor=cmd.actor, now=now)
+
+
+def raise_change(
+    run: Run, cmd: RaiseChange, now: datetime, *, update_id: str | None
+) -> tuple[ChangeInfo, UseCaseInput]:
+    """Record a change request; returns what its child run is started with."""
+    state, inp = run.state, run.inp
+    number = len(state.changes) + 1
+    change = ids.change_id(number)
+    info = ChangeInfo(
+        parent_id=run.workflow_id,
+        change_id=change,
+        number=number,
+        summary=cmd.summary,
+        materiality=cmd.materiality,
+        raised_by=cmd.actor,
+    )
+    state.changes.append(
+        ChangeSummary(
+            change_id=change,
+            workflow_id=ids.change_workflow_id(run.workflow_id, change),
+            number=number,
+            summary=cmd.summary,
+            materiality=cmd.materiality,
+            raised_by=cmd.actor,
+            status=ChangeStatus.OPEN,
+            opened_at=now,
+            update_id=update_id,
+        )
+    )
+    outbox.record(
+        run,
+        EventKind.CHANGE_RAISED,
+        now,
+        actor=cmd.actor,
+        channel=cmd.channel,
+        comment=cmd.summary,
+        extras={"change": change, "materiality": cmd.materiality},
+    )
+    child_input = inp.model_copy(
+        update={
+            "key": f"{inp.key}/{change}",
+            "title": f"{inp.title} — {change}: {cmd.summary[:80]}",
+            "summary": cmd.summary,
+            "change": info,
+            "carry": None,
+            "state": None,
+        }
+    )
+    return info, child_input
+
+
+def seed_evidence(run: Run, cmd: AddEvidence, now: datetime) -> None:
+    """Evidence a change request was raised with (sent by its use case's run)."""
+    state = run.state
+    if run.change is None or state.closed:
+        return
+    records = transitions.add_evidence_records(
+        run, cmd.evidence, cmd.actor, scope=state.stage.value, now=now
+    )
+    outbox.record(
+        run, EventKind.EVIDENCE_ADDED, now, actor=cmd.actor, channel=cmd.channel, evidence=records
+    )
+    if state.gate is not None:
+        gates.refresh_evidence(run)
+        outbox.publish(run)
+
+
+def change_finished(run: Run, result: ChangeOutcome, now: datetime) -> None:
+    """A change request's run ended: an applied change becomes the live version."""
+    state = run.state
+    change = next((c for c in state.changes if c.change_id == result.change_id), None)
+    if change is None or change.status != ChangeStatus.OPEN:
+        return  # a repeated report changes nothing
+    change.status = result.outcome
+    change.closed_at = result.at
+    if result.outcome == ChangeStatus.APPLIED and not state.closed:
+        state.live_version += 1
+        outbox.record(
+            run,
+            EventKind.CHANGE_APPLIED,
+            now,
+            actor=change.raised_by,
+            comment=change.summary,
+            extras={"change": change.change_id, "live_version": state.live_version},
+        )
+        outbox.hook(
+            run, HookKind.DEPLOY, {"live_version": state.live_version, "change": change.change_id}
+        )
+    else:
+        outbox.record(
+            run,
+            CHANGE_CLOSED_KIND[result.outcome],
+            now,
+            actor=change.raised_by,
+            extras={"change": change.change_id},
+        )
+    outbox.live_notice(run, f"{change.change_id} {result.outcome.value}: {change.summary}", now)
+    outbox.publish(run)
+
+
+def retire(run: Run, cmd: Retire, now: datetime) -> None:
+    """The business owner retires the use case; its open change requests are cancelled."""
+    state = run.state
+    if state.gate is not None:
+        outbox.gate_notice(
+            run,
+            NotificationKind.GATE_CLOSED,
+            now,
+            outcome=GateOutcome.CANCELLED,
+            by=cmd.actor,
+        )
+    outbox.record(
+        run, EventKind.RETIRED, now, actor=cmd.actor, channel=cmd.channel, comment=cmd.reason
+    )
+    for change in state.changes:
+        if change.status == ChangeStatus.OPEN:
+            change.status = ChangeStatus.CANCELLED
+            change.closed_at = now
+            state.outbox.cancel_runs.append(change.workflow_id)
+            outbox.record(
+                run,
+                EventKind.CHANGE_CANCELLED,
+                now,
+                actor=cmd.actor,
+                extras={"change": change.change_id, "reason": "use case retired"},
+            )
+    outbox.live_notice(run, f"retired by {cmd.actor}", now)
+    transitions.close(run, Stage.RETIRED, RunOutcome.RETIRED, actor=cmd.actor, now=now)
+
+
+__all__ = [
+    "change_finished",
+    "raise_change",
+    "report_incident",
+    "resume",
+    "retire",
+    "seed_evidence",
+]

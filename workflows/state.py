@@ -1,0 +1,132 @@
+"""A run's one mutable state, and the pinned facts the pure modules read beside it.
+
+``ReleaseState`` is everything a run has become since it started; it is the workflow's only
+mutable attribute and crosses continue-as-new whole (the input carries it). ``Run`` pairs it with
+the input pinned at start (owners, roster, policy), so the pure modules — ``gates``,
+``transitions``, ``clock``, ``presentation``, ``outbox`` — take one argument and need no
+Temporal server to test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from workflows import policy
+from workflows.activities import HookRequest, LedgerRecord, MessageRef, Notification
+from workflows.model import (
+    Approval,
+    ChangeInfo,
+    ChangeOutcome,
+    ChangeSummary,
+    ClosedGate,
+    EvidenceRecord,
+    Gate,
+    GateRule,
+    HistoryEvent,
+    Incident,
+    OpenGate,
+    PinnedPolicy,
+    RefusedAttempt,
+    RunOutcome,
+    Stage,
+    UseCaseInput,
+)
+
+
+class Outbox(BaseModel):
+    """What handlers recorded and the run loop still has to ship, in order."""
+
+    ledger: list[LedgerRecord] = Field(default_factory=list)
+    notices: list[Notification] = Field(default_factory=list)
+    hooks: list[HookRequest] = Field(default_factory=list)
+    parent_report: ChangeOutcome | None = None
+    cancel_runs: list[str] = Field(default_factory=list)
+    read_model_stale: bool = True
+    # how many times the state was published since the shell last synced search attributes
+    publishes: int = 0
+
+    def has_work(self) -> bool:
+        return bool(
+            self.ledger or self.notices or self.hooks or self.read_model_stale or self.parent_report
+        )
+
+
+class ReleaseState(BaseModel):
+    started_at: datetime
+    updated_at: datetime
+    stage: Stage
+    stage_entered_at: datetime
+    round: int = 1
+    closed: bool = False
+    outcome: RunOutcome | None = None
+    evidence: list[EvidenceRecord] = Field(default_factory=list)
+    gate: OpenGate | None = None
+    stalled_gate: Gate | None = None
+    validation_completed_by: str | None = None
+    history: list[HistoryEvent] = Field(default_factory=list)
+    refused: list[RefusedAttempt] = Field(default_factory=list)
+    voided: list[Approval] = Field(default_factory=list)
+    last_closed_gate: ClosedGate | None = None
+    event_id: int = 0  # the last fact's id: contiguous from 1, the ledger's idempotency key
+    live_version: int = 0
+    live_since: datetime | None = None
+    next_review_at: datetime | None = None
+    incidents: list[Incident] = Field(default_factory=list)
+    changes: list[ChangeSummary] = Field(default_factory=list)
+    runs: int = 1  # how many runs (continue-as-new) this use case has had
+    # posted gate cards per "gate:round", so later notices update them in place
+    cards: dict[str, list[MessageRef]] = Field(default_factory=dict)
+    outbox: Outbox = Field(default_factory=Outbox)
+
+    @classmethod
+    def fresh(cls, stage: Stage, now: datetime) -> ReleaseState:
+        return cls(started_at=now, updated_at=now, stage=stage, stage_entered_at=now)
+
+
+def path_of(inp: UseCaseInput) -> list[Stage]:
+    """The stages a run walks: its tier's path, or a change request's own path."""
+    if inp.change:
+        return policy.change_path(inp.policy.rules, inp.change.materiality)
+    return policy.stage_path(inp.policy.rules)
+
+
+@dataclass
+class Run:
+    """A run as the pure modules see it: pinned input, mutable state, its workflow id."""
+
+    inp: UseCaseInput
+    state: ReleaseState
+    workflow_id: str
+
+    @property
+    def policy(self) -> PinnedPolicy:
+        return self.inp.policy
+
+    @property
+    def change(self) -> ChangeInfo | None:
+        return self.inp.change
+
+    @property
+    def raised_by(self) -> str | None:
+        return self.inp.change.raised_by if self.inp.change else None
+
+    @property
+    def starter(self) -> str:
+        """Who asked for this run: the delivery lead, or the person who raised the change."""
+        return self.inp.change.raised_by if self.inp.change else self.inp.owners.delivery_lead
+
+    @property
+    def path(self) -> list[Stage]:
+        return path_of(self.inp)
+
+    def rule(self, gate: Gate) -> GateRule:
+        rule = policy.gate_rule(self.inp.policy, gate)
+        if rule is None:  # the pinned policy built the path, so this cannot happen
+            raise ValueError(f"no rule for gate {gate.value}")
+        return rule
+
+
+__all__ = ["Outbox", "ReleaseState", "Run", "path_of"]
