@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workflows.model import (
+    GATE_STAGES,
+    LIVE_POLICY_GATES,
     RELEASE_GATES,
     TERMINAL_STAGES,
     WORK_STAGES,
@@ -51,7 +53,6 @@ from workflows.model import (
 )
 
 GROUP_PREFIX = "group:"
-LIVE_GATES = (Gate.CHANGE_APPROVAL, Gate.RESUME_APPROVAL, Gate.PERIODIC_REVIEW)
 
 
 class PolicyViolation(Exception):
@@ -90,32 +91,35 @@ class PolicyDocument(BaseModel):
         if missing:
             raise ValueError(f"tiers: missing tier(s) {missing}")
         for tier, rules in self.tiers.items():
-            names = [g.gate for g in rules.gates]
-            where = f"tiers.{tier.value}.gates"
-            if len(set(names)) != len(names):
-                raise ValueError(f"{where}: a gate is listed twice")
-            for name in names:
-                if name not in RELEASE_GATES:
-                    raise ValueError(f"{where}: {name.value} is not a release gate")
-            if Gate.SCOPE_APPROVAL in names and names[0] != Gate.SCOPE_APPROVAL:
-                raise ValueError(f"{where}: scope_approval must come first")
-            if names[-1] != Gate.GO_LIVE:
-                raise ValueError(f"{where}: go_live must be the last gate")
-            for stage in rules.evidence:
-                if stage not in WORK_STAGES:
-                    raise ValueError(
-                        f"tiers.{tier.value}.evidence: {stage.value} is not a work stage"
-                    )
-            for g in rules.gates:
-                if g.gate == Gate.SCOPE_APPROVAL and g.rework_stage != Stage.SCOPING:
-                    raise ValueError(f"{where}.scope_approval: rework_stage must be scoping")
+            _check_tier(tier, rules)
         live_names = [g.gate for g in self.live.gates]
         for name in live_names:
-            if name not in LIVE_GATES:
+            if name not in LIVE_POLICY_GATES:
                 raise ValueError(f"live.gates: {name.value} is not a live gate")
         if len(set(live_names)) != len(live_names):
             raise ValueError("live.gates: a gate is listed twice")
         return self
+
+
+def _check_tier(tier: RiskTier, rules: TierRule) -> None:
+    """A tier's gates: release gates only, once each, scope approval first, go-live last."""
+    names = [g.gate for g in rules.gates]
+    where = f"tiers.{tier.value}.gates"
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: a gate is listed twice")
+    for name in names:
+        if name not in RELEASE_GATES:
+            raise ValueError(f"{where}: {name.value} is not a release gate")
+    if Gate.SCOPE_APPROVAL in names and names[0] != Gate.SCOPE_APPROVAL:
+        raise ValueError(f"{where}: scope_approval must come first")
+    if names[-1] != Gate.GO_LIVE:
+        raise ValueError(f"{where}: go_live must be the last gate")
+    for stage in rules.evidence:
+        if stage not in WORK_STAGES:
+            raise ValueError(f"tiers.{tier.value}.evidence: {stage.value} is not a work stage")
+    for g in rules.gates:
+        if g.gate == Gate.SCOPE_APPROVAL and g.rework_stage != Stage.SCOPING:
+            raise ValueError(f"{where}.scope_approval: rework_stage must be scoping")
 
 
 @dataclass(frozen=True)
@@ -232,11 +236,8 @@ def gate_rule(policy: PinnedPolicy, gate: Gate) -> GateRule | None:
     return None
 
 
-_GATE_NAMES = frozenset(g.value for g in Gate)
-
-
 def is_gate(stage: Stage) -> bool:
-    return stage.value in _GATE_NAMES
+    return stage in GATE_STAGES
 
 
 # --------------------------------------------------------------------------- people and roles
