@@ -458,6 +458,45 @@ def _banner(
     )
 
 
+def _start_temporal(
+    settings: Settings, supervisor: Supervisor, env: dict[str, str], data_dir: Path
+) -> bool:
+    """Start the dev server unless a Temporal frontend already answers; True if started."""
+    host, port = split_address(settings.temporal_address)
+    if port_answers(host, port):
+        return False
+    if host not in LOCAL_HOSTS:
+        raise LaunchError(
+            f"nothing answers at TEMPORAL_ADDRESS={settings.temporal_address}; the "
+            "launcher only starts a dev server on a local address"
+        )
+    if port_answers(host, settings.temporal_ui_port):
+        raise LaunchError(
+            f"port {settings.temporal_ui_port} is taken; set TEMPORAL_UI_PORT to a "
+            "free port for the Temporal UI"
+        )
+    print(f"starting Temporal dev server on {settings.temporal_address} ...", flush=True)
+    supervisor.start("temporal", dev_server_argv(temporal_binary(), settings, data_dir), env)
+    return True
+
+
+def api_argv(python: str, host: str, port: int) -> list[str]:
+    return [
+        python,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "services.api.app:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        # requests are in the ledger; an access log per call only costs CPU
+        "--log-level",
+        "warning",
+    ]
+
+
 def run(settings: Settings, signals: _Signals) -> int:
     data_dir = settings.data_dir.expanduser().resolve()
     log_dir = data_dir / "logs"
@@ -473,26 +512,7 @@ def run(settings: Settings, signals: _Signals) -> int:
                     f"something already answers on {api_host}:{api_port}; stop it or set "
                     "RELEASEGATE_API_PORT"
                 )
-            host, port = split_address(settings.temporal_address)
-            started_temporal = False
-            if not port_answers(host, port):
-                if host not in LOCAL_HOSTS:
-                    raise LaunchError(
-                        f"nothing answers at TEMPORAL_ADDRESS={settings.temporal_address}; the "
-                        "launcher only starts a dev server on a local address"
-                    )
-                if port_answers(host, settings.temporal_ui_port):
-                    raise LaunchError(
-                        f"port {settings.temporal_ui_port} is taken; set TEMPORAL_UI_PORT to a "
-                        "free port for the Temporal UI"
-                    )
-                print(
-                    f"starting Temporal dev server on {settings.temporal_address} ...", flush=True
-                )
-                supervisor.start(
-                    "temporal", dev_server_argv(temporal_binary(), settings, data_dir), env
-                )
-                started_temporal = True
+            started_temporal = _start_temporal(settings, supervisor, env, data_dir)
             added = wait_for_temporal(settings, signals, supervisor)
             if added:
                 print(f"registered search attributes: {', '.join(added)}", flush=True)
@@ -503,24 +523,7 @@ def run(settings: Settings, signals: _Signals) -> int:
                 supervisor, signals, "migrate", [python, "-m", "services.store.migrate"], env
             )
             supervisor.start("worker", [python, "-m", "services.worker"], env)
-            supervisor.start(
-                "api",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "services.api.app:create_app",
-                    "--host",
-                    api_host,
-                    "--port",
-                    str(api_port),
-                    # requests are in the ledger; an access log per call only costs CPU
-                    "--log-level",
-                    "warning",
-                ],
-                env,
-            )
+            supervisor.start("api", api_argv(python, api_host, api_port), env)
             _write_state(data_dir, supervisor, started_temporal)
             probe_host = "127.0.0.1" if api_host in ("0.0.0.0", "") else api_host
             _wait_ready(supervisor, signals, f"http://{probe_host}:{api_port}/readyz")
