@@ -15,9 +15,12 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 
+from services.store.ledger import LedgerRepository
 from tests.harness import HOOK_SECRET, ReleaseHarness
 from tests.workflows.drive import advance_to, complete, decide, pass_gate, refusal_of
 from tests.workflows.helpers import make_input
+from tests.workflows.test_release import wait_ledger
+from workflows.activities import LedgerBatch
 from workflows.model import (
     Gate,
     Hooks,
@@ -339,3 +342,33 @@ async def test_retiring_cancels_open_changes(release: ReleaseHarness) -> None:
         await asyncio.sleep(0.05)
     assert desc.status is not None
     assert desc.status.name == "CANCELED"
+
+
+async def test_a_run_carried_by_the_previous_version_continues(release: ReleaseHarness) -> None:
+    """Runs that continued-as-new before ReleaseState hand on ``carry`` (the old field-by-field
+    shape, without the gate's seats): the new shell restores it and the run stays operable."""
+    from tests.workflows.test_pure_modules import T0, new_run, to_live
+
+    inp = make_input("low")
+    run = new_run(inp=inp)
+    to_live(run)
+    # what the previous run had already shipped to the ledger
+    async with release.sessionmaker() as session, session.begin():
+        await LedgerRepository(session).append(LedgerBatch(records=run.state.outbox.ledger))
+    state = run.state.model_dump(mode="json")
+    legacy = {k: v for k, v in state.items() if k not in ("closed", "outcome", "outbox")}
+    legacy["runs"] = 2
+    handle = await release.start(inp.model_copy(update={"carry": legacy}))
+    view = await handle.query(UseCaseRelease.state)
+    assert view.stage == Stage.LIVE
+    assert view.live_version == 1
+    assert view.event_count == run.state.event_id
+    assert view.started_at == T0
+    view = await handle.execute_update(
+        UseCaseRelease.suspend, Suspend(actor="olga", reason="carried and still operable")
+    )
+    assert view.stage == Stage.SUSPENDED
+    view = await handle.execute_update(UseCaseRelease.resume, Resume(actor="bo"))
+    assert view.open_gate is not None
+    assert view.open_gate.pending  # seats computed for a gate opened after the carry
+    await wait_ledger(release, handle.id, view.event_count)

@@ -44,7 +44,7 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 def new_run(tier: str = "low", inp: UseCaseInput | None = None) -> Run:
     inp = inp or make_input(tier, key="pure")
-    run = Run(inp, ReleaseState.fresh(path_of(inp)[0], T0), "usecase-pure")
+    run = Run(inp, ReleaseState.fresh(path_of(inp)[0], T0), f"usecase-{inp.key}")
     transitions.start(run, T0)
     return run
 
