@@ -57,21 +57,22 @@ import httpx  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.api.gateway import UseCaseGateway  # noqa: E402
+from services.commands.gateway import UseCaseGateway  # noqa: E402
+from services.commands.service import CommandService, Sender  # noqa: E402
 from services.settings import Settings  # noqa: E402
 from services.store.migrate import upgrade_head_sync  # noqa: E402
 from services.temporal import connect  # noqa: E402
 from workflows import search  # noqa: E402
 from workflows.model import (  # noqa: E402
-    CompleteStage,
+    Channel,
     Decision,
+    Evidence,
     Gate,
-    GateDecision,
+    Stage,
     UseCaseCreate,
     UseCaseView,
 )
 from workflows.policy import load_directory, load_policy  # noqa: E402
-from workflows.release import UseCaseRelease  # noqa: E402
 
 TARGET_RATIO = 0.9
 WORK_STAGES = ("scoping", "specification", "implementation", "validation")
@@ -210,32 +211,35 @@ class HttpDriver:
 
 
 class DirectDriver:
-    """What the API's routes do for the same requests (start_use_case, complete_stage_of,
-    decide_gate_of), called in-process: body validation, the gateway's cached pre-checks and
-    the same start / update / query calls on the Temporal client."""
+    """What the API's routes do for the same requests (start_use_case, complete_stage,
+    decide_gate), called in-process: body validation and the command layer (cached
+    authorization pre-checks, the same start / update / query calls on the Temporal client)."""
 
     name = "direct"
 
-    def __init__(self, gateway: UseCaseGateway) -> None:
-        self.gateway = gateway
+    def __init__(self, commands: CommandService) -> None:
+        self.commands = commands
 
     async def _start(self, body: dict[str, Any]) -> UseCaseView:
-        view, created = await self.gateway.start(UseCaseCreate.model_validate(body), "dana")
+        view, created = await self.commands.start(
+            UseCaseCreate.model_validate(body), Sender("dana", Channel.API)
+        )
         if not created:
             raise RuntimeError(f"use case {body['key']} already existed")
         return view
 
     async def _complete(self, wid: str, stage: str, evidence: list[dict[str, str]]) -> UseCaseView:
-        await self.gateway.precheck_delivery(wid, "dana", what="completes a stage")
-        cmd = CompleteStage.model_validate(
-            {"actor": "dana", "stage": stage, "evidence": evidence, "comment": ""}
+        return await self.commands.complete_stage(
+            wid,
+            Sender("dana", Channel.API),
+            Stage(stage),
+            evidence=[Evidence.model_validate(e) for e in evidence],
         )
-        return await self.gateway.update(wid, UseCaseRelease.complete_stage, cmd)
 
     async def _decide(self, wid: str, gate: str, actor: str) -> UseCaseView:
-        await self.gateway.precheck_decider(wid, Gate(gate), actor)
-        cmd = GateDecision(actor=actor, gate=Gate(gate), decision=Decision.APPROVE, comment="")
-        return await self.gateway.update(wid, UseCaseRelease.decide, cmd)
+        return await self.commands.decide(
+            wid, Sender(actor, Channel.API), Gate(gate), Decision.APPROVE
+        )
 
     async def run(self, key: str, n: int, rec: Recorder) -> str:
         view = await rec.time(self._start(create_body(key, n)))
@@ -325,15 +329,17 @@ def split(n: int, parts: int) -> list[int]:
 async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
     settings = stack.settings()
     client = await connect(settings)
-    gateway = UseCaseGateway(
-        client, settings, load_policy(settings.policy_path), load_directory(settings.directory_path)
+    commands = CommandService(
+        UseCaseGateway(client, settings),
+        load_policy(settings.policy_path),
+        load_directory(settings.directory_path),
     )
     limits = httpx.Limits(
         max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2
     )
     pids = {"bench": os.getpid(), **stack.pids()}
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60.0, limits=limits) as http:
-        drivers = {"http": HttpDriver(http), "direct": DirectDriver(gateway)}
+        drivers = {"http": HttpDriver(http), "direct": DirectDriver(commands)}
         counter = iter(range(10**9))
 
         def keys(path: str, count: int) -> list[str]:
@@ -575,7 +581,7 @@ class Stack:
                     p.wait()
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="timed use cases per path")
     parser.add_argument("--concurrency", type=int, default=16, help="use cases in flight")
@@ -597,7 +603,24 @@ def main() -> int:
         parser.error("--n must be at least --rounds, --concurrency at least 1")
     if args.warmup is None:
         args.warmup = 2 * args.concurrency
+    return args
 
+
+def failure(exc: Exception, interrupted: asyncio.Event, keep: bool) -> int:
+    """Clear lines (and where the logs are) instead of a bare traceback; the exit status."""
+    if interrupted.is_set():  # calls cut short by the interrupt fail as "unreachable"
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    causes = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+    for cause in causes:
+        print(f"\nbenchmark failed: {type(cause).__name__}: {cause}", file=sys.stderr)
+    if not keep:
+        print("(re-run with --keep to inspect the process logs)", file=sys.stderr)
+    return 2
+
+
+def main() -> int:
+    args = parse_args()
     # Ctrl-C or SIGTERM: outside the event loop they raise KeyboardInterrupt; inside it they
     # cancel the benchmark. Either way the finally below stops every child this run started.
     interrupted = asyncio.Event()
@@ -634,16 +657,8 @@ def main() -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # clear lines (and the logs) instead of a bare traceback
-        if interrupted.is_set():  # calls cut short by the interrupt fail as "unreachable"
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        causes = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
-        for cause in causes:
-            print(f"\nbenchmark failed: {type(cause).__name__}: {cause}", file=sys.stderr)
-        if not args.keep:
-            print("(re-run with --keep to inspect the process logs)", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return failure(exc, interrupted, args.keep)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

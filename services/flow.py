@@ -13,40 +13,63 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workflows.model import Decision, Gate, RiskTier, Stage
+from workflows.events import (
+    EventBody,
+    Extras,
+    RunClosed,
+    RunStarted,
+    extras_as,
+    parse_payload,
+)
+from workflows.ids import key_of
+from workflows.model import (
+    GATE_STAGES,
+    LIVE_POLICY_GATES,
+    TERMINAL_STAGES,
+    Decision,
+    EventKind,
+    Gate,
+    GateOutcome,
+    RiskTier,
+    RunOutcome,
+    Stage,
+)
 from workflows.policy import LoadedPolicy
 
 # Ledger kinds the metrics read; the repository selects only these.
-FLOW_KINDS: tuple[str, ...] = (
-    "run_started",
-    "stage_entered",
-    "gate_opened",
-    "decision",
-    "gate_passed",
-    "gate_expired",
-    "gate_escalated",
-    "suspended",
-    "run_closed",
+FLOW_KINDS: tuple[EventKind, ...] = (
+    EventKind.RUN_STARTED,
+    EventKind.STAGE_ENTERED,
+    EventKind.GATE_OPENED,
+    EventKind.DECISION,
+    EventKind.GATE_PASSED,
+    EventKind.GATE_EXPIRED,
+    EventKind.GATE_ESCALATED,
+    EventKind.SUSPENDED,
+    EventKind.RUN_CLOSED,
 )
 
-GATE_NAMES = frozenset(g.value for g in Gate)
 # Stages whose time is not flow time: the live system and the terminal states.
-NOT_FLOW_STAGES = frozenset(
-    s.value for s in (Stage.LIVE, Stage.SUSPENDED, Stage.REJECTED, Stage.CANCELLED, Stage.RETIRED)
-)
-STAGE_ORDER: tuple[str, ...] = tuple(s.value for s in Stage if s.value not in NOT_FLOW_STAGES)
-LIVE_GATE_NAMES = frozenset(
-    g.value for g in (Gate.CHANGE_APPROVAL, Gate.RESUME_APPROVAL, Gate.PERIODIC_REVIEW)
-)
+NOT_FLOW_STAGES: frozenset[Stage] = frozenset({Stage.LIVE, Stage.SUSPENDED, *TERMINAL_STAGES})
+STAGE_ORDER: tuple[str, ...] = tuple(s.value for s in Stage if s not in NOT_FLOW_STAGES)
 GATE_ORDER: tuple[str, ...] = tuple(g.value for g in Gate)
-DECISION_KEYS: tuple[str, ...] = tuple(d.value for d in Decision)
+# Gate visits that a decision ended: the only ones with a wait and an SLA verdict.
+DECIDED: frozenset[GateOutcome] = frozenset(
+    {GateOutcome.PASSED, GateOutcome.CHANGES_REQUESTED, GateOutcome.REJECTED}
+)
+# A gate visit's outcome is a ``GateOutcome`` once it ended; until then it is open.
+VISIT_OPEN = "open"
+# A run's outcome is its ``RunOutcome`` once it closed; until then in progress or live.
+RUN_IN_PROGRESS = "in_progress"
+RUN_LIVE = Stage.LIVE.value
+RUN_CLOSED_WITHOUT_OUTCOME = "closed"  # an older or edited run_closed entry
 
 DEFINITIONS: dict[str, str] = {
     "scope": "Use-case runs whose run_started entry lies in [since, until) and whose tier "
@@ -323,19 +346,207 @@ def as_utc(value: datetime) -> datetime:
 
 @dataclass
 class _OpenGate:
-    gate: str
+    gate: Gate
     round: int
     opened_at: datetime
     escalated: bool = False
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+@dataclass
+class _Step:
+    """One ledger entry as the walk reads it: when, by whom, and its typed payload."""
+
+    at: datetime
+    actor: str
+    body: EventBody
+    extras: Extras
 
 
-def _round_of(payload: Mapping[str, Any]) -> int:
-    value = payload.get("round")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+@dataclass
+class _RunWalk:
+    """A run's ledger replayed entry by entry: stage visits and gate visits as they close.
+
+    Each ``on_*`` method handles one ledger kind (``_STEPS``); ``finish`` adds what is still
+    open at ``now`` and sums the run up.
+    """
+
+    slas: SlaTable
+    policy_sha: str
+    tier: str
+    stage_name: str
+    stages: list[StageVisit] = field(default_factory=list)
+    gates: list[GateVisit] = field(default_factory=list)
+    current_stage: StageVisit | None = None
+    open_gate: _OpenGate | None = None
+    first_scoping: datetime | None = None
+    live_at: datetime | None = None
+    outcome: str = RUN_IN_PROGRESS
+    rework: int = 0
+    decisions: int = 0
+
+    # ------------------------------------------------------------------ visits
+
+    def leave_stage(self, at: datetime) -> None:
+        visit, self.current_stage = self.current_stage, None
+        if visit is not None:
+            visit.left_at = at
+            visit.hours = hours_between(visit.entered_at, at)
+            self.stages.append(visit)
+
+    def due_of(self, visit: _OpenGate) -> tuple[datetime | None, str | None]:
+        sla = self.slas.get((self.policy_sha, self.tier, visit.gate.value))
+        if sla is None:
+            return None, None
+        return visit.opened_at + timedelta(hours=sla), "policy"
+
+    def is_open(self, gate: Gate | None) -> bool:
+        return self.open_gate is not None and gate == self.open_gate.gate
+
+    def close_gate(self, at: datetime, result: GateOutcome, by: str | None = None) -> None:
+        visit, self.open_gate = self.open_gate, None
+        if visit is None:
+            return
+        due_at, source = self.due_of(visit)
+        decided = result in DECIDED
+        breached: bool | None = None
+        if decided:
+            if due_at is not None:
+                breached = at > due_at
+            else:
+                # another policy version was pinned: the workflow escalates exactly at the due
+                # time, so its gate_escalated entry is the ledger's own record of the breach
+                source = "escalation"
+                breached = visit.escalated
+        self.gates.append(
+            GateVisit(
+                gate=visit.gate.value,
+                round=visit.round,
+                opened_at=visit.opened_at,
+                closed_at=at,
+                outcome=result.value,
+                decided_by=by,
+                wait_hours=hours_between(visit.opened_at, at) if decided else None,
+                due_at=due_at,
+                breached=breached,
+                sla_source=source,
+            )
+        )
+
+    # ------------------------------------------------------------------ ledger kinds
+
+    def on_stage_entered(self, step: _Step) -> None:
+        # a stage the payload does not name (edited, or from an unknown version) ends the
+        # current visits without starting one
+        stage = step.body.stage if "stage" in step.body.model_fields_set else None
+        self.stage_name = stage.value if stage is not None else ""
+        self.leave_stage(step.at)
+        if self.open_gate is not None and (
+            stage is None or self.open_gate.gate.value != stage.value
+        ):
+            self.close_gate(step.at, GateOutcome.CANCELLED)  # defensive: left without a verdict
+        if stage is None:
+            return
+        if stage is Stage.SCOPING and self.first_scoping is None:
+            self.first_scoping = step.at
+        if stage is Stage.LIVE:
+            self.live_at = self.live_at or step.at
+        if stage not in NOT_FLOW_STAGES:
+            self.current_stage = StageVisit(
+                stage=stage.value, round=step.body.round, entered_at=step.at
+            )
+        if stage in GATE_STAGES:
+            self.open_gate = _OpenGate(Gate(stage.value), step.body.round, step.at)
+
+    def on_gate_opened(self, step: _Step) -> None:
+        if step.body.gate is not None:
+            self.open_gate = _OpenGate(step.body.gate, step.body.round, step.at)
+
+    def on_gate_escalated(self, step: _Step) -> None:
+        if self.open_gate is not None and self.is_open(step.body.gate):
+            self.open_gate.escalated = True
+
+    def on_decision(self, step: _Step) -> None:
+        self.decisions += 1
+        verdict = step.body.decision
+        if verdict is Decision.REQUEST_CHANGES and step.body.gate not in LIVE_POLICY_GATES:
+            self.rework += 1
+        if not self.is_open(step.body.gate):
+            return
+        if verdict is Decision.REQUEST_CHANGES:
+            self.close_gate(step.at, GateOutcome.CHANGES_REQUESTED, step.actor)
+        elif verdict is Decision.REJECT:
+            self.close_gate(step.at, GateOutcome.REJECTED, step.actor)
+
+    def on_gate_passed(self, step: _Step) -> None:
+        if self.is_open(step.body.gate):
+            self.close_gate(step.at, GateOutcome.PASSED, step.actor)
+
+    def on_gate_expired(self, step: _Step) -> None:
+        if self.is_open(step.body.gate):
+            self.close_gate(step.at, GateOutcome.EXPIRED)
+
+    def on_suspended(self, step: _Step) -> None:
+        self.close_gate(step.at, GateOutcome.CANCELLED)
+
+    def on_run_closed(self, step: _Step) -> None:
+        self.close_gate(step.at, GateOutcome.CANCELLED)
+        self.leave_stage(step.at)
+        outcome = extras_as(RunClosed, step.extras).outcome
+        self.outcome = outcome.value if outcome is not None else RUN_CLOSED_WITHOUT_OUTCOME
+        if "stage" in step.body.model_fields_set:
+            self.stage_name = step.body.stage.value
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self, now: datetime, registry: RegistryInfo | None) -> None:
+        """Record the visits still open at ``now``: a gate's age, a stage without hours."""
+        if self.open_gate is not None:
+            self.gates.append(self._still_open(self.open_gate, now, registry))
+        if self.current_stage is not None:
+            self.stages.append(self.current_stage)  # still open: no hours
+        if self.outcome == RUN_IN_PROGRESS and self.live_at is not None:
+            self.outcome = RUN_LIVE
+
+    def _still_open(
+        self, visit: _OpenGate, now: datetime, registry: RegistryInfo | None
+    ) -> GateVisit:
+        due_at, source = self.due_of(visit)
+        if due_at is None and registry and registry.gate == visit.gate and registry.due_at:
+            due_at, source = as_utc(registry.due_at), "registry"
+        return GateVisit(
+            gate=visit.gate.value,
+            round=visit.round,
+            opened_at=visit.opened_at,
+            outcome=VISIT_OPEN,
+            age_hours=hours_between(visit.opened_at, now),
+            due_at=due_at,
+            sla_source=source,
+        )
+
+    def stage_hours(self) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        for visit in self.stages:
+            if visit.hours is not None:
+                totals[visit.stage] = round(totals[visit.stage] + visit.hours, 6)
+        return dict(totals)
+
+
+# keyed by the stored kind (an ``EventKind`` value); kinds not listed change nothing here
+_STEPS: dict[str, Callable[[_RunWalk, _Step], None]] = {
+    EventKind.STAGE_ENTERED: _RunWalk.on_stage_entered,
+    EventKind.GATE_OPENED: _RunWalk.on_gate_opened,
+    EventKind.GATE_ESCALATED: _RunWalk.on_gate_escalated,
+    EventKind.DECISION: _RunWalk.on_decision,
+    EventKind.GATE_PASSED: _RunWalk.on_gate_passed,
+    EventKind.GATE_EXPIRED: _RunWalk.on_gate_expired,
+    EventKind.SUSPENDED: _RunWalk.on_suspended,
+    EventKind.RUN_CLOSED: _RunWalk.on_run_closed,
+}
+
+
+def _step(entry: FlowEntry) -> _Step:
+    body, extras = parse_payload(entry.kind, entry.payload)
+    return _Step(at=as_utc(entry.at), actor=entry.actor, body=body, extras=extras)
 
 
 def run_flow(
@@ -348,159 +559,48 @@ def run_flow(
     """One run's flow from its entries (any order; sorted by seq here). None when the entries
     hold no run_started (nothing to anchor the run) or belong to a change request."""
     rows = sorted(entries, key=lambda e: e.seq)
-    started = next((e for e in rows if e.kind == "run_started"), None)
-    if started is None or "change" in started.payload:
+    started = next((e for e in rows if e.kind == EventKind.RUN_STARTED), None)
+    if started is None:
         return None
-    now = as_utc(now)
-    tier = _str(started.payload.get("risk_tier")) or (registry.risk_tier if registry else "")
-    pinned = started.payload.get("policy")
-    pinned = pinned if isinstance(pinned, Mapping) else {}
-    policy_sha = _str(pinned.get("sha256")) or ""
-    key = registry.key if registry else started.workflow_id.removeprefix("usecase-")
-    title = _str(started.payload.get("title")) or (registry.title if registry else key)
-
-    stages: list[StageVisit] = []
-    gates: list[GateVisit] = []
-    current_stage: StageVisit | None = None
-    open_gate: _OpenGate | None = None
-    first_scoping: datetime | None = None
-    live_at: datetime | None = None
-    outcome = "in_progress"
-    rework = 0
-    decisions = 0
-    stage_name = registry.stage if registry else "scoping"
-
-    def leave_stage(at: datetime) -> None:
-        nonlocal current_stage
-        if current_stage is not None:
-            current_stage.left_at = at
-            current_stage.hours = hours_between(current_stage.entered_at, at)
-            stages.append(current_stage)
-            current_stage = None
-
-    def due_of(visit: _OpenGate) -> tuple[datetime | None, str | None]:
-        sla = slas.get((policy_sha, tier, visit.gate))
-        if sla is None:
-            return None, None
-        return visit.opened_at + timedelta(hours=sla), "policy"
-
-    def close_gate(at: datetime, result: str, by: str | None) -> None:
-        nonlocal open_gate
-        if open_gate is None:
-            return
-        visit = open_gate
-        open_gate = None
-        due_at, source = due_of(visit)
-        decided = result in ("passed", "changes_requested", "rejected")
-        breached: bool | None = None
-        if decided:
-            if due_at is not None:
-                breached = at > due_at
-            else:
-                # another policy version was pinned: the workflow escalates exactly at the due
-                # time, so its gate_escalated entry is the ledger's own record of the breach
-                source = "escalation"
-                breached = visit.escalated
-        gates.append(
-            GateVisit(
-                gate=visit.gate,
-                round=visit.round,
-                opened_at=visit.opened_at,
-                closed_at=at,
-                outcome=result,
-                decided_by=by,
-                wait_hours=hours_between(visit.opened_at, at) if decided else None,
-                due_at=due_at,
-                breached=breached,
-                sla_source=source,
-            )
-        )
-
+    start = extras_as(RunStarted, parse_payload(EventKind.RUN_STARTED, started.payload)[1])
+    if "change" in start.model_fields_set:
+        return None
+    tier = start.risk_tier.value if start.risk_tier else (registry.risk_tier if registry else "")
+    walk = _RunWalk(
+        slas=slas,
+        policy_sha=start.policy.sha256 if start.policy else "",
+        tier=tier,
+        stage_name=registry.stage if registry else Stage.SCOPING.value,
+    )
     for entry in rows:
-        at = as_utc(entry.at)
-        payload = entry.payload
-        gate = _str(payload.get("gate"))
-        if entry.kind == "stage_entered":
-            stage = _str(payload.get("stage")) or ""
-            stage_name = stage
-            leave_stage(at)
-            if open_gate is not None and open_gate.gate != stage:
-                close_gate(at, "cancelled", None)  # defensive: a gate left without a verdict
-            if stage == Stage.SCOPING and first_scoping is None:
-                first_scoping = at
-            if stage == Stage.LIVE:
-                live_at = live_at or at
-            if stage not in NOT_FLOW_STAGES:
-                current_stage = StageVisit(stage=stage, round=_round_of(payload), entered_at=at)
-            if stage in GATE_NAMES:
-                open_gate = _OpenGate(stage, _round_of(payload), at)
-        elif entry.kind == "gate_opened" and gate:
-            open_gate = _OpenGate(gate, _round_of(payload), at)
-        elif entry.kind == "gate_escalated" and open_gate is not None and gate == open_gate.gate:
-            open_gate.escalated = True
-        elif entry.kind == "decision":
-            decisions += 1
-            verdict = _str(payload.get("decision"))
-            if verdict == Decision.REQUEST_CHANGES and gate not in LIVE_GATE_NAMES:
-                rework += 1
-            if open_gate is not None and gate == open_gate.gate:
-                if verdict == Decision.REQUEST_CHANGES:
-                    close_gate(at, "changes_requested", entry.actor)
-                elif verdict == Decision.REJECT:
-                    close_gate(at, "rejected", entry.actor)
-        elif entry.kind == "gate_passed" and open_gate is not None and gate == open_gate.gate:
-            close_gate(at, "passed", entry.actor)
-        elif entry.kind == "gate_expired" and open_gate is not None and gate == open_gate.gate:
-            close_gate(at, "expired", None)
-        elif entry.kind == "suspended":
-            close_gate(at, "cancelled", None)
-        elif entry.kind == "run_closed":
-            close_gate(at, "cancelled", None)
-            leave_stage(at)
-            outcome = _str(payload.get("outcome")) or "closed"
-            stage_name = _str(payload.get("stage")) or stage_name
+        if (handle := _STEPS.get(entry.kind)) is not None:
+            handle(walk, _step(entry))
+    walk.finish(as_utc(now), registry)
+    return _run_row(started, start, registry, walk)
 
-    if open_gate is not None:
-        due_at, source = due_of(open_gate)
-        if due_at is None and registry and registry.gate == open_gate.gate and registry.due_at:
-            due_at, source = as_utc(registry.due_at), "registry"
-        gates.append(
-            GateVisit(
-                gate=open_gate.gate,
-                round=open_gate.round,
-                opened_at=open_gate.opened_at,
-                outcome="open",
-                age_hours=hours_between(open_gate.opened_at, now),
-                due_at=due_at,
-                sla_source=source,
-            )
-        )
-    if current_stage is not None:
-        stages.append(current_stage)  # still open: no hours
-    if outcome == "in_progress" and live_at is not None:
-        outcome = "live"
-    start = first_scoping or as_utc(started.at)
-    stage_hours: dict[str, float] = defaultdict(float)
-    for visit in stages:
-        if visit.hours is not None:
-            stage_hours[visit.stage] = round(stage_hours[visit.stage] + visit.hours, 6)
+
+def _run_row(
+    started: FlowEntry, start: RunStarted, registry: RegistryInfo | None, walk: _RunWalk
+) -> RunFlow:
+    key = registry.key if registry else key_of(started.workflow_id)
+    begin = walk.first_scoping or as_utc(started.at)
     return RunFlow(
         id=started.workflow_id,
         key=key,
-        title=title,
-        tier=tier,
+        title=start.title or (registry.title if registry else key),
+        tier=walk.tier,
         started_at=as_utc(started.at),
-        stage=stage_name,
-        outcome=outcome,
-        reached_live=live_at is not None,
-        live_at=live_at,
-        lead_time_hours=hours_between(start, live_at) if live_at else None,
-        rework_rounds=rework,
-        decisions=decisions,
-        policy_version=_str(pinned.get("version")),
-        stage_hours=dict(stage_hours),
-        stages=stages,
-        gates=gates,
+        stage=walk.stage_name,
+        outcome=walk.outcome,
+        reached_live=walk.live_at is not None,
+        live_at=walk.live_at,
+        lead_time_hours=hours_between(begin, walk.live_at) if walk.live_at else None,
+        rework_rounds=walk.rework,
+        decisions=walk.decisions,
+        policy_version=start.policy.version if start.policy else None,
+        stage_hours=walk.stage_hours(),
+        stages=walk.stages,
+        gates=walk.gates,
     )
 
 
@@ -570,7 +670,7 @@ def compute_flow(
 
     outcomes = Counter(r.outcome for r in runs)
     reached_live = sum(r.reached_live for r in runs)
-    rejected = outcomes["rejected"]
+    rejected = outcomes[RunOutcome.REJECTED]
     rates = FlowRates(
         rejection=rate(rejected, reached_live + rejected),
         expiry=_expiry_rate(all_visits),
@@ -584,8 +684,8 @@ def compute_flow(
         runs=len(runs),
         reached_live=reached_live,
         rejected=rejected,
-        cancelled=outcomes["cancelled"],
-        in_progress=outcomes["in_progress"],
+        cancelled=outcomes[RunOutcome.CANCELLED],
+        in_progress=outcomes[RUN_IN_PROGRESS],
         lead_time_hours=summarize(r.lead_time_hours for r in runs if r.lead_time_hours is not None),
         stages=stages,
         gates=gates,
@@ -601,8 +701,8 @@ def compute_flow(
 
 
 def _expiry_rate(visits: Sequence[GateVisit]) -> Rate:
-    ended = [v for v in visits if v.outcome not in ("open", "cancelled")]
-    return rate(sum(v.outcome == "expired" for v in ended), len(ended))
+    ended = [v for v in visits if v.outcome not in (VISIT_OPEN, GateOutcome.CANCELLED)]
+    return rate(sum(v.outcome == GateOutcome.EXPIRED for v in ended), len(ended))
 
 
 def _breach_rate(visits: Sequence[GateVisit]) -> Rate:
@@ -615,12 +715,12 @@ def _gate_flow(name: str, visits: Sequence[GateVisit]) -> GateFlow:
     return GateFlow(
         gate=name,
         visits=len(visits),
-        passed=counts["passed"],
-        changes_requested=counts["changes_requested"],
-        rejected=counts["rejected"],
-        expired=counts["expired"],
-        cancelled=counts["cancelled"],
-        open=counts["open"],
+        passed=counts[GateOutcome.PASSED],
+        changes_requested=counts[GateOutcome.CHANGES_REQUESTED],
+        rejected=counts[GateOutcome.REJECTED],
+        expired=counts[GateOutcome.EXPIRED],
+        cancelled=counts[GateOutcome.CANCELLED],
+        open=counts[VISIT_OPEN],
         wait_hours=summarize(v.wait_hours for v in visits if v.wait_hours is not None),
         sla_breach=_breach_rate(visits),
         expiry=_expiry_rate(visits),
@@ -642,15 +742,16 @@ def _rework(runs: Sequence[RunFlow]) -> ReworkFlow:
 def _tier_flow(name: str, runs: Sequence[RunFlow]) -> TierFlow:
     outcomes = Counter(r.outcome for r in runs)
     reached_live = sum(r.reached_live for r in runs)
+    rejected = outcomes[RunOutcome.REJECTED]
     rework = [r.rework_rounds for r in runs]
     return TierFlow(
         tier=name,
         runs=len(runs),
         reached_live=reached_live,
-        rejected=outcomes["rejected"],
-        cancelled=outcomes["cancelled"],
-        in_progress=outcomes["in_progress"],
-        rejection=rate(outcomes["rejected"], reached_live + outcomes["rejected"]),
+        rejected=rejected,
+        cancelled=outcomes[RunOutcome.CANCELLED],
+        in_progress=outcomes[RUN_IN_PROGRESS],
+        rejection=rate(rejected, reached_live + rejected),
         rework_total=sum(rework),
         rework_mean=round(sum(rework) / len(rework), 6) if rework else None,
         lead_time_hours=summarize(r.lead_time_hours for r in runs if r.lead_time_hours is not None),
@@ -661,12 +762,12 @@ def _approvers(by_run: Mapping[str, Sequence[FlowEntry]], run_ids: set[str]) -> 
     table: dict[str, ApproverFlow] = {}
     for workflow_id in run_ids:
         for entry in by_run[workflow_id]:
-            if entry.kind != "decision":
+            if entry.kind != EventKind.DECISION:
                 continue
-            verdict = _str(entry.payload.get("decision"))
+            verdict = parse_payload(entry.kind, entry.payload)[0].decision
             row = table.setdefault(entry.actor, ApproverFlow(actor=entry.actor))
-            if verdict in DECISION_KEYS:
-                setattr(row, verdict, getattr(row, verdict) + 1)
+            if verdict is not None:
+                setattr(row, verdict.value, getattr(row, verdict.value) + 1)
             row.total += 1
     return sorted(table.values(), key=lambda a: (-a.total, a.actor))
 
@@ -674,10 +775,14 @@ def _approvers(by_run: Mapping[str, Sequence[FlowEntry]], run_ids: set[str]) -> 
 __all__ = [
     "DEFINITIONS",
     "FLOW_KINDS",
+    "RUN_IN_PROGRESS",
+    "RUN_LIVE",
+    "VISIT_OPEN",
     "FlowEntry",
     "FlowMetrics",
     "RegistryInfo",
     "RunFlow",
+    "TierFlow",
     "compute_flow",
     "run_flow",
     "sla_table",

@@ -17,7 +17,6 @@ import contextvars
 import json
 import logging
 import os
-import re
 import sys
 import time
 import traceback
@@ -31,6 +30,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+from workflows.ids import run_key
+from workflows.model import Decision
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -100,7 +102,7 @@ def record_refused_decision(cmd: GateDecision, code: str) -> None:
 def gate_passed(cmd: GateDecision, after: UseCaseView) -> bool:
     """An approval after which the decided gate is no longer open: its quorum was met."""
     closed = after.open_gate is None or after.open_gate.gate != cmd.gate
-    return closed and cmd.decision.value == "approve"
+    return closed and cmd.decision is Decision.APPROVE
 
 
 def record_accepted_decision(cmd: GateDecision, view: UseCaseView) -> None:
@@ -131,12 +133,6 @@ def record_accepted_decision(cmd: GateDecision, view: UseCaseView) -> None:
 _log_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "releasegate_log_context", default=None
 )
-_WORKFLOW_ID = re.compile(r"^usecase-(?P<key>[a-z0-9][a-z0-9-]*?)(?:-change-[1-9][0-9]*)?$")
-
-
-def use_case_key(workflow_id: str) -> str | None:
-    match = _WORKFLOW_ID.match(workflow_id)
-    return match["key"] if match else None
 
 
 def bind_workflow(workflow_id: str) -> None:
@@ -146,7 +142,7 @@ def bind_workflow(workflow_id: str) -> None:
         ctx = {}
         _log_context.set(ctx)
     ctx["workflow_id"] = workflow_id
-    key = use_case_key(workflow_id)
+    key = run_key(workflow_id)
     if key:
         ctx["use_case"] = key
 
@@ -172,9 +168,7 @@ class _ActivityLogContextInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
         wid = info.workflow_id or ""
-        with log_context(
-            workflow_id=wid, use_case=use_case_key(wid) or "", activity=info.activity_type
-        ):
+        with log_context(workflow_id=wid, use_case=run_key(wid) or "", activity=info.activity_type):
             return await super().execute_activity(input)
 
 
@@ -200,7 +194,7 @@ class JsonFormatter(logging.Formatter):
         wid = getattr(record, "workflow_id", None) or ctx.get("workflow_id")
         if wid:
             doc["workflow_id"] = wid
-            key = getattr(record, "use_case", None) or ctx.get("use_case") or use_case_key(wid)
+            key = getattr(record, "use_case", None) or ctx.get("use_case") or run_key(wid)
             if key:
                 doc["use_case"] = key
         for name, value in ctx.items():

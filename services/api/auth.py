@@ -30,7 +30,7 @@ def authenticate(request: Request, directory: Directory, *, production: bool) ->
     if looks_like_jwt(token):
         if verifier is None:
             raise Problem(401, "OIDC tokens are not accepted here", code="unauthenticated")
-        return _oidc_person(request, verifier, directory, token)
+        return _oidc_person(verifier, directory, token)
     if production:
         # Development tokens from the directory file are never accepted in production.
         raise Problem(
@@ -42,9 +42,7 @@ def authenticate(request: Request, directory: Directory, *, production: bool) ->
     return person
 
 
-def _oidc_person(
-    request: Request, verifier: OidcVerifier, directory: Directory, token: str
-) -> Person:
+def _oidc_person(verifier: OidcVerifier, directory: Directory, token: str) -> Person:
     try:
         identity = verifier.verify(token)
     except TokenRejected as exc:
@@ -54,6 +52,5 @@ def _oidc_person(
     person = directory.get(identity.user) or directory.by_email(identity.user)
     if person is None:
         raise Problem(403, "the token names no person in the directory", code="unknown-person")
-    # The token's groups are informational for now: eligibility comes from the directory.
-    request.state.oidc_groups = identity.groups
+    # Eligibility comes from the directory's groups, never from the token's.
     return person

@@ -29,6 +29,7 @@ from services.cli.errors import (
     EXIT_WAIT_TIMEOUT,
     CliError,
 )
+from workflows.ids import USE_CASE_PREFIX
 from workflows.model import Decision, Gate, Materiality, RiskTier, Severity, Stage
 
 
@@ -222,7 +223,7 @@ def follow(
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
-Key = Annotated[str, typer.Argument(help="use case key (or its id usecase-<key>)")]
+Key = Annotated[str, typer.Argument(help=f"use case key (or its id {USE_CASE_PREFIX}<key>)")]
 Comment = Annotated[str, typer.Option("--message", "-m", help="comment")]
 IdemKey = Annotated[
     str | None, typer.Option("--idempotency-key", help="the same key twice is one command")

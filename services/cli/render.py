@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from services.flow import human_hours
+from workflows.model import Decision, Stage
 
 
 def row(table: Table, *values: Any) -> None:
@@ -46,9 +47,10 @@ def _rate(rate: dict[str, Any]) -> str:
 
 
 def _stage_style(state: dict[str, Any]) -> str:
+    stage = state.get("stage")
     if state.get("closed"):
-        return "red" if state.get("stage") in ("rejected", "cancelled") else "dim"
-    return "green" if state.get("stage") == "live" else "cyan"
+        return "red" if stage in (Stage.REJECTED, Stage.CANCELLED) else "dim"
+    return "green" if stage == Stage.LIVE else "cyan"
 
 
 def state_panel(state: dict[str, Any]) -> Panel:
@@ -236,15 +238,14 @@ def metrics_view(m: dict[str, Any]) -> Group:
         )
 
     approvers = Table(title="Decisions per approver", box=box.SIMPLE_HEAVY)
-    for name in ("approver", "approve", "request changes", "reject", "total"):
-        approvers.add_column(name, justify="left" if name == "approver" else "right")
+    approvers.add_column("approver", justify="left")
+    for name in (*(d.value.replace("_", " ") for d in Decision), "total"):
+        approvers.add_column(name, justify="right")
     for a in m.get("approvers") or []:
         row(
             approvers,
             a["actor"],
-            str(a.get("approve", 0)),
-            str(a.get("request_changes", 0)),
-            str(a.get("reject", 0)),
+            *(str(a.get(d.value, 0)) for d in Decision),
             str(a.get("total", 0)),
         )
     return Group(

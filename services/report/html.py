@@ -7,7 +7,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from services.flow import FlowMetrics, RunFlow, Stats, human_hours
+from services.flow import VISIT_OPEN, FlowMetrics, RunFlow, Stats, TierFlow, human_hours
 from services.report.svg import (
     Bar,
     BoxRow,
@@ -17,12 +17,13 @@ from services.report.svg import (
     paired_bars,
     time_scatter,
 )
+from workflows.model import WORK_STAGES, Decision, RiskTier
 
-TIERS = ("low", "medium", "high")
+TIERS: tuple[str, ...] = tuple(t.value for t in RiskTier)
 # The page needs nothing from anywhere: no scripts, no fetches, styles inline only.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 # work stages get a column each; gate time is in the gates column, decision by decision
-TABLE_STAGES = ("scoping", "specification", "implementation", "validation")
+TABLE_STAGES: tuple[str, ...] = tuple(s.value for s in WORK_STAGES)
 
 CSS = """
 :root { color-scheme: light; }
@@ -114,7 +115,7 @@ def _figure(svg: str, caption: str) -> str:
 def _gate_cell(run: RunFlow) -> str:
     parts = []
     for g in run.gates:
-        if g.outcome == "open":
+        if g.outcome == VISIT_OPEN:
             text = f"{escape(g.gate)} open {hours(g.age_hours)}"
         else:
             text = f"{escape(g.gate)} {escape(g.outcome.replace('_', ' '))}"
@@ -169,29 +170,17 @@ def _run_detail(run: RunFlow) -> str:
     )
 
 
-def render_report(
-    data: FlowMetrics | Mapping[str, Any],
-    *,
-    title: str = "ReleaseGate flow report",
-    source: str = "",
-) -> str:
-    """The page for one ``GET /v1/metrics/flow?detail=true`` answer."""
-    m = data if isinstance(data, FlowMetrics) else FlowMetrics.model_validate(data)
-    runs = m.run_rows or []
-    window = (
-        ", ".join(
-            part
-            for part in (
-                f"runs started from {when(m.since)}" if m.since else "",
-                f"before {when(m.until)}" if m.until else "",
-                f"tier {m.tier}" if m.tier else "",
-            )
-            if part
-        )
-        or "all runs"
+def _window(m: FlowMetrics) -> str:
+    parts = (
+        f"runs started from {when(m.since)}" if m.since else "",
+        f"before {when(m.until)}" if m.until else "",
+        f"tier {m.tier}" if m.tier else "",
     )
+    return ", ".join(part for part in parts if part) or "all runs"
 
-    cards = "".join(
+
+def _cards(m: FlowMetrics) -> str:
+    return "".join(
         [
             _card("Runs", str(m.runs), f"{m.in_progress} in progress"),
             _card("Reached live", str(m.reached_live), f"{m.rejected} rejected, "
@@ -210,12 +199,13 @@ def render_report(
         ]
     )  # fmt: skip
 
-    stage_rows = [row for s in m.stages if (row := _box(s.stage, s.hours)) is not None]
-    stage_chart = box_plot(
-        "stage-durations", "Time in each stage (hours per completed visit)", stage_rows
-    )
 
-    gate_names = [g.gate for g in m.gates]
+def _stage_chart(m: FlowMetrics) -> str:
+    stage_rows = [row for s in m.stages if (row := _box(s.stage, s.hours)) is not None]
+    return box_plot("stage-durations", "Time in each stage (hours per completed visit)", stage_rows)
+
+
+def _wait_chart(m: FlowMetrics, runs: list[RunFlow]) -> str:
     points = [
         Point(
             series=g.gate,
@@ -228,18 +218,33 @@ def render_report(
         for g in run.gates
         if g.wait_hours is not None
     ]
-    wait_chart = time_scatter(
-        "gate-waits-over-time", "Gate waits by the date the gate opened", points, gate_names
+    return time_scatter(
+        "gate-waits-over-time",
+        "Gate waits by the date the gate opened",
+        points,
+        [g.gate for g in m.gates],
     )
-    wait_bars = paired_bars(
+
+
+def _wait_bars(m: FlowMetrics) -> str:
+    return paired_bars(
         "gate-wait-percentiles",
         "Gate wait p50 and p90",
         [(g.gate, g.wait_hours.p50, g.wait_hours.p90) for g in m.gates if g.wait_hours.count],
         ("p50", "p90"),
     )
+
+
+def _tiers(m: FlowMetrics) -> tuple[dict[str, TierFlow], list[str]]:
+    """Each tier's figures, and the tiers present in the policy's order (unknown ones last)."""
     tiers = {t.tier: t for t in m.by_tier}
     present = [t for t in TIERS if t in tiers] + [t for t in tiers if t not in TIERS]
-    rework_chart = bar_chart(
+    return tiers, present
+
+
+def _rework_chart(m: FlowMetrics) -> str:
+    tiers, present = _tiers(m)
+    return bar_chart(
         "rework-by-tier",
         "Rework rounds per run, by tier",
         [
@@ -252,7 +257,11 @@ def render_report(
         ],
         color="#F58518",
     )
-    rejection_chart = bar_chart(
+
+
+def _rejection_chart(m: FlowMetrics) -> str:
+    tiers, present = _tiers(m)
+    return bar_chart(
         "rejection-by-tier",
         "Rejection rate, by tier",
         [
@@ -268,7 +277,9 @@ def render_report(
         color="#E45756",
     )
 
-    run_table = _table(
+
+def _run_table(runs: list[RunFlow]) -> str:
+    return _table(
         [
             "use case",
             "tier",
@@ -297,7 +308,10 @@ def render_report(
         ),
         {5, 6, *range(7, 7 + len(TABLE_STAGES))},
     )
-    gate_table = _table(
+
+
+def _gate_table(m: FlowMetrics) -> str:
+    return _table(
         ["gate", "visits", "passed", "changes", "rejected", "expired", "open", "p50", "p90",
          "SLA breach", "expiry"],
         (
@@ -313,18 +327,35 @@ def render_report(
         ),
         set(range(1, 11)),
     )  # fmt: skip
-    approver_table = _table(
-        ["approver", "approve", "request changes", "reject", "total"],
+
+
+def _approver_table(m: FlowMetrics) -> str:
+    return _table(
+        ["approver", *(d.value.replace("_", " ") for d in Decision), "total"],
         (
-            [escape(a.actor), str(a.approve), str(a.request_changes), str(a.reject), str(a.total)]
+            [escape(a.actor), *(str(getattr(a, d.value)) for d in Decision), str(a.total)]
             for a in m.approvers
         ),
         {1, 2, 3, 4},
     )
-    definitions = "".join(
+
+
+def _definitions(m: FlowMetrics) -> str:
+    return "".join(
         f"<dt>{escape(name.replace('_', ' '))}</dt><dd>{escape(text)}</dd>"
         for name, text in m.definitions.items()
     )
+
+
+def render_report(
+    data: FlowMetrics | Mapping[str, Any],
+    *,
+    title: str = "ReleaseGate flow report",
+    source: str = "",
+) -> str:
+    """The page for one ``GET /v1/metrics/flow?detail=true`` answer."""
+    m = data if isinstance(data, FlowMetrics) else FlowMetrics.model_validate(data)
+    runs = m.run_rows or []
     details = "".join(_run_detail(r) for r in runs) or "<p class='meta'>No runs.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -338,15 +369,15 @@ def render_report(
 <body>
 <main>
 <h1>{escape(title)}</h1>
-<div class="meta">{escape(window)} · generated {when(m.generated_at)} UTC{
+<div class="meta">{escape(_window(m))} · generated {when(m.generated_at)} UTC{
         f" from {escape(source)}" if source else ""
     }</div>
-<section class="cards" id="summary">{cards}</section>
+<section class="cards" id="summary">{_cards(m)}</section>
 
 <h2>Where time goes</h2>
 {
         _figure(
-            stage_chart,
+            _stage_chart(m),
             "Box: p25–p75; dark bar: p50; tick above: p90; diamond: mean; "
             "whiskers: min–max. Open visits are not included.",
         )
@@ -355,30 +386,30 @@ def render_report(
 <h2>Gate waits</h2>
 {
         _figure(
-            wait_chart,
+            _wait_chart(m, runs),
             "Each point is one decided gate visit: when the gate opened and how long "
             "it waited for its decision. Ringed points were decided after their SLA.",
         )
     }
-{_figure(wait_bars, "Wait until the deciding decision, per gate.")}
-{gate_table}
+{_figure(_wait_bars(m), "Wait until the deciding decision, per gate.")}
+{_gate_table(m)}
 
 <h2>Rework and rejection by tier</h2>
 <div class="pair">
-{_figure(rework_chart, "Mean request-changes rounds per run (total in brackets).")}
-{_figure(rejection_chart, "Rejected runs / runs that reached live or were rejected.")}
+{_figure(_rework_chart(m), "Mean request-changes rounds per run (total in brackets).")}
+{_figure(_rejection_chart(m), "Rejected runs / runs that reached live or were rejected.")}
 </div>
 
 <h2>Use cases</h2>
-{run_table}
+{_run_table(runs)}
 <h3>Each use case in detail</h3>
 {details}
 
 <h2>Decisions per approver</h2>
-{approver_table}
+{_approver_table(m)}
 
 <h2>How the figures are computed</h2>
-<dl>{definitions}</dl>
+<dl>{_definitions(m)}</dl>
 </main>
 </body>
 </html>

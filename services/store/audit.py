@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,21 @@ from services.store.ledger import (
 )
 from services.store.models import EvidenceItem, LedgerEntry, UseCase
 from services.store.registry import RegistryRepository
+from workflows.events import (
+    ApprovalsVoided,
+    ChangeRaised,
+    DecisionMade,
+    EventBody,
+    Extras,
+    GatePassed,
+    Refused,
+    RunClosed,
+    RunStarted,
+    extras_as,
+    parse_payload,
+)
+from workflows.ids import change_workflow_id, use_case_workflow_id
+from workflows.model import Decision, EventKind
 
 PACK_FORMAT = "releasegate.evidence-pack/1"
 
@@ -35,8 +51,6 @@ HASH_RECIPE = (
     "in the chain); the first entry's prev_hash is 64 zeros"
 )
 
-WORKFLOW_ID_PREFIX = "usecase-"
-
 
 class UnknownUseCase(LookupError):
     """Neither the ledger nor the registry knows this use case."""
@@ -44,11 +58,6 @@ class UnknownUseCase(LookupError):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"no use case '{workflow_id}'")
         self.workflow_id = workflow_id
-
-
-def workflow_id_for(id_or_key: str) -> str:
-    """``usecase-<key>`` or the bare key → the run's workflow id (as the API addresses runs)."""
-    return id_or_key if id_or_key.startswith(WORKFLOW_ID_PREFIX) else f"usecase-{id_or_key}"
 
 
 # --------------------------------------------------------------------------- documents
@@ -264,74 +273,104 @@ def pinned_policy(version: str | None, sha256: str | None, policy_path: Path | N
     return pack
 
 
-def _payload(row: LedgerEntry | None) -> dict[str, Any]:
-    # a payload edited into something other than an object still yields a (partial) pack
-    return _dict(row.payload) if row is not None else {}
+def recorded(model: BaseModel, name: str) -> Any:
+    """The field as the payload recorded it, None when it holds only the model's default:
+    an auditor is shown what was written, never a filled-in value."""
+    return getattr(model, name) if name in model.model_fields_set else None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+@dataclass(frozen=True)
+class _Fact:
+    """A ledger row with its payload parsed for its kind (a payload edited into something
+    that does not parse reads as its defaults, so a tampered ledger still yields a pack)."""
+
+    row: LedgerEntry
+    body: EventBody
+    extras: Extras
+
+    @classmethod
+    def of(cls, row: LedgerEntry) -> _Fact:
+        body, extras = parse_payload(row.kind, row.payload)
+        return cls(row, body, extras)
+
+    @property
+    def kind(self) -> str:
+        return self.row.kind
+
+    def gate(self) -> str | None:
+        return self.body.gate.value if self.body.gate is not None else None
+
+    def round(self) -> int | None:
+        return recorded(self.body, "round")
+
+    def stage(self) -> str | None:
+        stage = recorded(self.body, "stage")
+        return stage.value if stage is not None else None
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _decision(fact: _Fact, evidence_by_digest: dict[str, list[EvidenceRef]]) -> PackDecision:
+    made = extras_as(DecisionMade, fact.extras)
+    digests = made.evidence_digests
+    return PackDecision(
+        seq=fact.row.seq,
+        at=iso_utc(fact.row.at),
+        gate=fact.gate(),
+        round=fact.round(),
+        decision=fact.body.decision,
+        actor=fact.row.actor,
+        channel=fact.row.channel,
+        comment=fact.body.comment,
+        quorum=recorded(made, "quorum"),
+        evidence_digests=digests,
+        evidence=[ref for d in digests for ref in evidence_by_digest.get(d.lower(), [])],
+    )
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _strs(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
-def decisions_of(
-    rows: Sequence[LedgerEntry], evidence_by_digest: dict[str, list[EvidenceRef]]
-) -> list[PackDecision]:
+class _Seats:
     """Every decision entry, approvals marked voided when later evidence voided them.
 
-    An ``approvals_voided`` entry voids the named approvers' approvals of the same gate and
-    round that are still standing. A gate opening again (a new stage_entered / gate_opened for
-    it) starts a fresh set of seats, so a later void never reaches back past it.
+    Reads the ledger in order, keeping the approvals standing per (gate, round). An
+    ``approvals_voided`` entry voids the named approvers' approvals of the same gate and round
+    that are still standing. A gate opening again (a new stage_entered / gate_opened for it)
+    starts a fresh set of seats, so a later void never reaches back past it.
     """
-    decisions: list[PackDecision] = []
-    standing: dict[tuple[str | None, int | None], list[PackDecision]] = {}
-    for row in rows:
-        payload = _payload(row)
-        gate = _str(payload.get("gate"))
-        round_ = _int(payload.get("round"))
-        if row.kind == "decision":
-            digests = _strs(payload.get("evidence_digests"))
-            decision = PackDecision(
-                seq=row.seq,
-                at=iso_utc(row.at),
-                gate=gate,
-                round=round_,
-                decision=_str(payload.get("decision")),
-                actor=row.actor,
-                channel=row.channel,
-                comment=_str(payload.get("comment")) or "",
-                quorum=_int(payload.get("quorum")),
-                evidence_digests=digests,
-                evidence=[ref for d in digests for ref in evidence_by_digest.get(d.lower(), [])],
-            )
-            decisions.append(decision)
-            if decision.decision == "approve":
-                standing.setdefault((gate, round_), []).append(decision)
-        elif row.kind == "approvals_voided":
-            voided = set(_strs(payload.get("voided")))
-            seats = standing.get((gate, round_), [])
-            for decision in seats:
-                if decision.actor in voided:
-                    decision.voided = True
-                    decision.voided_at_seq = row.seq
-                    decision.voided_by = row.actor
-            standing[(gate, round_)] = [d for d in seats if not d.voided]
-        elif row.kind in ("stage_entered", "gate_opened"):
-            opened = gate if row.kind == "gate_opened" else _str(payload.get("stage"))
-            for key in [k for k in standing if k[0] == opened]:
-                del standing[key]
-    return decisions
+
+    def __init__(self, evidence_by_digest: dict[str, list[EvidenceRef]]) -> None:
+        self.evidence_by_digest = evidence_by_digest
+        self.decisions: list[PackDecision] = []
+        self.standing: dict[tuple[str | None, int | None], list[PackDecision]] = {}
+
+    def walk(self, facts: Sequence[_Fact]) -> list[PackDecision]:
+        for fact in facts:
+            if fact.kind == EventKind.DECISION:
+                self.decided(fact)
+            elif fact.kind == EventKind.APPROVALS_VOIDED:
+                self.voided(fact)
+            elif fact.kind == EventKind.GATE_OPENED:
+                self.opened(fact.gate())
+            elif fact.kind == EventKind.STAGE_ENTERED:
+                self.opened(fact.stage())
+        return self.decisions
+
+    def decided(self, fact: _Fact) -> None:
+        decision = _decision(fact, self.evidence_by_digest)
+        self.decisions.append(decision)
+        if fact.body.decision is Decision.APPROVE:
+            self.standing.setdefault((decision.gate, decision.round), []).append(decision)
+
+    def voided(self, fact: _Fact) -> None:
+        names = set(extras_as(ApprovalsVoided, fact.extras).voided)
+        seats = self.standing.get((fact.gate(), fact.round()), [])
+        for decision in seats:
+            if decision.actor in names:
+                decision.voided = True
+                decision.voided_at_seq = fact.row.seq
+                decision.voided_by = fact.row.actor
+        self.standing[(fact.gate(), fact.round())] = [d for d in seats if not d.voided]
+
+    def opened(self, gate: str | None) -> None:
+        for key in [k for k in self.standing if k[0] == gate]:
+            del self.standing[key]
 
 
 def _evidence_refs(items: Sequence[EvidenceItem]) -> dict[str, list[EvidenceRef]]:
@@ -342,6 +381,143 @@ def _evidence_refs(items: Sequence[EvidenceItem]) -> dict[str, list[EvidenceRef]
         if ref not in known:
             known.append(ref)
     return refs
+
+
+def _refused(fact: _Fact) -> PackRefused:
+    refused = extras_as(Refused, fact.extras)
+    return PackRefused(
+        seq=fact.row.seq,
+        at=iso_utc(fact.row.at),
+        actor=fact.row.actor,
+        channel=fact.row.channel,
+        command=recorded(refused, "command"),
+        refusal=recorded(refused, "refusal"),
+        detail=recorded(refused, "detail"),
+        gate=fact.gate(),
+        decision=fact.body.decision,
+    )
+
+
+def _gate_passed(fact: _Fact) -> PackGatePassed:
+    return PackGatePassed(
+        seq=fact.row.seq,
+        at=iso_utc(fact.row.at),
+        gate=fact.gate(),
+        round=fact.round(),
+        approvers=extras_as(GatePassed, fact.extras).approvers,
+    )
+
+
+def _changes(workflow_id: str, facts: Sequence[_Fact]) -> list[PackChange]:
+    raised = [
+        (fact, extras_as(ChangeRaised, fact.extras))
+        for fact in facts
+        if fact.kind == EventKind.CHANGE_RAISED
+    ]
+    return [
+        PackChange(
+            change_id=change.change,
+            workflow_id=change_workflow_id(workflow_id, change.change),
+            materiality=change.materiality,
+            raised_by=fact.row.actor,
+            seq=fact.row.seq,
+            at=iso_utc(fact.row.at),
+        )
+        for fact, change in raised
+        if change.change
+    ]
+
+
+def _pack_evidence(item: EvidenceItem) -> PackEvidence:
+    return PackEvidence(
+        ledger_seq=item.event_id,
+        scope=item.scope,
+        round=item.round,
+        kind=item.kind,
+        name=item.name,
+        uri=item.uri,
+        sha256=item.sha256,
+        submitted_by=item.submitted_by,
+        at=iso_utc(item.at),
+    )
+
+
+@dataclass(frozen=True)
+class _RunRecord:
+    """What the store holds about one run: its ledger (parsed), evidence and registry row."""
+
+    workflow_id: str
+    facts: list[_Fact]
+    items: Sequence[EvidenceItem]
+    registry: UseCase | None
+
+    @property
+    def rows(self) -> list[LedgerEntry]:
+        return [fact.row for fact in self.facts]
+
+    def first(self, kind: EventKind) -> _Fact | None:
+        return next((f for f in self.facts if f.kind == kind), None)
+
+    def last(self, kind: EventKind | None = None) -> _Fact | None:
+        return next((f for f in reversed(self.facts) if kind is None or f.kind == kind), None)
+
+    def started(self) -> RunStarted:
+        fact = self.first(EventKind.RUN_STARTED)
+        return extras_as(RunStarted, fact.extras) if fact else RunStarted()
+
+
+async def _load(session: AsyncSession, workflow_id: str) -> _RunRecord:
+    repo = LedgerRepository(session)
+    rows = await repo.entries(workflow_id)
+    registry = await RegistryRepository(session).get(workflow_id)
+    if not rows and registry is None:
+        raise UnknownUseCase(workflow_id)
+    facts = [_Fact.of(row) for row in rows]
+    return _RunRecord(workflow_id, facts, await repo.evidence(workflow_id), registry)
+
+
+def _use_case(run: _RunRecord, id_or_key: str) -> PackUseCase:
+    registry, start = run.registry, run.started()
+    started = run.first(EventKind.RUN_STARTED)
+    closing = run.last(EventKind.RUN_CLOSED)
+    last = run.last()
+    updated = last.row.at if last else (registry.updated_at if registry else None)
+    outcome = extras_as(RunClosed, closing.extras).outcome if closing else None
+    return PackUseCase(
+        id=run.workflow_id,
+        key=registry.key
+        if registry
+        else (run.facts[0].row.use_case_key if run.facts else id_or_key),
+        title=start.title or (registry.title if registry else None),
+        risk_tier=start.risk_tier or (registry.risk_tier if registry else None),
+        # the registry is the current read model; the ledger's newest entry is the fallback
+        stage=registry.stage if registry else (last.stage() if last else None),
+        closed=bool(registry.closed) if registry else closing is not None,
+        outcome=outcome,
+        round=registry.round if registry else (last.round() if last else None),
+        path=[stage.value for stage in start.path],
+        started_at=iso_utc(started.row.at) if started else None,
+        updated_at=iso_utc(updated) if updated else None,
+    )
+
+
+def _policy(run: _RunRecord, policy_path: Path | None) -> PackPolicy:
+    pin = run.started().policy
+    # the run_started pin, else the version every ledger row carries
+    version = (pin.version if pin else None) or (
+        run.facts[0].row.policy_version if run.facts else None
+    )
+    return pinned_policy(version, pin.sha256 if pin else None, policy_path)
+
+
+def _ledger(rows: Sequence[LedgerEntry]) -> PackLedger:
+    return PackLedger(
+        entries=len(rows),
+        head_hash=rows[-1].hash if rows else None,
+        # verify exactly the rows this pack shows, not a re-read that may have grown
+        verify=verify_chain(rows),
+        chain=[entry_view(r) for r in rows],
+    )
 
 
 async def build_evidence_pack(
@@ -356,113 +532,22 @@ async def build_evidence_pack(
     ``policy_path`` is the configured policy file; its text is included only when it hashes
     to the sha256 the run pinned at start.
     """
-    workflow_id = workflow_id_for(id_or_key)
-    repo = LedgerRepository(session)
-    rows = await repo.entries(workflow_id)
-    registry = await RegistryRepository(session).get(workflow_id)
-    if not rows and registry is None:
-        raise UnknownUseCase(workflow_id)
-    items = await repo.evidence(workflow_id)
-
-    started = next((r for r in rows if r.kind == "run_started"), None)
-    start = _payload(started)
-    closing = next((r for r in reversed(rows) if r.kind == "run_closed"), None)
-    last = rows[-1] if rows else None
-    last_payload = _payload(last)
-
-    pinned = _dict(start.get("policy"))
-    updated = last.at if last else (registry.updated_at if registry else None)
-    use_case = PackUseCase(
-        id=workflow_id,
-        key=registry.key if registry else (rows[0].use_case_key if rows else id_or_key),
-        title=_str(start.get("title")) or (registry.title if registry else None),
-        risk_tier=_str(start.get("risk_tier")) or (registry.risk_tier if registry else None),
-        # the registry is the current read model; the ledger's newest entry is the fallback
-        stage=registry.stage if registry else _str(last_payload.get("stage")),
-        closed=bool(registry.closed) if registry else closing is not None,
-        outcome=_str(_payload(closing).get("outcome")) if closing else None,
-        round=registry.round if registry else _int(last_payload.get("round")),
-        path=_strs(start.get("path")),
-        started_at=iso_utc(started.at) if started else None,
-        updated_at=iso_utc(updated) if updated else None,
-    )
-    owners = _dict(start.get("owners")) or (_dict(registry.owners) if registry else {})
-    roster = _dict(start.get("roster"))
-
-    policy = pinned_policy(
-        _str(pinned.get("version")) or (rows[0].policy_version if rows else None),
-        _str(pinned.get("sha256")),
-        policy_path,
-    )
-
-    refused = [
-        PackRefused(
-            seq=r.seq,
-            at=iso_utc(r.at),
-            actor=r.actor,
-            channel=r.channel,
-            command=_str(_payload(r).get("command")),
-            refusal=_str(_payload(r).get("refusal")),
-            detail=_str(_payload(r).get("detail")),
-            gate=_str(_payload(r).get("gate")),
-            decision=_str(_payload(r).get("decision")),
-        )
-        for r in rows
-        if r.kind == "refused"
-    ]
-    gates_passed = [
-        PackGatePassed(
-            seq=r.seq,
-            at=iso_utc(r.at),
-            gate=_str(_payload(r).get("gate")),
-            round=_int(_payload(r).get("round")),
-            approvers=_strs(_payload(r).get("approvers")),
-        )
-        for r in rows
-        if r.kind == "gate_passed"
-    ]
-    changes = [
-        PackChange(
-            change_id=change_id,
-            workflow_id=f"{workflow_id}-{change_id}",
-            materiality=_str(_payload(r).get("materiality")),
-            raised_by=r.actor,
-            seq=r.seq,
-            at=iso_utc(r.at),
-        )
-        for r in rows
-        if r.kind == "change_raised" and (change_id := _str(_payload(r).get("change")))
-    ]
-    evidence = [
-        PackEvidence(
-            ledger_seq=i.event_id,
-            scope=i.scope,
-            round=i.round,
-            kind=i.kind,
-            name=i.name,
-            uri=i.uri,
-            sha256=i.sha256,
-            submitted_by=i.submitted_by,
-            at=iso_utc(i.at),
-        )
-        for i in items
-    ]
+    run = await _load(session, use_case_workflow_id(id_or_key))
+    start = run.started()
     return EvidencePack(
         generated_at=iso_utc(now or datetime.now(UTC)),
-        use_case=use_case,
-        owners=owners,
-        roster=roster,
-        policy=policy,
-        decisions=decisions_of(rows, _evidence_refs(items)),
-        gates_passed=gates_passed,
-        evidence=evidence,
-        refused=refused,
-        changes=changes,
-        ledger=PackLedger(
-            entries=len(rows),
-            head_hash=last.hash if last else None,
-            # verify exactly the rows this pack shows, not a re-read that may have grown
-            verify=verify_chain(rows),
-            chain=[entry_view(r) for r in rows],
-        ),
+        use_case=_use_case(run, id_or_key),
+        owners=start.owners or (_dict(run.registry.owners) if run.registry else {}),
+        roster=dict(start.roster),
+        policy=_policy(run, policy_path),
+        decisions=_Seats(_evidence_refs(run.items)).walk(run.facts),
+        gates_passed=[_gate_passed(f) for f in run.facts if f.kind == EventKind.GATE_PASSED],
+        evidence=[_pack_evidence(item) for item in run.items],
+        refused=[_refused(f) for f in run.facts if f.kind == EventKind.REFUSED],
+        changes=_changes(run.workflow_id, run.facts),
+        ledger=_ledger(run.rows),
     )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

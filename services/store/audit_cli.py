@@ -29,10 +29,10 @@ from services.store.audit import (
     UnknownUseCase,
     build_evidence_pack,
     verify_use_case,
-    workflow_id_for,
 )
 from services.store.db import is_sqlite, make_engine, make_sessionmaker
 from services.store.ledger import LedgerRepository, VerifyResult
+from workflows.ids import use_case_workflow_id
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
@@ -65,7 +65,7 @@ async def _verify(url: str, use_case: str | None, out: TextIO) -> int:
     try:
         async with make_sessionmaker(engine)() as session:
             if use_case is not None:
-                workflow_id = workflow_id_for(use_case)
+                workflow_id = use_case_workflow_id(use_case)
                 results = {workflow_id: await verify_use_case(session, workflow_id)}
             else:
                 results = await LedgerRepository(session).verify_all()

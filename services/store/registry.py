@@ -146,10 +146,6 @@ class RegistryRepository:
     async def get(self, workflow_id: str) -> UseCase | None:
         return await self.session.get(UseCase, workflow_id)
 
-    async def get_by_key(self, key: str) -> UseCase | None:
-        result = await self.session.scalars(select(UseCase).where(UseCase.key == key))
-        return result.first()
-
     async def list(
         self,
         *,

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.app import create_app
-from services.api.routes.metrics import FlowRepository
 from services.flow import FlowMetrics, compute_flow, sla_table
 from services.settings import PROJECT_ROOT, Settings
 from services.store.db import make_engine, make_sessionmaker, session_scope
+from services.store.flow import FlowRepository
 from services.store.ledger import LedgerRepository
 from services.store.migrate import upgrade_head
 from services.store.registry import RegistryRepository

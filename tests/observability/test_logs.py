@@ -25,6 +25,7 @@ from services.worker.main import build_worker, release_activities
 from services.worker.notify import LogAdapter
 from tests.api.test_use_cases import create, walk
 from tests.harness import HOOK_SECRET
+from workflows.ids import run_key
 
 
 @pytest.fixture
@@ -133,9 +134,10 @@ def test_formatter_reads_temporal_extras_and_exceptions() -> None:
 
 
 def test_use_case_key_from_workflow_ids() -> None:
-    assert observability.use_case_key("usecase-kyc-onboarding") == "kyc-onboarding"
-    assert observability.use_case_key("usecase-kyc-onboarding-change-12") == "kyc-onboarding"
-    assert observability.use_case_key("something-else") is None
+    # the log context names the use case through workflows.ids, as every other reader does
+    assert run_key("usecase-kyc-onboarding") == "kyc-onboarding"
+    assert run_key("usecase-kyc-onboarding-change-12") == "kyc-onboarding"
+    assert run_key("something-else") is None
 
 
 def test_log_format_json_in_a_process() -> None:

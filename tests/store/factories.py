@@ -9,17 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workflows.activities import LedgerBatch, LedgerRecord, RegistryRow
-from workflows.model import Channel, EvidenceRecord
+from workflows.ids import key_of, use_case_workflow_id
+from workflows.model import Channel, EventKind, EvidenceRecord
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
 def new_workflow_id() -> str:
-    return f"usecase-t{uuid.uuid4().hex[:16]}"
-
-
-def key_of(workflow_id: str) -> str:
-    return workflow_id.removeprefix("usecase-")
+    return use_case_workflow_id(f"t{uuid.uuid4().hex[:16]}")
 
 
 def sha(label: str) -> str:
@@ -46,7 +43,7 @@ def record(
     workflow_id: str,
     event_id: int,
     *,
-    kind: str = "stage_completed",
+    kind: EventKind | str = EventKind.STAGE_COMPLETED,
     payload: dict[str, Any] | None = None,
     evidence: Iterable[EvidenceRecord] = (),
 ) -> LedgerRecord:

@@ -22,9 +22,9 @@ from services.store.audit import (
     ledger_of,
     verify_document,
     verify_use_case,
-    workflow_id_for,
 )
 from services.store.ledger import VerifyResult
+from workflows.ids import use_case_workflow_id
 
 router = APIRouter(prefix="/v1/use-cases", tags=["ledger"])
 
@@ -44,7 +44,7 @@ async def get_ledger(
 ) -> list[LedgerEntryView]:
     """Every ledger entry of the run, in seq order, exactly as stored (hashes included)."""
     try:
-        rows = await ledger_of(session, workflow_id_for(use_case_id))
+        rows = await ledger_of(session, use_case_workflow_id(use_case_id))
     except UnknownUseCase as exc:
         raise _not_found(exc) from None
     return [entry_view(row) for row in rows]
@@ -55,7 +55,7 @@ async def verify_ledger(use_case_id: str, _: CurrentPerson, session: DbSession) 
     """Recompute the hash chain: ``{"ok": true, "entries": n, "first_bad_seq": null}``, or
     ``ok: false`` with the first bad seq and a ``reason``."""
     try:
-        result = await verify_use_case(session, workflow_id_for(use_case_id))
+        result = await verify_use_case(session, use_case_workflow_id(use_case_id))
     except UnknownUseCase as exc:
         raise _not_found(exc) from None
     return JSONResponse(verify_document(result))

@@ -1,87 +1,24 @@
 """Flow metrics of the release path: ``GET /v1/metrics/flow``.
 
-Read from the ledger and the registry (never by scanning Temporal); the arithmetic lives in
-``services.flow``, which has no I/O. This module holds the thin query that feeds it.
+Read from the ledger and the registry (never by scanning Temporal) through
+``services.store.flow.FlowRepository``; the arithmetic lives in ``services.flow``, which has
+no I/O. This module only parses the window and hands over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.deps import CurrentPerson, DbSession, Res
 from services.api.problems import Problem
-from services.flow import FLOW_KINDS, FlowEntry, FlowMetrics, RegistryInfo, compute_flow, sla_table
-from services.store.models import LedgerEntry, UseCase
+from services.flow import FlowMetrics, compute_flow, sla_table
+from services.store.flow import FlowRepository
 from workflows.model import RiskTier
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
-
-
-class FlowRepository:
-    """The ledger entries and registry rows of the runs that started in [since, until)."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    def _started(self, since: datetime | None, until: datetime | None) -> Any:
-        runs = select(LedgerEntry.workflow_id).where(LedgerEntry.kind == "run_started")
-        if since is not None:
-            runs = runs.where(LedgerEntry.at >= since)
-        if until is not None:
-            runs = runs.where(LedgerEntry.at < until)
-        return runs
-
-    async def entries(self, since: datetime | None, until: datetime | None) -> list[FlowEntry]:
-        statement = (
-            select(
-                LedgerEntry.workflow_id,
-                LedgerEntry.seq,
-                LedgerEntry.at,
-                LedgerEntry.kind,
-                LedgerEntry.actor,
-                LedgerEntry.payload,
-            )
-            .where(
-                LedgerEntry.workflow_id.in_(self._started(since, until)),
-                LedgerEntry.kind.in_(FLOW_KINDS),
-            )
-            .order_by(LedgerEntry.workflow_id, LedgerEntry.seq)
-        )
-        rows = (await self.session.execute(statement)).all()
-        return [
-            FlowEntry(
-                workflow_id=r.workflow_id,
-                seq=r.seq,
-                at=r.at,
-                kind=r.kind,
-                actor=r.actor,
-                payload=r.payload if isinstance(r.payload, dict) else {},
-            )
-            for r in rows
-        ]
-
-    async def registry(self, since: datetime | None, until: datetime | None) -> list[RegistryInfo]:
-        statement = select(UseCase).where(UseCase.workflow_id.in_(self._started(since, until)))
-        rows: Sequence[UseCase] = (await self.session.scalars(statement)).all()
-        return [
-            RegistryInfo(
-                workflow_id=r.workflow_id,
-                key=r.key,
-                title=r.title,
-                risk_tier=r.risk_tier,
-                stage=r.stage,
-                closed=r.closed,
-                gate=r.gate,
-                due_at=r.due_at,
-            )
-            for r in rows
-        ]
 
 
 def parse_instant(name: str, value: str | None) -> datetime | None:

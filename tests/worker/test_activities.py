@@ -32,6 +32,7 @@ from services.worker.activities import (
 from tests.store.conftest import POSTGRES_ADMIN_URL
 from tests.store.factories import batch, new_workflow_id, record, registry_row
 from workflows.activities import LedgerBatch
+from workflows.model import EventKind
 
 Sessions = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
@@ -66,7 +67,7 @@ async def test_gap_is_a_retryable_application_error(sessionmaker: Sessions) -> N
     "bad_batch",
     [
         pytest.param(
-            lambda wf: LedgerBatch(records=[record(wf, 1), record(wf, 1, kind="other")]),
+            lambda wf: LedgerBatch(records=[record(wf, 1), record(wf, 1, kind=EventKind.DECISION)]),
             id="conflicting-duplicates",
         ),
         pytest.param(

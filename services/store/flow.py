@@ -1,0 +1,81 @@
+"""The reads behind flow metrics: ledger entries and registry rows of the runs in a window.
+
+``services.flow`` does the arithmetic without I/O; this repository feeds it, so the route
+(``GET /v1/metrics/flow``) holds no SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.flow import FLOW_KINDS, FlowEntry, RegistryInfo
+from services.store.models import LedgerEntry, UseCase
+from workflows.model import EventKind
+
+
+class FlowRepository:
+    """The ledger entries and registry rows of the runs that started in [since, until)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _started(self, since: datetime | None, until: datetime | None) -> Any:
+        runs = select(LedgerEntry.workflow_id).where(
+            LedgerEntry.kind == EventKind.RUN_STARTED.value
+        )
+        if since is not None:
+            runs = runs.where(LedgerEntry.at >= since)
+        if until is not None:
+            runs = runs.where(LedgerEntry.at < until)
+        return runs
+
+    async def entries(self, since: datetime | None, until: datetime | None) -> list[FlowEntry]:
+        statement = (
+            select(
+                LedgerEntry.workflow_id,
+                LedgerEntry.seq,
+                LedgerEntry.at,
+                LedgerEntry.kind,
+                LedgerEntry.actor,
+                LedgerEntry.payload,
+            )
+            .where(
+                LedgerEntry.workflow_id.in_(self._started(since, until)),
+                LedgerEntry.kind.in_([kind.value for kind in FLOW_KINDS]),
+            )
+            .order_by(LedgerEntry.workflow_id, LedgerEntry.seq)
+        )
+        rows = (await self.session.execute(statement)).all()
+        return [
+            FlowEntry(
+                workflow_id=r.workflow_id,
+                seq=r.seq,
+                at=r.at,
+                kind=r.kind,
+                actor=r.actor,
+                payload=r.payload if isinstance(r.payload, dict) else {},
+            )
+            for r in rows
+        ]
+
+    async def registry(self, since: datetime | None, until: datetime | None) -> list[RegistryInfo]:
+        statement = select(UseCase).where(UseCase.workflow_id.in_(self._started(since, until)))
+        rows: Sequence[UseCase] = (await self.session.scalars(statement)).all()
+        return [
+            RegistryInfo(
+                workflow_id=r.workflow_id,
+                key=r.key,
+                title=r.title,
+                risk_tier=r.risk_tier,
+                stage=r.stage,
+                closed=r.closed,
+                gate=r.gate,
+                due_at=r.due_at,
+            )
+            for r in rows
+        ]
