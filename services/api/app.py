@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from services import observability
 from services.api import problems, security
 from services.api.deps import Resources
-from services.api.gateway import UseCaseGateway
 from services.api.oidc import OidcVerifier
 from services.api.routes import (
     approvals,
@@ -23,7 +22,9 @@ from services.api.routes import (
     prometheus,
     use_cases,
 )
-from services.api.slack.route import install_slack
+from services.api.routes.slack import install_slack
+from services.commands.gateway import UseCaseGateway
+from services.commands.service import CommandService
 from services.settings import Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -42,11 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = await connect(settings, lazy=True)
         engine = make_engine(settings.resolved_database_url)
+        gateway = UseCaseGateway(client, settings)
         app.state.resources = Resources(
             settings=settings,
             policy=loaded_policy,
             directory=directory,
-            gateway=UseCaseGateway(client, settings, loaded_policy, directory),
+            gateway=gateway,
+            commands=CommandService(gateway, loaded_policy, directory),
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
         )

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.auth import authenticate
-from services.api.gateway import UseCaseGateway
 from services.api.oidc import looks_like_jwt
 from services.api.problems import Problem
+from services.commands.gateway import UseCaseGateway
+from services.commands.service import CommandService, Sender
 from services.settings import Settings
+from workflows.model import Channel
 from workflows.policy import Directory, LoadedPolicy, Person
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,200}$")
 
 
 @dataclass
@@ -24,6 +29,7 @@ class Resources:
     policy: LoadedPolicy
     directory: Directory
     gateway: UseCaseGateway
+    commands: CommandService
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
 
@@ -38,11 +44,11 @@ async def resources(request: Request) -> Resources:
 Res = Annotated[Resources, Depends(resources)]
 
 
-async def gateway(res: Res) -> UseCaseGateway:
-    return res.gateway
+async def commands(res: Res) -> CommandService:
+    return res.commands
 
 
-Gateway = Annotated[UseCaseGateway, Depends(gateway)]
+Commands = Annotated[CommandService, Depends(commands)]
 
 
 async def current_person(request: Request, res: Res) -> Person:
@@ -55,6 +61,23 @@ async def current_person(request: Request, res: Res) -> Person:
 
 
 CurrentPerson = Annotated[Person, Depends(current_person)]
+
+
+async def api_sender(
+    person: CurrentPerson,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Sender:
+    """The caller of a command: the token's person, and the request's idempotency key."""
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+        raise Problem(
+            422,
+            "Idempotency-Key: 1-200 characters of A-Z a-z 0-9 . _ : @ -",
+            code="invalid-request",
+        )
+    return Sender(person.id, Channel.API, idempotency_key)
+
+
+ApiSender = Annotated[Sender, Depends(api_sender)]
 
 
 async def db_session(res: Res) -> AsyncIterator[AsyncSession]:

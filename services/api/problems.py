@@ -9,6 +9,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.commands.errors import (
+    CommandError,
+    CommandRefused,
+    InvalidOwners,
+    KeyConflict,
+    ReplayUnresolved,
+    RunNotFound,
+    Unavailable,
+    WorkflowRejected,
+)
 from workflows.model import Refusal
 
 PROBLEM_JSON = "application/problem+json"
@@ -52,6 +62,26 @@ class Problem(Exception):  # noqa: N818 - it is a problem document, not an error
         return cls(REFUSAL_STATUS[refusal], detail, code=refusal.value.replace("_", "-"))
 
 
+# the command layer's errors other than refusals (those map through REFUSAL_STATUS)
+COMMAND_ERROR_STATUS: dict[type[CommandError], int] = {
+    WorkflowRejected: 409,
+    RunNotFound: 404,
+    KeyConflict: 409,
+    InvalidOwners: 422,
+    ReplayUnresolved: 409,
+    Unavailable: 503,
+    CommandError: 409,
+}
+
+
+def problem_of(exc: CommandError) -> Problem:
+    """The problem document for a command-layer error (same status and type as always)."""
+    if isinstance(exc, CommandRefused):
+        return Problem.refused(exc.refusal, exc.detail)
+    status = next(COMMAND_ERROR_STATUS[t] for t in type(exc).__mro__ if t in COMMAND_ERROR_STATUS)
+    return Problem(status, exc.detail, code=exc.code)
+
+
 def problem_response(
     status: int, detail: str, code: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
@@ -70,6 +100,10 @@ def install(app: FastAPI) -> None:
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return problem_response(exc.status, exc.detail, exc.code, headers, **exc.extra)
+
+    @app.exception_handler(CommandError)
+    async def _command(request: Request, exc: CommandError) -> JSONResponse:
+        return await _problem(request, problem_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.model import Decision, Evidence, Materiality, Severity, Sha256
+from workflows.model import Decision, Evidence, Materiality, Severity, Sha256, UseCaseView
 
 
 class CompleteStageBody(BaseModel):
@@ -91,3 +91,9 @@ class ChangeBody(BaseModel):
     summary: str = Field(min_length=1, max_length=4000)
     materiality: Materiality
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
+
+
+class ChangeState(UseCaseView):
+    """A change request's own state, as ``POST …/changes`` answers it, with the change's id."""
+
+    change_id: str | None = None

@@ -19,7 +19,8 @@ import aiohttp
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from services.api.slack.blocks import (
+from services.settings import Settings
+from services.slack.blocks import (
     card_from_notice,
     card_metadata,
     card_text,
@@ -27,8 +28,7 @@ from services.api.slack.blocks import (
     gate_card,
     people_labels,
 )
-from services.api.slack.client import web_client
-from services.settings import Settings
+from services.slack.client import web_client
 from workflows.activities import MessageRef, Notification, NotificationKind
 from workflows.policy import Directory, load_directory
 

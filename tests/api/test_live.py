@@ -119,11 +119,14 @@ async def test_change_request_driven_like_a_use_case(api: httpx.AsyncClient) -> 
     change = r.json()
     assert change["id"] == f"{uc['id']}-change-1"
     assert change["stage"] == "validation"
+    assert change["change_id"] == "change-1"
     assert change["change"]["change_id"] == "change-1"
     cbase = f"{base}/changes/change-1"
+    assert r.headers["location"] == cbase
 
-    r = await api.get(cbase, headers=auth("eve"))
+    r = await api.get(r.headers["location"], headers=auth("eve"))
     assert r.status_code == 200
+    assert r.json()["id"] == change["id"]
     assert r.json()["required_evidence"] == ["evaluation_report"]
     r = await api.post(f"{cbase}/stages/validation/complete", json={}, headers=auth("dana"))
     assert r.status_code == 409  # evidence missing
@@ -159,3 +162,68 @@ async def test_change_request_driven_like_a_use_case(api: httpx.AsyncClient) -> 
     assert r.status_code == 404
     r = await api.get(f"{base}/changes/bogus", headers=auth("eve"))
     assert r.status_code == 404
+
+
+CLOSED_OR_NOT_LIVE = [
+    # (path, body, a caller who may never send it, a caller who may)
+    ("suspend", {"reason": "x"}, "rita", "tom"),
+    ("retire", {}, "tom", "bo"),
+    ("cancel", {}, "eve", "dana"),
+    ("resume", {}, "dana", "olga"),
+    ("changes", {"summary": "x", "materiality": "minor"}, "olga", "dana"),
+    ("incidents", {"severity": "sev2", "summary": "x"}, "priya", "olga"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "outsider", "insider"),
+    CLOSED_OR_NOT_LIVE,
+    ids=[c[0] for c in CLOSED_OR_NOT_LIVE],
+)
+async def test_authorization_comes_before_the_runs_state(
+    api: httpx.AsyncClient, path: str, body: dict[str, Any], outsider: str, insider: str
+) -> None:
+    """Someone who may never send a command hears "not eligible" (403) whatever the run's
+    state; someone who may hears why the state refuses it (409)."""
+    closed = await create(api, "low")
+    r = await api.post(f"/v1/use-cases/{closed['id']}/cancel", json={}, headers=auth("dana"))
+    assert r.status_code == 200, r.text
+    not_live = await create(api, "low")  # scoping: no live verb applies, cancel does
+    for uc, insider_status in ((closed, 409), (not_live, 200 if path == "cancel" else 409)):
+        url = f"/v1/use-cases/{uc['id']}/{path}"
+        r = await api.post(url, json=body, headers=auth(outsider))
+        assert r.status_code == 403, (uc["stage"], r.text)
+        assert r.headers["content-type"] == PROBLEM
+        assert r.json()["type"].endswith("not-eligible")
+        r = await api.post(url, json=body, headers=auth(insider))
+        assert r.status_code == insider_status, (uc["stage"], r.text)
+
+
+async def test_a_replayed_idempotency_key_raises_one_change(api: httpx.AsyncClient) -> None:
+    uc = await live(api)
+    url = f"/v1/use-cases/{uc['id']}/changes"
+    headers = {**auth("dana"), "Idempotency-Key": "change-once-7"}
+    body = {"summary": "tune the prompt", "materiality": "minor"}
+    first = await api.post(url, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = await api.post(url, json=body, headers=headers)
+    assert again.status_code in (201, 409), again.text  # never 500
+    if again.status_code == 201:
+        assert again.json()["change_id"] == first.json()["change_id"]
+        assert again.headers["location"] == first.headers["location"]
+    else:
+        assert again.headers["content-type"] == PROBLEM
+    parent = (await api.get(f"/v1/use-cases/{uc['id']}", headers=auth("dana"))).json()
+    assert [c["change_id"] for c in parent["changes"]] == [first.json()["change_id"]]
+    # the same key from another caller is that caller's own request
+    r = await api.post(url, json=body, headers={**auth("tom"), "Idempotency-Key": "change-once-7"})
+    assert r.status_code == 201, r.text
+    assert r.json()["change_id"] != first.json()["change_id"]
+
+
+async def test_changes_of_another_kind_of_id_are_404(api: httpx.AsyncClient) -> None:
+    uc = await create(api, "low")
+    for change_id in ("change-0", "bogus", "change-1x"):
+        r = await api.get(f"/v1/use-cases/{uc['id']}/changes/{change_id}", headers=auth("eve"))
+        assert r.status_code == 404, (change_id, r.text)
+        assert r.headers["content-type"] == PROBLEM

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from services.api.app import create_app
 from services.settings import Settings
 from tests.api.conftest import auth
-from tests.workflows.helpers import GATE_APPROVERS, GATE_EVIDENCE, STAGE_EVIDENCE, evidence
+from tests.workflows.helpers import (
+    GATE_APPROVERS,
+    GATE_EVIDENCE,
+    ROOT,
+    STAGE_EVIDENCE,
+    evidence,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -443,3 +452,67 @@ async def test_temporal_unreachable_is_503(api_settings: Settings) -> None:
             r = await client.get("/readyz")
             assert r.status_code == 503
             assert r.json()["checks"]["database"] == "ok"
+
+
+# --------------------------------------------------------------------------- reopen
+
+
+@pytest.fixture(scope="module")
+async def expiring_api(
+    api_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with a policy whose low-tier risk_signoff expires about a second after it
+    opens (the dev server has no time skipping; the worker runs whatever policy a run pins)."""
+    doc = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
+    doc["version"] = "2026.1-expiring"
+    gate = doc["tiers"]["low"]["gates"][0]
+    assert gate["gate"] == "risk_signoff"
+    gate.update(sla_hours=0.0002, remind_before_hours=[], expire_after_hours=0.0003)
+    path: Path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    app = create_app(api_settings.model_copy(update={"policy_path": path}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client
+
+
+async def stalled(api: httpx.AsyncClient) -> dict[str, Any]:
+    uc = await create(api, "low")
+    await walk(api, uc, "risk_signoff")
+    for _ in range(100):  # 10 s
+        state = (await api.get(f"/v1/use-cases/{uc['id']}", headers=auth("dana"))).json()
+        if state["stage"] == "stalled":
+            return dict(state)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"risk_signoff of {uc['id']} did not expire")
+
+
+async def test_reopen_names_the_gate_that_expired(expiring_api: httpx.AsyncClient) -> None:
+    uc = await stalled(expiring_api)
+    assert uc["stalled_gate"] == "risk_signoff"
+    base = f"/v1/use-cases/{uc['id']}/gates"
+    r = await expiring_api.post(f"{base}/ops_handoff/reopen", json={}, headers=auth("dana"))
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert r.json()["type"].endswith("wrong-stage")
+    # only the delivery lead reopens, whichever gate is named
+    r = await expiring_api.post(f"{base}/risk_signoff/reopen", json={}, headers=auth("tom"))
+    assert r.status_code == 403, r.text
+    r = await expiring_api.post(
+        f"{base}/risk_signoff/reopen", json={"reason": "still wanted"}, headers=auth("dana")
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["stage"] == "risk_signoff"
+    assert r.json()["open_gate"]["gate"] == "risk_signoff"
+
+
+async def test_reopen_authorizes_before_it_looks_at_the_run(api: httpx.AsyncClient) -> None:
+    uc = await create(api, "low")  # nothing has expired
+    url = f"/v1/use-cases/{uc['id']}/gates/risk_signoff/reopen"
+    r = await api.post(url, json={}, headers=auth("rita"))
+    assert r.status_code == 403, r.text
+    assert r.json()["type"].endswith("not-eligible")
+    r = await api.post(url, json={}, headers=auth("dana"))
+    assert r.status_code == 409, r.text
+    assert r.json()["type"].endswith("wrong-stage")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.api.slack.client import web_client
 from services.settings import Settings
+from services.slack.client import web_client
 from services.worker.notify import LogAdapter, NotificationActivities
 from services.worker.slack_adapter import SlackAdapter
 from tests.slack.double import SlackDouble

@@ -1,4 +1,4 @@
-"""Block Kit, modal forms and click identity: pure functions, no Slack, no Temporal."""
+"""Block Kit and modal forms: pure functions, no Slack, no Temporal."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.api.slack import blocks, forms
-from services.api.slack.app import Click
+from services.slack import blocks, forms
 from tests.workflows.helpers import DIRECTORY, POLICY, evidence, make_input
 from workflows.activities import GateCard, Notification, NotificationKind
 from workflows.model import (
@@ -212,24 +211,6 @@ def test_pending_decision_survives_the_modal_round_trip() -> None:
     assert blocks.PendingDecision.decode(modal["private_metadata"]) == pending
     assert len(modal["title"]["text"]) <= 24
     assert len(modal["private_metadata"]) <= 3000
-
-
-def click_body(action_ts: str, user: str = "U01RITA") -> tuple[dict[str, Any], dict[str, Any]]:
-    action = {"action_id": "gate_approve", "value": "{}", "action_ts": action_ts}
-    body = {
-        "user": {"id": user},
-        "container": {"channel_id": "C1", "message_ts": "170.1"},
-        "trigger_id": "t",
-        "actions": [action],
-    }
-    return body, action
-
-
-def test_update_id_is_stable_for_a_redelivery_and_new_for_a_new_click() -> None:
-    first = Click.from_body(*click_body("1.5")).update_id
-    assert first == Click.from_body(*click_body("1.5")).update_id == "slack-170.1-1.5-U01RITA"
-    assert first != Click.from_body(*click_body("1.6")).update_id
-    assert first != Click.from_body(*click_body("1.5", user="U01RAJ")).update_id
 
 
 def start_state(**over: Any) -> dict[str, Any]:

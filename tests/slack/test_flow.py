@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from services.api.slack.blocks import CardRef
+from services.slack.blocks import CardRef
 from tests.slack.double import Message
 from tests.slack.helpers import (
     CHANNEL,

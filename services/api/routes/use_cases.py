@@ -1,14 +1,15 @@
-"""Use cases: start, read, complete stages, add evidence, decide gates, cancel."""
+"""Use cases: start, read, complete stages, add evidence, decide gates, reopen, cancel.
+
+Routes only authenticate and call the command layer, which authorizes and sends the Update.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from services.api.deps import CurrentPerson, DbSession, Gateway
-from services.api.gateway import UseCaseGateway, workflow_id_for
+from services.api.deps import ApiSender, Commands, CurrentPerson, DbSession
 from services.api.problems import Problem
 from services.api.schemas import (
     CancelBody,
@@ -18,46 +19,28 @@ from services.api.schemas import (
     UseCasePage,
     UseCaseSummary,
 )
+from services.commands.service import Sender, workflow_id
 from services.store.registry import RegistryRepository
 from workflows.model import (
-    AddEvidence,
-    Cancel,
     Channel,
-    CompleteStage,
     Gate,
-    GateDecision,
     HistoryEvent,
-    ReopenGate,
     RiskTier,
     Stage,
     UseCaseCreate,
     UseCaseView,
 )
-from workflows.release import UseCaseRelease
 
 router = APIRouter(prefix="/v1/use-cases", tags=["use cases"])
-
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,200}$")
-
-
-def _idempotency_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not IDEMPOTENCY_KEY.match(value):
-        raise Problem(
-            422,
-            "Idempotency-Key: 1-200 characters of A-Z a-z 0-9 . _ : @ -",
-            code="invalid-request",
-        )
-    return value
 
 
 @router.post("", status_code=201, response_model=UseCaseView)
 async def start_use_case(
-    body: UseCaseCreate, person: CurrentPerson, gateway: Gateway, response: Response
+    body: UseCaseCreate, person: CurrentPerson, commands: Commands, response: Response
 ) -> UseCaseView:
-    """Launch a use case; the caller becomes its delivery lead. Idempotent by key."""
-    view, created = await gateway.start(body, person.id)
+    """Launch a use case; the caller becomes its delivery lead. Idempotent by key (the use
+    case's own), so no Idempotency-Key is needed."""
+    view, created = await commands.start(body, Sender(person.id, Channel.API))
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/use-cases/{view.id}"
@@ -108,76 +91,13 @@ async def list_use_cases(
 
 
 @router.get("/{use_case_id}", response_model=UseCaseView)
-async def get_use_case(use_case_id: str, _: CurrentPerson, gateway: Gateway) -> UseCaseView:
-    return await gateway.state(workflow_id_for(use_case_id))
+async def get_use_case(use_case_id: str, _: CurrentPerson, commands: Commands) -> UseCaseView:
+    return await commands.state(workflow_id(use_case_id))
 
 
 @router.get("/{use_case_id}/history", response_model=list[HistoryEvent])
-async def get_history(use_case_id: str, _: CurrentPerson, gateway: Gateway) -> list[HistoryEvent]:
-    return await gateway.history(workflow_id_for(use_case_id))
-
-
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
-async def send(
-    gateway: UseCaseGateway, use_case_id: str, method: Any, cmd: Any, idempotency_key: str | None
-) -> UseCaseView:
-    """One command to one run, as an Update whose id is the caller's idempotency key."""
-    return await gateway.update(
-        workflow_id_for(use_case_id), method, cmd, update_id=_idempotency_key(idempotency_key)
-    )
-
-
-async def complete_stage_of(
-    gateway: UseCaseGateway,
-    wid: str,
-    stage: Stage,
-    body: CompleteStageBody,
-    actor: str,
-    idempotency_key: str | None,
-) -> UseCaseView:
-    """Shared by use cases and their change requests: the same verbs on another run."""
-    await gateway.precheck_delivery(wid, actor, what="completes a stage")
-    cmd = CompleteStage(
-        actor=actor, stage=stage, evidence=body.evidence, comment=body.comment, channel=Channel.API
-    )
-    return await gateway.update(
-        wid, UseCaseRelease.complete_stage, cmd, update_id=_idempotency_key(idempotency_key)
-    )
-
-
-async def add_evidence_to(
-    gateway: UseCaseGateway, wid: str, body: EvidenceBody, actor: str, idempotency_key: str | None
-) -> UseCaseView:
-    await gateway.precheck_delivery(wid, actor, what="submits evidence")
-    cmd = AddEvidence(
-        actor=actor, evidence=body.evidence, comment=body.comment, channel=Channel.API
-    )
-    return await gateway.update(
-        wid, UseCaseRelease.add_evidence, cmd, update_id=_idempotency_key(idempotency_key)
-    )
-
-
-async def decide_gate_of(
-    gateway: UseCaseGateway,
-    wid: str,
-    gate: Gate,
-    body: DecisionBody,
-    actor: str,
-    idempotency_key: str | None,
-) -> UseCaseView:
-    key = _idempotency_key(idempotency_key)
-    await gateway.precheck_decider(wid, gate, actor)
-    cmd = GateDecision(
-        actor=actor,
-        gate=gate,
-        decision=body.decision,
-        comment=body.comment,
-        evidence_digests=body.evidence_digests,
-        channel=Channel.API,
-    )
-    return await gateway.update(wid, UseCaseRelease.decide, cmd, update_id=key)
+async def get_history(use_case_id: str, _: CurrentPerson, commands: Commands) -> list[HistoryEvent]:
+    return await commands.history(workflow_id(use_case_id))
 
 
 @router.post("/{use_case_id}/stages/{stage}/complete", response_model=UseCaseView)
@@ -185,40 +105,35 @@ async def complete_stage(
     use_case_id: str,
     stage: Stage,
     body: CompleteStageBody,
-    person: CurrentPerson,
-    gateway: Gateway,
-    idempotency_key: IdempotencyKey = None,
+    sender: ApiSender,
+    commands: Commands,
 ) -> UseCaseView:
-    return await complete_stage_of(
-        gateway, workflow_id_for(use_case_id), stage, body, person.id, idempotency_key
+    return await commands.complete_stage(
+        workflow_id(use_case_id), sender, stage, evidence=body.evidence, comment=body.comment
     )
 
 
 @router.post("/{use_case_id}/evidence", status_code=201, response_model=UseCaseView)
 async def add_evidence(
-    use_case_id: str,
-    body: EvidenceBody,
-    person: CurrentPerson,
-    gateway: Gateway,
-    idempotency_key: IdempotencyKey = None,
+    use_case_id: str, body: EvidenceBody, sender: ApiSender, commands: Commands
 ) -> UseCaseView:
-    return await add_evidence_to(
-        gateway, workflow_id_for(use_case_id), body, person.id, idempotency_key
+    return await commands.add_evidence(
+        workflow_id(use_case_id), sender, body.evidence, comment=body.comment
     )
 
 
 @router.post("/{use_case_id}/gates/{gate}/decisions", response_model=UseCaseView)
 async def decide_gate(
-    use_case_id: str,
-    gate: Gate,
-    body: DecisionBody,
-    person: CurrentPerson,
-    gateway: Gateway,
-    idempotency_key: IdempotencyKey = None,
+    use_case_id: str, gate: Gate, body: DecisionBody, sender: ApiSender, commands: Commands
 ) -> UseCaseView:
     """Approve, request changes or reject. ``Idempotency-Key`` makes retries one decision."""
-    return await decide_gate_of(
-        gateway, workflow_id_for(use_case_id), gate, body, person.id, idempotency_key
+    return await commands.decide(
+        workflow_id(use_case_id),
+        sender,
+        gate,
+        body.decision,
+        comment=body.comment,
+        evidence_digests=body.evidence_digests,
     )
 
 
@@ -226,29 +141,23 @@ async def decide_gate(
 async def reopen_gate(
     use_case_id: str,
     gate: Gate,
-    person: CurrentPerson,
-    gateway: Gateway,
+    sender: ApiSender,
+    commands: Commands,
     body: CancelBody | None = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
     """After a gate expired (stage ``stalled``), the delivery lead opens it again."""
-    wid = workflow_id_for(use_case_id)
-    view = await gateway.state(wid)
-    if view.stalled_gate != gate:
-        raise Problem(409, f"gate {gate.value} has not expired", code="wrong-stage")
-    cmd = ReopenGate(actor=person.id, comment=body.reason if body else "", channel=Channel.API)
-    return await gateway.update(
-        wid, UseCaseRelease.reopen_gate, cmd, update_id=_idempotency_key(idempotency_key)
+    return await commands.reopen_gate(
+        workflow_id(use_case_id), sender, gate, comment=body.reason if body else ""
     )
 
 
 @router.post("/{use_case_id}/cancel", response_model=UseCaseView)
 async def cancel_use_case(
     use_case_id: str,
-    person: CurrentPerson,
-    gateway: Gateway,
+    sender: ApiSender,
+    commands: Commands,
     body: CancelBody | None = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> UseCaseView:
-    cmd = Cancel(actor=person.id, reason=body.reason if body else "", channel=Channel.API)
-    return await send(gateway, use_case_id, UseCaseRelease.cancel, cmd, idempotency_key)
+    return await commands.cancel(
+        workflow_id(use_case_id), sender, reason=body.reason if body else ""
+    )

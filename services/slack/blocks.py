@@ -7,14 +7,14 @@ and history (``card_from_state``) when the click came too late.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.api.slack.actions import (
+from services.commands.evidence import evidence_fingerprint
+from services.slack.actions import (
     CARD_EVENT_TYPE,
     GATE_ACTIONS_BLOCK,
     SLASH_COMMAND,
@@ -23,7 +23,16 @@ from services.api.slack.actions import (
     InputId,
 )
 from workflows.activities import Notification, RegistryRow
-from workflows.model import Approval, Decision, Evidence, HistoryEvent, RiskTier, UseCaseView
+from workflows.model import (
+    Approval,
+    Decision,
+    EventKind,
+    Evidence,
+    GateOutcome,
+    HistoryEvent,
+    RiskTier,
+    UseCaseView,
+)
 from workflows.policy import Person
 
 Block = dict[str, Any]
@@ -34,13 +43,15 @@ HEADER_LIMIT = 150
 MAX_EVIDENCE_LINES = 20
 MAX_SELECT_OPTIONS = 100  # Slack's limit for a static select
 
-OUTCOME_LINES = {
-    "passed": ":white_check_mark: *Passed*",
-    "changes_requested": ":leftwards_arrow_with_hook: *Changes requested*",
-    "rejected": ":no_entry: *Rejected*",
-    "expired": ":hourglass: *Expired*",
-    "cancelled": ":black_square_for_stop: *Cancelled*",
+OUTCOME_LINES: dict[str, str] = {
+    GateOutcome.PASSED: ":white_check_mark: *Passed*",
+    GateOutcome.CHANGES_REQUESTED: ":leftwards_arrow_with_hook: *Changes requested*",
+    GateOutcome.REJECTED: ":no_entry: *Rejected*",
+    GateOutcome.EXPIRED: ":hourglass: *Expired*",
+    GateOutcome.CANCELLED: ":black_square_for_stop: *Cancelled*",
 }
+# a card rebuilt from history whose gate ended in no recorded outcome
+CLOSED = "closed"
 DECISION_WORDS = {
     Decision.APPROVE: "approved",
     Decision.REQUEST_CHANGES: "requested changes",
@@ -102,12 +113,6 @@ def evidence_line(item: Evidence) -> str:
     name = esc(item.name)
     shown = f"<{item.uri}|{name}>" if _linkable(item.uri) else f"{name} (`{esc(item.uri)}`)"
     return f"• {shown} · {esc(item.kind)} · `{item.sha256[:12]}`"
-
-
-def evidence_fingerprint(digests: Iterable[str]) -> str:
-    """A short fingerprint of the evidence a card shows: a click binds to what it saw."""
-    joined = ",".join(sorted({d.lower() for d in digests}))
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- the gate card
@@ -235,21 +240,26 @@ def card_from_state(
             due_at=open_gate.due_at,
         )
     approvals: list[Approval] = []
-    outcome, by, at, comment = "closed", None, None, ""
+    outcome: str = CLOSED
+    by, at, comment = None, None, ""
     for ev in events:
         if ev.gate is None or ev.gate.value != gate or ev.round != round_:
             continue
-        if ev.kind == "approvals_voided":
+        if ev.kind == EventKind.APPROVALS_VOIDED:
             approvals = []
-        elif ev.kind == "decision" and ev.decision == Decision.APPROVE:
+        elif ev.kind == EventKind.DECISION and ev.decision == Decision.APPROVE:
             approvals.append(Approval(actor=ev.actor, at=ev.at, channel=ev.channel))
-        elif ev.kind == "decision" and ev.decision is not None:
-            outcome = "changes_requested" if ev.decision == Decision.REQUEST_CHANGES else "rejected"
+        elif ev.kind == EventKind.DECISION and ev.decision is not None:
+            outcome = (
+                GateOutcome.CHANGES_REQUESTED
+                if ev.decision == Decision.REQUEST_CHANGES
+                else GateOutcome.REJECTED
+            )
             by, at, comment = ev.actor, ev.at, ev.comment
-        elif ev.kind == "gate_passed":
-            outcome, by, at = "passed", ev.actor, ev.at
-        elif ev.kind == "gate_expired":
-            outcome, at = "expired", ev.at
+        elif ev.kind == EventKind.GATE_PASSED:
+            outcome, by, at = GateOutcome.PASSED, ev.actor, ev.at
+        elif ev.kind == EventKind.GATE_EXPIRED:
+            outcome, at = GateOutcome.EXPIRED, ev.at
     return Card(
         **base,
         approvals=tuple(approvals),
@@ -291,7 +301,7 @@ def _approval_line(a: Approval, people: People) -> str:
 
 def _outcome_text(card: Card, people: People) -> str:
     head = OUTCOME_LINES.get(card.outcome or "", ":lock: *Closed*")
-    if card.outcome == "passed" and card.decided_by:
+    if card.outcome == GateOutcome.PASSED and card.decided_by:
         head += f" — final approval by {who(card.decided_by, people)}"
     elif card.decided_by:
         head += f" by {who(card.decided_by, people)}"
@@ -399,7 +409,7 @@ class PendingDecision:
 
     ref: CardRef
     decision: Decision
-    update_id: str
+    idempotency_key: str
     channel: str | None = None
     message_ts: str | None = None
 
@@ -407,7 +417,7 @@ class PendingDecision:
         doc = {
             "ref": self.ref.encode(),
             "d": self.decision.value,
-            "k": self.update_id,
+            "k": self.idempotency_key,
             "c": self.channel,
             "m": self.message_ts,
         }

@@ -10,9 +10,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.api.slack.actions import InputId
+from services.commands.errors import InvalidOwners
+from services.commands.start import owners_of, staffed_roster
+from services.slack.actions import InputId
 from workflows import policy
-from workflows.model import Owners, UseCaseCreate
+from workflows.model import UseCaseCreate
 
 Errors = dict[str, str]
 
@@ -83,7 +85,7 @@ def start_request(
 ) -> UseCaseCreate | Errors:
     """The start modal's submission as a ``UseCaseCreate``, or errors for the modal.
 
-    The owners are checked with the same policy functions the API's start uses (everyone in
+    The owners are checked with the same functions the command layer's start uses (everyone in
     the directory, every gate staffable after separation of duties), so a doomed request is
     refused in the modal instead of after Slack has closed it.
     """
@@ -112,22 +114,9 @@ def start_request(
         for err in exc.errors():
             errors.setdefault(_block_for(tuple(err.get("loc", ()))), str(err.get("msg", "")))
         return errors
-    o = body.owners
-    owners = Owners(
-        delivery_lead=delivery_lead,
-        business_owner=o.business_owner,
-        technical_owner=o.technical_owner,
-        operations_owner=o.operations_owner,
-        risk_approvers=list(o.risk_approvers),
-        escalation_owner=o.escalation_owner,
-        stop_authority=list(o.stop_authority)
-        if o.stop_authority
-        else policy.default_stop_authority(o.business_owner, o.technical_owner, o.operations_owner),
-    )
     try:
-        roster = policy.resolve_roster(owners, directory)
-        policy.check_staffing(loaded_policy.pin(body.risk_tier), roster)
-    except policy.PolicyViolation as exc:
+        staffed_roster(owners_of(body, delivery_lead), loaded_policy.pin(body.risk_tier), directory)
+    except InvalidOwners as exc:
         field = exc.detail.split(":", 1)[0].removeprefix("owners.").split(".", 1)[0]
         block = _OWNER_FIELDS.get(field, InputId.RISK_APPROVERS).value
         return {block: exc.detail}

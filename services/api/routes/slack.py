@@ -20,9 +20,10 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 
 from services.api.deps import Resources
 from services.api.problems import problem_response
-from services.api.slack.app import build_slack_app
-from services.api.slack.client import slack_configured
 from services.settings import Settings
+from services.slack.app import build_slack_app
+from services.slack.client import slack_configured
+from services.slack.desk import SlackDesk
 
 router = APIRouter(tags=["slack"])
 
@@ -90,10 +91,14 @@ def parse_payload(body: bytes, content_type: str | None) -> dict[str, Any] | Non
 
 
 def _handler(app: FastAPI, resources: Resources) -> AsyncSlackRequestHandler:
-    """The Bolt app, built on first use from the lifespan's resources (gateway, directory)."""
+    """The Bolt app, built on first use from the lifespan's resources (command layer,
+    directory, database)."""
     handler: AsyncSlackRequestHandler | None = getattr(app.state, "slack_handler", None)
     if handler is None:
-        handler = AsyncSlackRequestHandler(build_slack_app(resources))
+        desk = SlackDesk(resources.commands, resources.directory, resources.sessionmaker)
+        handler = AsyncSlackRequestHandler(
+            build_slack_app(resources.settings, desk, resources.policy)
+        )
         app.state.slack_handler = handler
     return handler
 

@@ -1,0 +1,91 @@
+"""What the command layer raises when a command or read cannot be carried out.
+
+Typed, without HTTP in them: the API maps each to a problem document, the Slack bot branches on
+``CommandRefused.refusal``. ``code`` is a stable slug (the problem ``type``'s last part and the
+metrics label), never something a caller should branch on.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from workflows.model import Refusal
+
+
+class CommandError(Exception):
+    """Base class: ``detail`` is safe to show to the caller."""
+
+    CODE: ClassVar[str] = "error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.CODE
+
+
+class CommandRefused(CommandError):
+    """The policy or the workflow refused the command; nothing was recorded."""
+
+    def __init__(self, refusal: Refusal, detail: str) -> None:
+        super().__init__(detail, code=refusal.value.replace("_", "-"))
+        self.refusal = refusal
+
+
+class WorkflowRejected(CommandError):
+    """The workflow failed the command for a reason outside ``Refusal`` (nothing recorded)."""
+
+    CODE = "refused"
+
+
+class RunNotFound(CommandError):
+    """No such run (or not a ReleaseGate run)."""
+
+    CODE = "not-found"
+
+
+class KeyConflict(CommandError):
+    """A start whose key already runs with another definition."""
+
+    CODE = "key-conflict"
+
+
+class InvalidOwners(CommandError):
+    """A start whose owners break separation of duties or leave a gate unstaffed."""
+
+    CODE = "invalid-owners"
+
+
+class ReplayUnresolved(CommandError):
+    """An idempotency key was replayed, but its first answer cannot be rebuilt."""
+
+    CODE = "idempotency-conflict"
+
+
+class Outage(StrEnum):
+    """Why Temporal could not carry a command or answer a read (values are the slugs)."""
+
+    UNREACHABLE = "temporal-unavailable"
+    REFUSED_START = "temporal-error"
+    QUERY_FAILED = "query-failed"
+
+
+class Unavailable(CommandError):
+    """Temporal (or the run's worker) cannot be reached now; retrying later may work."""
+
+    def __init__(self, outage: Outage, detail: str) -> None:
+        super().__init__(detail, code=outage.value)
+        self.outage = outage
+
+
+__all__ = [
+    "CommandError",
+    "CommandRefused",
+    "InvalidOwners",
+    "KeyConflict",
+    "Outage",
+    "ReplayUnresolved",
+    "RunNotFound",
+    "Unavailable",
+    "WorkflowRejected",
+]

@@ -1,0 +1,323 @@
+"""The one command layer: every front door (REST, Slack, the console) changes a run through here.
+
+Each method builds the workflow's command model, pre-checks authorization with
+``workflows.policy.check_actor`` from the run's pinned people (a fast "not eligible" before any
+worker is woken), and sends the Update whose id derives from the caller's idempotency key. The
+workflow's validator runs the same check and then the state check, and decides; its refusals
+come back as ``CommandRefused`` carrying the ``Refusal``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from services import observability
+from services.commands.errors import CommandError, CommandRefused, ReplayUnresolved, RunNotFound
+from services.commands.evidence import evidence_fingerprint
+from services.commands.gateway import UseCaseGateway
+from services.commands.start import plan_start
+from workflows import policy
+from workflows.ids import change_workflow_id, is_change_id, use_case_workflow_id
+from workflows.model import (
+    AddEvidence,
+    Cancel,
+    ChangeSummary,
+    Channel,
+    CommandName,
+    CompleteStage,
+    Decision,
+    Evidence,
+    Gate,
+    GateDecision,
+    HistoryEvent,
+    Materiality,
+    RaiseChange,
+    Refusal,
+    ReopenGate,
+    ReportIncident,
+    Resume,
+    Retire,
+    RiskTier,
+    Severity,
+    Stage,
+    Suspend,
+    UseCaseCreate,
+    UseCaseView,
+)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sends a command, through which door, with which idempotency key (if any)."""
+
+    person_id: str
+    channel: Channel
+    idempotency_key: str | None = None
+
+    def update_id(self, command: CommandName) -> str:
+        """The Update's id: the key scoped to (caller, command), so another caller's key, or
+        the same key on another verb, never returns or suppresses this caller's result."""
+        if self.idempotency_key is None:
+            return str(uuid.uuid4())
+        return f"{command.value}:{self.person_id}:{self.idempotency_key}"
+
+
+@dataclass(frozen=True)
+class RaisedChange:
+    """A change request the caller raised: its id and its own run's state."""
+
+    change_id: str
+    view: UseCaseView
+
+
+def workflow_id(use_case_id: str, change_id: str | None = None) -> str:
+    """The run a path names: a use case (id or key), or one of its change requests."""
+    wid = use_case_workflow_id(use_case_id)
+    if change_id is None:
+        return wid
+    if not is_change_id(change_id):
+        raise RunNotFound(f"no change '{change_id}'")
+    return change_workflow_id(wid, change_id)
+
+
+def raised_by_update(parent: UseCaseView, update_id: str, actor: str) -> ChangeSummary | None:
+    """The change a raise_change Update created, found by the Update's id the workflow records
+    on it; for a workflow that records none, the caller's newest change."""
+    for change in parent.changes:
+        if change.update_id == update_id:
+            return change
+    unmarked = [c for c in parent.changes if c.update_id is None and c.raised_by == actor]
+    return unmarked[-1] if unmarked else None
+
+
+class CommandService:
+    """One method per command, plus the reads the front doors share."""
+
+    def __init__(
+        self,
+        gateway: UseCaseGateway,
+        loaded_policy: policy.LoadedPolicy,
+        directory: policy.Directory,
+    ) -> None:
+        self.gateway = gateway
+        self.policy = loaded_policy
+        self.directory = directory
+
+    # ------------------------------------------------------------------ reads
+
+    async def state(self, wid: str) -> UseCaseView:
+        return await self.gateway.state(wid)
+
+    async def history(self, wid: str) -> list[HistoryEvent]:
+        return await self.gateway.history(wid)
+
+    # ------------------------------------------------------------------ authorization
+
+    async def authorize(
+        self, wid: str, command: CommandName, person_id: str, *, gate: Gate | None = None
+    ) -> None:
+        """``CommandRefused(NOT_ELIGIBLE)`` when ``person_id`` may never send ``command`` to
+        this run, judged from the people it pinned at start. The workflow judges again."""
+        facts = await self.gateway.facts(wid)
+        if not facts.roster:
+            return  # a run whose memo pinned no roster: leave it to the workflow
+        rule = None
+        if command == CommandName.DECIDE:
+            if gate is None:
+                raise ValueError("a decision names its gate")
+            if facts.policy_sha256 != self.policy.sha256 or not facts.tier:
+                return  # this run pinned another policy version: leave it to the workflow
+            rule = policy.gate_rule(self.policy.pin(RiskTier(facts.tier)), gate)
+        try:
+            policy.check_actor(
+                command,
+                facts.roster,
+                person_id,
+                rule=rule,
+                change_raised_by=facts.change_raised_by,
+            )
+        except policy.PolicyViolation as exc:
+            raise CommandRefused(exc.refusal, exc.detail) from None
+
+    async def _send(
+        self,
+        wid: str,
+        sender: Sender,
+        command: CommandName,
+        cmd: BaseModel,
+        *,
+        gate: Gate | None = None,
+        update_id: str | None = None,
+    ) -> UseCaseView:
+        await self.authorize(wid, command, sender.person_id, gate=gate)
+        return await self.gateway.execute(
+            wid, command, cmd, update_id=update_id or sender.update_id(command)
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    async def start(self, body: UseCaseCreate, sender: Sender) -> tuple[UseCaseView, bool]:
+        """Start a run; the sender becomes its delivery lead. Returns (state, created)."""
+        plan = plan_start(body, sender.person_id, self.policy, self.directory)
+        return await self.gateway.start(plan)
+
+    async def complete_stage(
+        self,
+        wid: str,
+        sender: Sender,
+        stage: Stage,
+        *,
+        evidence: Sequence[Evidence] = (),
+        comment: str = "",
+    ) -> UseCaseView:
+        cmd = CompleteStage(
+            actor=sender.person_id,
+            stage=stage,
+            evidence=list(evidence),
+            comment=comment,
+            channel=sender.channel,
+        )
+        return await self._send(wid, sender, CommandName.COMPLETE_STAGE, cmd)
+
+    async def add_evidence(
+        self, wid: str, sender: Sender, evidence: Sequence[Evidence], *, comment: str = ""
+    ) -> UseCaseView:
+        cmd = AddEvidence(
+            actor=sender.person_id, evidence=list(evidence), comment=comment, channel=sender.channel
+        )
+        return await self._send(wid, sender, CommandName.ADD_EVIDENCE, cmd)
+
+    async def decide(
+        self,
+        wid: str,
+        sender: Sender,
+        gate: Gate,
+        decision: Decision,
+        *,
+        comment: str = "",
+        evidence_digests: Sequence[str] | None = None,
+    ) -> UseCaseView:
+        cmd = GateDecision(
+            actor=sender.person_id,
+            gate=gate,
+            decision=decision,
+            comment=comment,
+            evidence_digests=None if evidence_digests is None else list(evidence_digests),
+            channel=sender.channel,
+        )
+        try:
+            view = await self._send(wid, sender, CommandName.DECIDE, cmd, gate=gate)
+        except CommandError as exc:
+            observability.record_refused_decision(cmd, exc.code)
+            raise
+        observability.record_accepted_decision(cmd, view)
+        return view
+
+    async def reopen_gate(
+        self, wid: str, sender: Sender, gate: Gate, *, comment: str = ""
+    ) -> UseCaseView:
+        """Reopen ``gate`` after it expired; the workflow refuses when it is not the one."""
+        cmd = ReopenGate(actor=sender.person_id, gate=gate, comment=comment, channel=sender.channel)
+        return await self._send(wid, sender, CommandName.REOPEN_GATE, cmd)
+
+    async def cancel(self, wid: str, sender: Sender, *, reason: str = "") -> UseCaseView:
+        cmd = Cancel(actor=sender.person_id, reason=reason, channel=sender.channel)
+        return await self._send(wid, sender, CommandName.CANCEL, cmd)
+
+    async def report_incident(
+        self, wid: str, sender: Sender, severity: Severity, summary: str
+    ) -> UseCaseView:
+        cmd = ReportIncident(
+            actor=sender.person_id, severity=severity, summary=summary, channel=sender.channel
+        )
+        return await self._send(wid, sender, CommandName.REPORT_INCIDENT, cmd)
+
+    async def suspend(self, wid: str, sender: Sender, reason: str) -> UseCaseView:
+        cmd = Suspend(actor=sender.person_id, reason=reason, channel=sender.channel)
+        return await self._send(wid, sender, CommandName.SUSPEND, cmd)
+
+    async def resume(self, wid: str, sender: Sender, *, reason: str = "") -> UseCaseView:
+        cmd = Resume(actor=sender.person_id, reason=reason, channel=sender.channel)
+        return await self._send(wid, sender, CommandName.RESUME, cmd)
+
+    async def raise_change(
+        self,
+        wid: str,
+        sender: Sender,
+        summary: str,
+        materiality: Materiality,
+        *,
+        evidence: Sequence[Evidence] = (),
+    ) -> RaisedChange:
+        """Raise a change request; returns its id and its own run's state."""
+        cmd = RaiseChange(
+            actor=sender.person_id,
+            summary=summary,
+            materiality=materiality,
+            evidence=list(evidence),
+            channel=sender.channel,
+        )
+        update_id = sender.update_id(CommandName.RAISE_CHANGE)
+        parent = await self._send(wid, sender, CommandName.RAISE_CHANGE, cmd, update_id=update_id)
+        change = raised_by_update(parent, update_id, sender.person_id)
+        if change is None:
+            raise ReplayUnresolved(
+                "this Idempotency-Key already answered a request whose change cannot be found; "
+                "use a new key"
+            )
+        return RaisedChange(change.change_id, await self.gateway.state(change.workflow_id))
+
+    async def retire(self, wid: str, sender: Sender, *, reason: str = "") -> UseCaseView:
+        cmd = Retire(actor=sender.person_id, reason=reason, channel=sender.channel)
+        return await self._send(wid, sender, CommandName.RETIRE, cmd)
+
+    # ------------------------------------------------------------------ Slack cards
+
+    async def approve_as_seen(
+        self, wid: str, sender: Sender, gate: Gate, round_: int, fingerprint: str
+    ) -> UseCaseView:
+        """An approval from a card that showed ``gate`` in ``round_`` with evidence of
+        ``fingerprint``: authorized first, then bound to the digests the card showed."""
+        await self.authorize(wid, CommandName.DECIDE, sender.person_id, gate=gate)
+        digests = await self.evidence_seen(wid, gate, round_, fingerprint)
+        return await self.decide(wid, sender, gate, Decision.APPROVE, evidence_digests=digests)
+
+    async def evidence_seen(
+        self, wid: str, gate: Gate, round_: int, fingerprint: str
+    ) -> list[str] | None:
+        """The digests an approval binds to when its sender saw only their fingerprint.
+
+        While ``gate`` is open in ``round_``: its current digests when they are what was seen,
+        else ``EVIDENCE_CHANGED``; open in another round: ``GATE_NOT_OPEN``. When that gate is
+        not open at all: None, and the decision goes as it is for the workflow to answer (a
+        redelivered click gets its first answer back; anything else is refused).
+        """
+        view = await self.gateway.state(wid)
+        open_gate = view.open_gate
+        if view.closed or open_gate is None or open_gate.gate != gate:
+            return None
+        if open_gate.round != round_:
+            raise CommandRefused(
+                Refusal.GATE_NOT_OPEN,
+                f"round {round_} of {gate.value} is over (round {open_gate.round} is open)",
+            )
+        if evidence_fingerprint(open_gate.evidence_digests) != fingerprint:
+            raise CommandRefused(
+                Refusal.EVIDENCE_CHANGED,
+                "the evidence changed since it was reviewed; review the current evidence "
+                "and approve again",
+            )
+        return list(open_gate.evidence_digests)
+
+
+__all__ = [
+    "CommandService",
+    "RaisedChange",
+    "Sender",
+    "raised_by_update",
+    "workflow_id",
+]

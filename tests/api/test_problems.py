@@ -1,0 +1,52 @@
+"""The command layer's errors as problem documents: the statuses and types REST always had."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.api.problems import problem_of
+from services.commands.errors import (
+    CommandError,
+    CommandRefused,
+    InvalidOwners,
+    KeyConflict,
+    Outage,
+    ReplayUnresolved,
+    RunNotFound,
+    Unavailable,
+    WorkflowRejected,
+)
+from workflows.model import Refusal
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (CommandRefused(Refusal.NOT_ELIGIBLE, "x"), 403, "not-eligible"),
+        (CommandRefused(Refusal.INVALID, "x"), 422, "invalid"),
+        (CommandRefused(Refusal.WRONG_STAGE, "x"), 409, "wrong-stage"),
+        (CommandRefused(Refusal.GATE_NOT_OPEN, "x"), 409, "gate-not-open"),
+        (CommandRefused(Refusal.RUN_CLOSED, "x"), 409, "run-closed"),
+        (CommandRefused(Refusal.ALREADY_DECIDED, "x"), 409, "already-decided"),
+        (CommandRefused(Refusal.EVIDENCE_MISSING, "x"), 409, "evidence-missing"),
+        (CommandRefused(Refusal.EVIDENCE_CHANGED, "x"), 409, "evidence-changed"),
+        (WorkflowRejected("x"), 409, "refused"),
+        (RunNotFound("x"), 404, "not-found"),
+        (KeyConflict("x"), 409, "key-conflict"),
+        (InvalidOwners("x"), 422, "invalid-owners"),
+        (ReplayUnresolved("x"), 409, "idempotency-conflict"),
+        (Unavailable(Outage.UNREACHABLE, "x"), 503, "temporal-unavailable"),
+        (Unavailable(Outage.REFUSED_START, "x"), 503, "temporal-error"),
+        (Unavailable(Outage.QUERY_FAILED, "x"), 503, "query-failed"),
+    ],
+)
+def test_command_errors_keep_their_status_and_type(
+    error: CommandError, status: int, code: str
+) -> None:
+    problem = problem_of(error)
+    assert (problem.status, problem.code, problem.detail) == (status, code, "x")
+
+
+def test_every_refusal_has_a_status() -> None:
+    for refusal in Refusal:
+        assert problem_of(CommandRefused(refusal, "x")).status in (403, 409, 422)

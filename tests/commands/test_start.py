@@ -1,0 +1,72 @@
+"""Planning a start (pure): owners, staffing, and what goes to Temporal with the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.commands.errors import InvalidOwners
+from services.commands.start import (
+    facts_memo,
+    owners_of,
+    plan_start,
+    request_digest,
+    search_attributes,
+    static_details,
+)
+from tests.workflows.helpers import DIRECTORY, POLICY
+from workflows import search
+from workflows.model import Role, UseCaseCreate
+
+
+def body(**over: Any) -> UseCaseCreate:
+    doc: dict[str, Any] = {
+        "key": "fraud-alerts",
+        "title": "Fraud alerts",
+        "summary": "Flags suspicious payments",
+        "risk_tier": "high",
+        "owners": {
+            "business_owner": "bo",
+            "technical_owner": "tom",
+            "operations_owner": "olga",
+            "risk_approvers": ["group:risk-committee"],
+            "escalation_owner": "eve",
+        },
+    }
+    doc.update(over)
+    return UseCaseCreate.model_validate(doc)
+
+
+def test_the_caller_leads_delivery_and_stop_authority_defaults_to_the_owners() -> None:
+    owners = owners_of(body(), "dana")
+    assert owners.delivery_lead == "dana"
+    assert owners.stop_authority == ["bo", "tom", "olga"]
+
+
+def test_a_plan_pins_the_policy_and_the_resolved_roster() -> None:
+    plan = plan_start(body(), "dana", POLICY, DIRECTORY)
+    assert plan.workflow_id == "usecase-fraud-alerts"
+    assert plan.input.policy.sha256 == POLICY.sha256
+    assert plan.roster[Role.RISK_APPROVER] == ["raj", "rita"]
+    assert plan.request_sha256 == request_digest(body(), "dana") != request_digest(body(), "tom")
+    memo = facts_memo(plan)
+    assert memo["tier"] == "high"
+    assert memo["roster"]["risk_approver"] == ["raj", "rita"]
+    attributes = {p.key.name: p.value for p in search_attributes(plan.input)}
+    assert attributes[search.USE_CASE_KEY.name] == "fraud-alerts"
+    assert attributes[search.STAGE.name] == "scoping"
+    assert "Fraud alerts" in static_details(plan.input)
+    assert POLICY.sha256[:12] in static_details(plan.input)
+
+
+def test_owners_that_leave_a_gate_unstaffed_are_refused_naming_it() -> None:
+    owners = {
+        "business_owner": "bo",
+        "technical_owner": "tom",
+        "operations_owner": "olga",
+        "risk_approvers": ["rita", "tom"],
+        "escalation_owner": "eve",
+    }
+    with pytest.raises(InvalidOwners, match="risk_signoff"):
+        plan_start(body(owners=owners), "dana", POLICY, DIRECTORY)
