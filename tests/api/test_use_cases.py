@@ -147,6 +147,7 @@ async def test_gate_state_lists_eligible_and_required_evidence(api: httpx.AsyncC
     gate = state["open_gate"]
     assert gate["gate"] == "risk_signoff"
     assert gate["eligible"] == ["raj", "rita"]
+    assert gate["pending"] == ["raj", "rita"]  # whom the gate waits on, as PendingApprovers
     assert gate["quorum"] == 2
     assert gate["approvals"] == []
     assert state["required_evidence"] == ["risk_assessment"]
