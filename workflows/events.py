@@ -99,7 +99,7 @@ class ChangeRaised(Extras):
 
 
 class ChangeClosed(Extras):
-    """``change_applied``, ``change_rejected`` and ``change_cancelled``."""
+    """``change_applied``, ``change_awaiting_resume``, ``change_rejected``, ``change_cancelled``."""
 
     change: str = ""
     live_version: int | None = None
@@ -135,6 +135,7 @@ EXTRAS: dict[EventKind, type[Extras]] = {
     EventKind.GATE_ESCALATED: GateEscalated,
     EventKind.INCIDENT_REPORTED: IncidentReported,
     EventKind.CHANGE_RAISED: ChangeRaised,
+    EventKind.CHANGE_AWAITING_RESUME: ChangeClosed,
     EventKind.CHANGE_APPLIED: ChangeClosed,
     EventKind.CHANGE_REJECTED: ChangeClosed,
     EventKind.CHANGE_CANCELLED: ChangeClosed,

@@ -150,6 +150,22 @@ def change_finished(run: Run, result: ChangeOutcome, now: datetime) -> None:
         return  # a repeated report changes nothing
     change.status = result.outcome
     change.closed_at = result.at
+    if result.outcome == ChangeStatus.APPLIED and state.stage == Stage.SUSPENDED:
+        # stop-ship holds: nothing is applied or deployed until resume is approved
+        change.status = ChangeStatus.AWAITING_RESUME
+        outbox.record(
+            run,
+            EventKind.CHANGE_AWAITING_RESUME,
+            now,
+            actor=change.raised_by,
+            comment=change.summary,
+            extras={"change": change.change_id},
+        )
+        outbox.live_notice(
+            run, f"{change.change_id} passed; it is applied when the use case resumes", now
+        )
+        outbox.publish(run)
+        return
     if result.outcome == ChangeStatus.APPLIED and not state.closed:
         state.live_version += 1
         outbox.record(
@@ -190,10 +206,11 @@ def retire(run: Run, cmd: Retire, now: datetime) -> None:
         run, EventKind.RETIRED, now, actor=cmd.actor, channel=cmd.channel, comment=cmd.reason
     )
     for change in state.changes:
-        if change.status == ChangeStatus.OPEN:
+        if change.status in (ChangeStatus.OPEN, ChangeStatus.AWAITING_RESUME):
+            if change.status == ChangeStatus.OPEN:
+                state.outbox.cancel_runs.append(change.workflow_id)
             change.status = ChangeStatus.CANCELLED
             change.closed_at = now
-            state.outbox.cancel_runs.append(change.workflow_id)
             outbox.record(
                 run,
                 EventKind.CHANGE_CANCELLED,

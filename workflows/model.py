@@ -128,6 +128,7 @@ class EventKind(StrEnum):
     RESUME_REQUESTED = "resume_requested"
     RESUMED = "resumed"
     CHANGE_RAISED = "change_raised"
+    CHANGE_AWAITING_RESUME = "change_awaiting_resume"
     CHANGE_APPLIED = "change_applied"
     CHANGE_REJECTED = "change_rejected"
     CHANGE_CANCELLED = "change_cancelled"
@@ -150,6 +151,8 @@ class GateOutcome(StrEnum):
 
 class ChangeStatus(StrEnum):
     OPEN = "open"
+    # passed while its use case was suspended: applied (and deployed) once resume is approved
+    AWAITING_RESUME = "awaiting_resume"
     APPLIED = "applied"
     REJECTED = "rejected"
     CANCELLED = "cancelled"

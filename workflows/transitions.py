@@ -169,7 +169,11 @@ def _live_gate_ended(
         state.stage = Stage.LIVE
         state.stage_entered_at = now
         outbox.record(run, EventKind.RESUMED, now, actor=cmd.actor)
-        outbox.hook(run, HookKind.DEPLOY, {"live_version": state.live_version, "resumed": True})
+        deploy: dict[str, object] = {"live_version": state.live_version, "resumed": True}
+        held = _apply_held_changes(run, now)
+        if held:
+            deploy |= {"live_version": state.live_version, "changes": held}
+        outbox.hook(run, HookKind.DEPLOY, deploy)
     elif gate == Gate.PERIODIC_REVIEW:
         state.next_review_at = now + review_period
         if cmd.decision == Decision.REJECT and state.stage == Stage.LIVE:
@@ -178,6 +182,25 @@ def _live_gate_ended(
             suspend(run, actor=cmd.actor, channel=cmd.channel, reason=reason, now=now)
             return
     outbox.publish(run)
+
+
+def _apply_held_changes(run: Run, now: datetime) -> list[str]:
+    """Changes that passed while the use case was suspended become live with the resume."""
+    state = run.state
+    held = [c for c in state.changes if c.status == ChangeStatus.AWAITING_RESUME]
+    for change in held:
+        state.live_version += 1
+        change.status = ChangeStatus.APPLIED
+        change.closed_at = now
+        outbox.record(
+            run,
+            EventKind.CHANGE_APPLIED,
+            now,
+            actor=change.raised_by,
+            comment=change.summary,
+            extras={"change": change.change_id, "live_version": state.live_version},
+        )
+    return [c.change_id for c in held]
 
 
 def expire(run: Run, now: datetime) -> None:

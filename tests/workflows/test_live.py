@@ -372,3 +372,43 @@ async def test_a_run_carried_by_the_previous_version_continues(release: ReleaseH
     assert view.open_gate is not None
     assert view.open_gate.pending  # seats computed for a gate opened after the carry
     await wait_ledger(release, handle.id, view.event_count)
+
+
+async def test_a_change_passed_while_suspended_waits_for_resume(
+    release: ReleaseHarness, receiver: HookReceiver
+) -> None:
+    """Stop-ship cannot be bypassed: a change raised before a suspend and approved during it is
+    not applied and deploys nothing until resume_approval passes (then exactly once)."""
+    handle = await live_use_case(release, receiver)
+    view = await handle.execute_update(
+        UseCaseRelease.raise_change,
+        RaiseChange(actor="dana", summary="new retrieval index", materiality=Materiality.MINOR),
+    )
+    change = await child(release, view)
+    view = await handle.execute_update(
+        UseCaseRelease.suspend, Suspend(actor="olga", reason="bad answers in production")
+    )
+    assert view.stage == Stage.SUSPENDED
+    await receiver.wait_for("/rollback")
+    deploys_before = len([c for c in receiver.calls if c["path"] == "/deploy"])
+
+    await decide(change, "tom", "change_approval")
+    view = await wait_change(handle, "awaiting_resume")
+    assert view.stage == Stage.SUSPENDED
+    assert view.live_version == 1  # nothing applied while suspended
+    await asyncio.sleep(0.5)
+    assert len([c for c in receiver.calls if c["path"] == "/deploy"]) == deploys_before
+    assert not await events_of(handle, "change_applied")
+
+    await handle.execute_update(UseCaseRelease.resume, Resume(actor="tom", reason="fixed"))
+    await decide(handle, "rita", "resume_approval")
+    view = await decide(handle, "bo", "resume_approval")
+    assert view.stage == Stage.LIVE
+    view = await wait_change(handle, "applied")
+    assert view.live_version == 2
+    deploys = await receiver.wait_for("/deploy", deploys_before + 1)
+    after_resume = deploys[deploys_before:]
+    assert len(after_resume) == 1  # one deploy, of the resumed version with the change in it
+    assert after_resume[0]["body"]["live_version"] == 2
+    assert after_resume[0]["body"]["stage"] == "live"
+    assert len(await events_of(handle, "change_applied")) == 1
