@@ -167,15 +167,7 @@ def change_finished(run: Run, result: ChangeOutcome, now: datetime) -> None:
         outbox.publish(run)
         return
     if result.outcome == ChangeStatus.APPLIED and not state.closed:
-        state.live_version += 1
-        outbox.record(
-            run,
-            EventKind.CHANGE_APPLIED,
-            now,
-            actor=change.raised_by,
-            comment=change.summary,
-            extras={"change": change.change_id, "live_version": state.live_version},
-        )
+        transitions.apply_change(run, change, now)
         outbox.hook(
             run, HookKind.DEPLOY, {"live_version": state.live_version, "change": change.change_id}
         )

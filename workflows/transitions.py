@@ -18,6 +18,7 @@ from workflows.model import (
     AddEvidence,
     Cancel,
     ChangeStatus,
+    ChangeSummary,
     Channel,
     CommandName,
     CompleteStage,
@@ -184,22 +185,26 @@ def _live_gate_ended(
     outbox.publish(run)
 
 
+def apply_change(run: Run, change: ChangeSummary, now: datetime) -> None:
+    """A passed change request becomes the use case's live version."""
+    run.state.live_version += 1
+    change.status = ChangeStatus.APPLIED
+    outbox.record(
+        run,
+        EventKind.CHANGE_APPLIED,
+        now,
+        actor=change.raised_by,
+        comment=change.summary,
+        extras={"change": change.change_id, "live_version": run.state.live_version},
+    )
+
+
 def _apply_held_changes(run: Run, now: datetime) -> list[str]:
     """Changes that passed while the use case was suspended become live with the resume."""
-    state = run.state
-    held = [c for c in state.changes if c.status == ChangeStatus.AWAITING_RESUME]
+    held = [c for c in run.state.changes if c.status == ChangeStatus.AWAITING_RESUME]
     for change in held:
-        state.live_version += 1
-        change.status = ChangeStatus.APPLIED
         change.closed_at = now
-        outbox.record(
-            run,
-            EventKind.CHANGE_APPLIED,
-            now,
-            actor=change.raised_by,
-            comment=change.summary,
-            extras={"change": change.change_id, "live_version": state.live_version},
-        )
+        apply_change(run, change, now)
     return [c.change_id for c in held]
 
 

@@ -380,6 +380,12 @@ async def test_a_change_passed_while_suspended_waits_for_resume(
     """Stop-ship cannot be bypassed: a change raised before a suspend and approved during it is
     not applied and deploys nothing until resume_approval passes (then exactly once)."""
     handle = await live_use_case(release, receiver)
+    key = (await handle.query(UseCaseRelease.state)).key
+
+    def calls(path: str) -> list[dict[str, Any]]:
+        # the receiver is shared by the module's tests: count only this use case's calls
+        return [c for c in receiver.calls if c["path"] == path and c["body"]["use_case"] == key]
+
     view = await handle.execute_update(
         UseCaseRelease.raise_change,
         RaiseChange(actor="dana", summary="new retrieval index", materiality=Materiality.MINOR),
@@ -389,15 +395,20 @@ async def test_a_change_passed_while_suspended_waits_for_resume(
         UseCaseRelease.suspend, Suspend(actor="olga", reason="bad answers in production")
     )
     assert view.stage == Stage.SUSPENDED
-    await receiver.wait_for("/rollback")
-    deploys_before = len([c for c in receiver.calls if c["path"] == "/deploy"])
+    for _ in range(100):
+        if calls("/rollback"):
+            break
+        await asyncio.sleep(0.05)
+    assert len(calls("/rollback")) == 1
+    deploys_before = len(calls("/deploy"))
+    assert deploys_before == 1  # go-live
 
     await decide(change, "tom", "change_approval")
     view = await wait_change(handle, "awaiting_resume")
     assert view.stage == Stage.SUSPENDED
     assert view.live_version == 1  # nothing applied while suspended
     await asyncio.sleep(0.5)
-    assert len([c for c in receiver.calls if c["path"] == "/deploy"]) == deploys_before
+    assert len(calls("/deploy")) == deploys_before
     assert not await events_of(handle, "change_applied")
 
     await handle.execute_update(UseCaseRelease.resume, Resume(actor="tom", reason="fixed"))
@@ -406,8 +417,12 @@ async def test_a_change_passed_while_suspended_waits_for_resume(
     assert view.stage == Stage.LIVE
     view = await wait_change(handle, "applied")
     assert view.live_version == 2
-    deploys = await receiver.wait_for("/deploy", deploys_before + 1)
-    after_resume = deploys[deploys_before:]
+    for _ in range(100):
+        if len(calls("/deploy")) > deploys_before:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # a second deploy, if one were coming, lands meanwhile
+    after_resume = calls("/deploy")[deploys_before:]
     assert len(after_resume) == 1  # one deploy, of the resumed version with the change in it
     assert after_resume[0]["body"]["live_version"] == 2
     assert after_resume[0]["body"]["stage"] == "live"
