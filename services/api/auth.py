@@ -49,7 +49,15 @@ def _oidc_person(verifier: OidcVerifier, directory: Directory, token: str) -> Pe
         raise Problem(401, str(exc), code="unauthenticated") from None
     except IdentityProviderUnavailable as exc:
         raise Problem(503, str(exc), code="idp-unavailable") from None
-    person = directory.get(identity.user) or directory.by_email(identity.user)
+    by_email = verifier.user_claim == "email" or "@" in identity.user
+    if by_email and not identity.email_verified:
+        # An unverified address proves nothing: anyone can claim rita@ at some providers.
+        raise Problem(
+            403, "the token's email is not verified by the identity provider", code="unknown-person"
+        )
+    person = directory.get(identity.user) or (
+        directory.by_email(identity.user) if identity.email_verified else None
+    )
     if person is None:
         raise Problem(403, "the token names no person in the directory", code="unknown-person")
     # Eligibility comes from the directory's groups, never from the token's.

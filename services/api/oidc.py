@@ -70,6 +70,8 @@ class Identity:
     subject: str
     user: str
     groups: tuple[str, ...]
+    # the provider vouches for the email claim (``email_verified`` is the JSON boolean true)
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,12 @@ class OidcVerifier:
         if isinstance(raw_groups, str):
             raw_groups = [raw_groups]
         groups = tuple(g for g in raw_groups if isinstance(g, str)) if raw_groups else ()
-        return Identity(subject=str(claims.get("sub", "")), user=user, groups=groups)
+        return Identity(
+            subject=str(claims.get("sub", "")),
+            user=user,
+            groups=groups,
+            email_verified=claims.get("email_verified") is True,
+        )
 
     # ------------------------------------------------------------------ keys
 

@@ -76,6 +76,7 @@ class Signer:
             "aud": AUDIENCE,
             "sub": "00u-rita",
             "email": "rita@example.com",
+            "email_verified": True,
             "groups": ["risk-committee", "idp-only-group"],
             "iat": now,
             "nbf": now,
@@ -319,6 +320,21 @@ async def test_unknown_person_in_a_valid_token_is_403(
     assert r.status_code == 403
     assert r.headers["content-type"] == PROBLEM
     assert r.json()["detail"] == "the token names no person in the directory"
+
+
+@pytest.mark.parametrize("verified", [False, None, "true"])
+async def test_an_unverified_email_maps_to_nobody(
+    oidc_api: httpx.AsyncClient, rsa_signer: Signer, verified: Any
+) -> None:
+    """Anyone can register rita's address at an identity provider that does not verify it:
+    only ``email_verified: true`` (the boolean) lets an email claim name a person."""
+    r = await oidc_api.get(
+        "/v1/approvals/pending",
+        headers=bearer(rsa_signer.token(email="rita@example.com", email_verified=verified)),
+    )
+    assert r.status_code == 403
+    assert r.headers["content-type"] == PROBLEM
+    assert "not verified" in r.json()["detail"]
 
 
 async def test_missing_user_claim_is_401(oidc_api: httpx.AsyncClient, rsa_signer: Signer) -> None:
