@@ -53,6 +53,7 @@ from workflows.model import (
 )
 
 GROUP_PREFIX = "group:"
+Roster = Mapping[Role, list[str]]  # role -> person ids, groups resolved, pinned at start
 
 
 class PolicyViolation(Exception):
@@ -76,6 +77,9 @@ class PolicyDocument(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     tiers: dict[RiskTier, TierRule]
     live: LiveRule = Field(default_factory=LiveRule)
+    # directory groups that may read every run (auditors, operations); everyone else reads
+    # only the runs they are one of the people of (need-to-know)
+    readers: list[str] = Field(default_factory=list, max_length=50)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -395,6 +399,16 @@ def pending_approvers(
     ]
 
 
+def may_read(
+    roster: Roster, person_id: str, groups: Iterable[str], reader_groups: Iterable[str]
+) -> bool:
+    """Need-to-know: a run is visible to its own people (every role it pinned, groups
+    resolved) and to members of the policy's reader groups; to nobody else."""
+    if any(person_id in people for people in roster.values()):
+        return True
+    return not set(groups).isdisjoint(reader_groups)
+
+
 def check_staffing(policy: PinnedPolicy, roster: Mapping[Role, list[str]]) -> None:
     """Refuse a start whose owners can never satisfy a gate's quorum after separation of duties."""
     for rule in [
@@ -440,7 +454,6 @@ def evidence_digests(evidence: Iterable[EvidenceRecord | Any]) -> list[str]:
 # "not eligible" before anything about the run's state. ``check_actor`` alone is what the command
 # layer pre-checks with from a run's pinned facts; the workflow's validators run the full check.
 
-Roster = Mapping[Role, list[str]]
 
 _DELIVERY = (Role.DELIVERY_LEAD, Role.TECHNICAL_OWNER)
 _OWNERS_AND_OPERATIONS = (
