@@ -63,6 +63,11 @@ class RunStarted(Extras):
     policy: PolicyPin | None = None
     path: list[Stage] = Field(default_factory=list)
     change: dict[str, Any] | None = None
+    deputies: dict[str, list[dict[str, Any]]] | None = None
+
+
+class DeputiesChanged(Extras):
+    deputies: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
 
 
 class ApprovalsVoided(Extras):
@@ -143,6 +148,7 @@ EXTRAS: dict[EventKind, type[Extras]] = {
     EventKind.HOOK_CALLED: HookOutcome,
     EventKind.HOOK_FAILED: HookOutcome,
     EventKind.REFUSED: Refused,
+    EventKind.DEPUTIES_CHANGED: DeputiesChanged,
 }
 
 CHANGE_CLOSED_KIND: dict[ChangeStatus, EventKind] = {

@@ -68,31 +68,50 @@ def approvers(gate: OpenGate | None) -> list[str]:
     return [a.actor for a in gate.approvals] if gate else []
 
 
-def seats_for(run: Run, gate: Gate) -> Seats:
+def seats_for(run: Run, gate: Gate, now: datetime, requested_by: str | None = None) -> Seats:
+    """The gate's seats on this run: holders and deputies in force, whoever asked excluded."""
+    rule = run.rule(gate)
     excluded = policy.excluded_from_gate(
         gate,
         run.inp.roster,
         validation_completed_by=run.state.validation_completed_by,
         change_raised_by=run.raised_by,
+        resume_requested_by=requested_by,
+        allow_requester=rule.allow_requester,
     )
     slots = policy.seat_candidates(
-        run.rule(gate), run.inp.roster, excluded, change_raised_by=run.raised_by
+        rule,
+        run.inp.roster,
+        excluded,
+        change_raised_by=run.raised_by,
+        deputies=run.deputies_at(now),
     )
     return Seats(tuple(frozenset(s) for s in slots))
+
+
+def reseat(run: Run, now: datetime) -> None:
+    """Compute the open gate's seats again (deputies changed, or a gate carried from a version
+    that did not keep them); approvals given stay."""
+    gate = run.state.gate
+    if gate is None:
+        return
+    seats = seats_for(run, gate.gate, now, gate.requested_by)
+    gate.seats = [sorted(c) for c in seats.candidates]
+    gate.eligible = seats.eligible
+    gate.pending = seats.pending(approvers(gate))
 
 
 def ensure_seats(run: Run) -> None:
     """A gate carried from a version that did not keep its seats gets them computed now."""
     gate = run.state.gate
     if gate is not None and not gate.seats:
-        gate.seats = [sorted(c) for c in seats_for(run, gate.gate).candidates]
-        gate.pending = Seats.of(gate).pending(approvers(gate))
+        reseat(run, run.state.updated_at)
 
 
-def open_gate(run: Run, gate: Gate, now: datetime) -> None:
+def open_gate(run: Run, gate: Gate, now: datetime, requested_by: str | None = None) -> None:
     """Open ``gate`` for the run's current round: seats, SLA, expiry and its evidence."""
     rule = run.rule(gate)
-    seats = seats_for(run, gate)
+    seats = seats_for(run, gate, now, requested_by)
     run.state.gate = OpenGate(
         gate=gate,
         eligible=seats.eligible,
@@ -106,6 +125,7 @@ def open_gate(run: Run, gate: Gate, now: datetime) -> None:
         else None,
         seats=[sorted(c) for c in seats.candidates],
         pending=seats.pending([]),
+        requested_by=requested_by,
     )
     refresh_evidence(run)
 

@@ -28,6 +28,7 @@ from workflows.model import (
     Resume,
     Retire,
     RunOutcome,
+    SetDeputies,
     Stage,
     UseCaseInput,
 )
@@ -73,7 +74,9 @@ def resume(run: Run, cmd: Resume, now: datetime) -> None:
         channel=cmd.channel,
         comment=cmd.reason,
     )
-    transitions.open_beside(run, Gate.RESUME_APPROVAL, actor=cmd.actor, now=now)
+    transitions.open_beside(
+        run, Gate.RESUME_APPROVAL, actor=cmd.actor, now=now, requested_by=cmd.actor
+    )
 
 
 def raise_change(
@@ -180,6 +183,28 @@ def change_finished(run: Run, result: ChangeOutcome, now: datetime) -> None:
             extras={"change": change.change_id},
         )
     outbox.live_notice(run, f"{change.change_id} {result.outcome.value}: {change.summary}", now)
+    outbox.publish(run)
+
+
+def set_deputies(run: Run, cmd: SetDeputies, now: datetime) -> None:
+    """The business owner names deputies; an open gate's seats take them in at once."""
+    run.state.deputies.update({role: list(ds) for role, ds in cmd.deputies.items()})
+    outbox.record(
+        run,
+        EventKind.DEPUTIES_CHANGED,
+        now,
+        actor=cmd.actor,
+        channel=cmd.channel,
+        comment=cmd.comment,
+        extras={
+            "deputies": {
+                r.value: [d.model_dump(mode="json") for d in ds]
+                for r, ds in run.state.deputies.items()
+            }
+        },
+    )
+    if run.state.gate is not None:
+        gates.reseat(run, now)
     outbox.publish(run)
 
 

@@ -11,7 +11,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 PersonId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
@@ -137,6 +144,7 @@ class EventKind(StrEnum):
     HOOK_CALLED = "hook_called"
     HOOK_FAILED = "hook_failed"
     REFUSED = "refused"
+    DEPUTIES_CHANGED = "deputies_changed"
 
 
 class GateOutcome(StrEnum):
@@ -185,6 +193,7 @@ class CommandName(StrEnum):
     RESUME = "resume"
     RAISE_CHANGE = "raise_change"
     RETIRE = "retire"
+    SET_DEPUTIES = "set_deputies"
 
 
 class Refusal(StrEnum):
@@ -220,6 +229,9 @@ class GateRule(BaseModel):
     expire_after_hours: float | None = Field(default=None, gt=0)
     evidence: list[EvidenceKind] = Field(default_factory=list)
     rework_stage: Stage = Stage.IMPLEMENTATION
+    # whoever asked (the delivery lead, the raiser of a change, the asker of a resume) never
+    # fills a seat of this gate unless the policy says so here, explicitly
+    allow_requester: bool = False
 
     @property
     def quorum(self) -> int:
@@ -238,6 +250,8 @@ class TierRule(BaseModel):
     gates: list[GateRule] = Field(min_length=1)
     evidence: dict[Stage, list[EvidenceKind]] = Field(default_factory=dict)
     review_period_days: int = Field(gt=0)
+    # owner roles that must be held by different people (separation of duties)
+    distinct_roles: list[Role] = Field(default_factory=list)
 
 
 class Hooks(BaseModel):
@@ -302,6 +316,39 @@ class EvidenceRecord(Evidence):
     at: datetime
 
 
+# Owner roles whose seats a deputy may fill.
+DEPUTY_ROLES: tuple[Role, ...] = (
+    Role.BUSINESS_OWNER,
+    Role.TECHNICAL_OWNER,
+    Role.OPERATIONS_OWNER,
+)
+
+
+class DeputyIn(BaseModel):
+    """A deputy as named in a request: a person id or ``group:NAME``, optionally until a time.
+    A bare string is accepted for ``{"who": ...}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    who: str = Field(min_length=1, max_length=70)
+    until: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, v: Any) -> Any:
+        return {"who": v} if isinstance(v, str) else v
+
+
+class Deputy(BaseModel):
+    """A deputy as a run holds it: one person (groups resolved at naming), optionally until."""
+
+    person: str
+    until: datetime | None = None
+
+
+DeputiesIn = dict[Role, list[DeputyIn]]
+Deputies = dict[Role, list[Deputy]]
+
+
 class OwnersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     business_owner: PersonId
@@ -310,6 +357,19 @@ class OwnersIn(BaseModel):
     risk_approvers: list[str] = Field(min_length=1, max_length=50)
     escalation_owner: PersonId
     stop_authority: list[PersonId] | None = None
+    deputies: DeputiesIn | None = None
+
+    @field_validator("deputies")
+    @classmethod
+    def _deputy_roles(cls, v: DeputiesIn | None) -> DeputiesIn | None:
+        for role, entries in (v or {}).items():
+            if role not in DEPUTY_ROLES:
+                raise ValueError(
+                    f"{role.value} takes no deputies (only {[r.value for r in DEPUTY_ROLES]})"
+                )
+            if len(entries) > 20:
+                raise ValueError(f"{role.value}: at most 20 deputies")
+        return v
 
 
 class Owners(BaseModel):
@@ -373,6 +433,8 @@ class UseCaseInput(BaseModel):
     request_sha256: str
     hooks: Hooks | None = None
     change: ChangeInfo | None = None
+    # deputies per owner role, groups resolved at start; later changes live in the run's state
+    deputies: Deputies = Field(default_factory=dict)
     # continue-as-new once a live run's history is this long (Temporal may suggest it earlier)
     continue_as_new_after: int = Field(default=10_000, ge=100)
     # the run's state, carried whole across continue-as-new; None on a fresh start
@@ -467,6 +529,16 @@ class Retire(BaseModel):
     channel: Channel = Channel.API
 
 
+class SetDeputies(BaseModel):
+    """The business owner names the deputies of owner roles (replacing those roles' lists)."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    deputies: Deputies
+    comment: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+
+
 class ChangeOutcome(BaseModel):
     """Signal from a change request's run to its use case when it closes."""
 
@@ -505,6 +577,8 @@ class OpenGate(BaseModel):
     pending: list[str] = Field(default_factory=list)
     # the quorum's seats, computed once when the gate opens: candidates per seat
     seats: list[list[str]] = Field(default_factory=list)
+    # who asked for this gate when that is not the run's delivery lead (a resume's asker)
+    requested_by: str | None = None
 
 
 class ClosedGate(BaseModel):
@@ -595,6 +669,7 @@ class UseCaseView(BaseModel):
     incidents: list[Incident] = Field(default_factory=list)
     changes: list[ChangeSummary] = Field(default_factory=list)
     change: ChangeInfo | None = None
+    deputies: Deputies = Field(default_factory=dict)
     temporal_ui_url: str | None = None
 
 

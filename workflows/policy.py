@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workflows.model import (
+    DEPUTY_ROLES,
     GATE_STAGES,
     LIVE_POLICY_GATES,
     RELEASE_GATES,
@@ -28,6 +30,8 @@ from workflows.model import (
     CommandName,
     CompleteStage,
     Decision,
+    Deputy,
+    DeputyIn,
     EvidenceRecord,
     Gate,
     GateDecision,
@@ -45,6 +49,7 @@ from workflows.model import (
     Retire,
     RiskTier,
     Role,
+    SetDeputies,
     Severity,
     Stage,
     Suspend,
@@ -288,45 +293,100 @@ def holders(roster: Mapping[Role, list[str]], role: Role) -> set[str]:
     return set(roster.get(role, []))
 
 
+def requesters(
+    gate: Gate,
+    roster: Roster,
+    *,
+    change_raised_by: str | None = None,
+    resume_requested_by: str | None = None,
+) -> set[str]:
+    """Who asked for what ``gate`` decides: the run's delivery lead, the person who raised
+    the change (on a change's run) and, for a resume, the person who asked to resume."""
+    out = holders(roster, Role.DELIVERY_LEAD)
+    if change_raised_by:
+        out.add(change_raised_by)
+    if gate == Gate.RESUME_APPROVAL and resume_requested_by:
+        out.add(resume_requested_by)
+    return out
+
+
 def excluded_from_gate(
     gate: Gate,
-    roster: Mapping[Role, list[str]],
+    roster: Roster,
     *,
     validation_completed_by: str | None = None,
     change_raised_by: str | None = None,
+    resume_requested_by: str | None = None,
+    allow_requester: bool = False,
 ) -> set[str]:
-    """Separation of duties: who may never count toward ``gate`` even if they hold a role."""
+    """Separation of duties: who may never count toward ``gate`` even if they hold a role.
+
+    Whoever asked never decides (unless the gate's rule says ``allow_requester``); the delivery
+    lead, the technical owner and whoever completed validation never count toward risk sign-off.
+    """
     out: set[str] = set()
+    if not allow_requester:
+        out |= requesters(
+            gate,
+            roster,
+            change_raised_by=change_raised_by,
+            resume_requested_by=resume_requested_by,
+        )
+    elif gate == Gate.CHANGE_APPROVAL and change_raised_by:
+        out.add(change_raised_by)  # a change's own raiser never approves it, whatever the rule
     if gate == Gate.RISK_SIGNOFF:
         out |= holders(roster, Role.DELIVERY_LEAD) | holders(roster, Role.TECHNICAL_OWNER)
         if validation_completed_by:
             out.add(validation_completed_by)
-    if gate == Gate.CHANGE_APPROVAL and change_raised_by:
-        out.add(change_raised_by)
     return out
+
+
+def active_deputies(deputies: Mapping[Role, list[Deputy]], now: datetime) -> dict[Role, set[str]]:
+    """Deputies whose delegation has not expired at ``now``, per role."""
+    return {
+        role: {d.person for d in entries if d.until is None or d.until > now}
+        for role, entries in deputies.items()
+    }
 
 
 def seat_candidates(
     rule: GateRule,
-    roster: Mapping[Role, list[str]],
+    roster: Roster,
     excluded: Collection[str],
     *,
     change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
 ) -> list[set[str]]:
-    """One set of candidate people per quorum seat."""
+    """One set of candidate people per quorum seat: the role's holders and its deputies."""
+    stand_ins = deputies or {}
     seats: list[set[str]] = []
     for req in rule.deciders:
-        people = holders(roster, req.role) - set(excluded)
+        role = req.role
         if (
             rule.gate == Gate.CHANGE_APPROVAL
-            and req.role == Role.TECHNICAL_OWNER
+            and role == Role.TECHNICAL_OWNER
             and change_raised_by is not None
             and change_raised_by in holders(roster, Role.TECHNICAL_OWNER)
         ):
             # A minor change raised by the technical owner is approved by the business owner.
-            people = holders(roster, Role.BUSINESS_OWNER) - set(excluded)
+            role = Role.BUSINESS_OWNER
+        people = (holders(roster, role) | set(stand_ins.get(role, ()))) - set(excluded)
         seats += [people] * req.count
     return seats
+
+
+def unstaffed_seat(seats: list[set[str]], roles: list[Role]) -> Role | None:
+    """The role of a seat no distinct person can fill, or None when every seat can be."""
+    if max_matching(seats, sorted(set().union(*seats)) if seats else []) >= len(seats):
+        return None
+    for seat, role in zip(seats, roles, strict=True):
+        if not seat:
+            return role
+    return roles[-1] if roles else None
+
+
+def seat_roles(rule: GateRule) -> list[Role]:
+    return [req.role for req in rule.deciders for _ in range(req.count)]
 
 
 def max_matching(seats: list[set[str]], people: list[str]) -> int:
@@ -351,8 +411,11 @@ def eligible(
     excluded: Collection[str],
     *,
     change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
 ) -> list[str]:
-    seats = seat_candidates(rule, roster, excluded, change_raised_by=change_raised_by)
+    seats = seat_candidates(
+        rule, roster, excluded, change_raised_by=change_raised_by, deputies=deputies
+    )
     return sorted(set().union(*seats)) if seats else []
 
 
@@ -409,21 +472,89 @@ def may_read(
     return not set(groups).isdisjoint(reader_groups)
 
 
-def check_staffing(policy: PinnedPolicy, roster: Mapping[Role, list[str]]) -> None:
-    """Refuse a start whose owners can never satisfy a gate's quorum after separation of duties."""
+def check_distinct_roles(tier: RiskTier, rules: TierRule, roster: Roster) -> None:
+    """The tier's distinct roles are held by different people."""
+    seen: dict[str, Role] = {}
+    for role in rules.distinct_roles:
+        for person in holders(roster, role):
+            if person in seen and seen[person] != role:
+                raise PolicyViolation(
+                    Refusal.INVALID,
+                    f"owners: {person} cannot be both {seen[person].value} and {role.value} of a "
+                    f"{tier.value}-tier use case (separation of duties)",
+                )
+            seen[person] = role
+
+
+def check_gate_staffable(
+    rule: GateRule,
+    roster: Roster,
+    *,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+    change_raised_by: str | None = None,
+    resume_requested_by: str | None = None,
+) -> None:
+    """Refuse what would open ``rule``'s gate with a seat nobody may fill once separation of
+    duties is applied; the refusal names the gate, the seat and what to do."""
+    excluded = excluded_from_gate(
+        rule.gate,
+        roster,
+        change_raised_by=change_raised_by,
+        resume_requested_by=resume_requested_by,
+        allow_requester=rule.allow_requester,
+    )
+    seats = seat_candidates(
+        rule, roster, excluded, change_raised_by=change_raised_by, deputies=deputies
+    )
+    role = unstaffed_seat(seats, seat_roles(rule))
+    if role is None:
+        return
+    asked = sorted(
+        requesters(
+            rule.gate,
+            roster,
+            change_raised_by=change_raised_by,
+            resume_requested_by=resume_requested_by,
+        )
+    )
+    hint = f"name a deputy for {role.value}" if role in DEPUTY_ROLES else f"name more {role.value}s"
+    raise PolicyViolation(
+        Refusal.INVALID,
+        f"gate {rule.gate.value} cannot be staffed: seat {role.value} needs {rule.quorum} "
+        f"distinct approver(s) in all, and whoever asked ({', '.join(asked)}) never decides, "
+        "nor do the delivery lead and technical owner count toward risk_signoff; "
+        f"{hint}",
+    )
+
+
+def check_staffing(
+    policy: PinnedPolicy,
+    roster: Roster,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> None:
+    """Refuse a start whose owners break the tier's distinct roles, or leave a gate with a seat
+    nobody may fill once separation of duties is applied."""
+    check_distinct_roles(policy.tier, policy.rules, roster)
     for rule in [
         *policy.rules.gates,
         *(g for g in policy.live.gates if g.gate != Gate.CHANGE_APPROVAL),
     ]:
-        excluded = excluded_from_gate(rule.gate, roster)
-        seats = seat_candidates(rule, roster, excluded)
-        if max_matching(seats, sorted(set().union(*seats))) < len(seats):
-            raise PolicyViolation(
-                Refusal.INVALID,
-                f"owners cannot staff gate {rule.gate.value}: it needs {rule.quorum} distinct "
-                "approvers after separation of duties (delivery lead and technical owner never "
-                "count toward risk_signoff)",
-            )
+        check_gate_staffable(rule, roster, deputies=deputies)
+
+
+def check_change_staffing(
+    policy: PinnedPolicy,
+    roster: Roster,
+    materiality: Materiality,
+    raised_by: str,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> None:
+    """A change's gates must be staffable without the person who raised it."""
+    for stage in change_path(policy.rules, materiality):
+        if stage in GATE_STAGES:
+            rule = gate_rule(policy, Gate(stage.value))
+            if rule is not None:
+                check_gate_staffable(rule, roster, deputies=deputies, change_raised_by=raised_by)
 
 
 # --------------------------------------------------------------------------- evidence
@@ -493,6 +624,10 @@ SENDERS: dict[CommandName, tuple[tuple[Role, ...], str]] = {
     CommandName.SUSPEND: ((Role.STOP_AUTHORITY,), "only a stop-authority holder suspends"),
     CommandName.RESUME: ((Role.STOP_AUTHORITY,), "only a stop-authority holder asks to resume"),
     CommandName.RETIRE: ((Role.BUSINESS_OWNER,), "only the business owner retires a use case"),
+    CommandName.SET_DEPUTIES: (
+        (Role.BUSINESS_OWNER,),
+        "only the business owner names or changes deputies",
+    ),
 }
 NOT_ELIGIBLE_FOR_GATE = "not eligible for this gate"
 
@@ -503,6 +638,8 @@ def deciders(
     *,
     validation_completed_by: str | None = None,
     change_raised_by: str | None = None,
+    resume_requested_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
 ) -> list[str]:
     """Everyone who could fill a seat of ``rule``'s gate on this run (after separation of
     duties). Without ``validation_completed_by`` it is what the pinned facts alone allow."""
@@ -511,8 +648,10 @@ def deciders(
         roster,
         validation_completed_by=validation_completed_by,
         change_raised_by=change_raised_by,
+        resume_requested_by=resume_requested_by,
+        allow_requester=rule.allow_requester,
     )
-    return eligible(rule, roster, excluded, change_raised_by=change_raised_by)
+    return eligible(rule, roster, excluded, change_raised_by=change_raised_by, deputies=deputies)
 
 
 def check_actor(
@@ -522,16 +661,18 @@ def check_actor(
     *,
     rule: GateRule | None = None,
     change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
 ) -> None:
     """Authorization from the run's pinned people: may ``actor`` ever send ``command`` here?
 
     For a decision, ``rule`` is the decided gate's rule (None: the gate is not on this run's
-    path, which the state check reports). The open gate's own list, which also excludes whoever
-    completed validation, is checked against the state by ``check_decision``.
+    path, which the state check reports). The open gate's own seats, which also exclude whoever
+    completed validation or asked to resume, are checked against the state by
+    ``check_decision``.
     """
     if command == CommandName.DECIDE:
         if rule is not None and actor not in deciders(
-            rule, roster, change_raised_by=change_raised_by
+            rule, roster, change_raised_by=change_raised_by, deputies=deputies
         ):
             raise PolicyViolation(Refusal.NOT_ELIGIBLE, NOT_ELIGIBLE_FOR_GATE)
         return
@@ -665,7 +806,12 @@ def check_retire(view: UseCaseView, cmd: Retire) -> None:
     _check_live(view, Stage.LIVE, Stage.SUSPENDED)
 
 
+def check_set_deputies(view: UseCaseView, cmd: SetDeputies) -> None:
+    _check_open(view)
+
+
 STATE_CHECKS: dict[CommandName, Any] = {
+    CommandName.SET_DEPUTIES: check_set_deputies,
     CommandName.COMPLETE_STAGE: check_complete_stage,
     CommandName.ADD_EVIDENCE: check_add_evidence,
     CommandName.DECIDE: check_decision,
@@ -679,6 +825,24 @@ STATE_CHECKS: dict[CommandName, Any] = {
 }
 
 
+def check_staffed_request(
+    command: CommandName,
+    policy: PinnedPolicy,
+    roster: Roster,
+    cmd: Any,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> None:
+    """A request that opens gates decided without the requester must leave them staffable:
+    a change raised by the technical owner needs a technical deputy, a resume asked by the
+    business owner a business deputy (the refusal says whom to name)."""
+    if command == CommandName.RAISE_CHANGE:
+        check_change_staffing(policy, roster, cmd.materiality, cmd.actor, deputies)
+    elif command == CommandName.RESUME:
+        rule = gate_rule(policy, Gate.RESUME_APPROVAL)
+        if rule is not None:
+            check_gate_staffable(rule, roster, deputies=deputies, resume_requested_by=cmd.actor)
+
+
 def check_command(
     command: CommandName,
     view: UseCaseView,
@@ -687,10 +851,40 @@ def check_command(
     *,
     rule: GateRule | None = None,
     change_raised_by: str | None = None,
+    pinned: PinnedPolicy | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
 ) -> None:
-    """The whole check the workflow's validator runs: authorization, then the run's state."""
-    check_actor(command, roster, cmd.actor, rule=rule, change_raised_by=change_raised_by)
+    """The whole check the workflow's validator runs: authorization, then the run's state,
+    then that what the command opens can be staffed."""
+    check_actor(
+        command, roster, cmd.actor, rule=rule, change_raised_by=change_raised_by, deputies=deputies
+    )
     STATE_CHECKS[command](view, cmd)
+    if pinned is not None:
+        check_staffed_request(command, pinned, roster, cmd, deputies)
+
+
+def resolve_deputies(
+    deputies: Mapping[Role, list[DeputyIn]] | None, directory: Directory
+) -> dict[Role, list[Deputy]]:
+    """Deputies as a run holds them: ``group:NAME`` expanded, unknown people refused."""
+    out: dict[Role, list[Deputy]] = {}
+    for role, entries in (deputies or {}).items():
+        resolved: dict[str, Deputy] = {}
+        for i, entry in enumerate(entries):
+            where = f"owners.deputies.{role.value}.{i}"
+            if entry.who.startswith(GROUP_PREFIX):
+                members = directory.members(entry.who[len(GROUP_PREFIX) :])
+                if not members:
+                    raise PolicyViolation(Refusal.INVALID, f"{where}: group has no members")
+            elif directory.get(entry.who) is None:
+                raise PolicyViolation(Refusal.INVALID, f"{where}: unknown person '{entry.who}'")
+            else:
+                members = [entry.who]
+            for person in members:
+                resolved[person] = Deputy(person=person, until=entry.until)
+        out[role] = sorted(resolved.values(), key=lambda d: d.person)
+    return out
 
 
 def waiting_on(gate: OpenGate | None) -> list[str]:

@@ -63,6 +63,7 @@ def view(run: Run) -> UseCaseView:
         incidents=list(state.incidents),
         changes=[c.model_copy() for c in state.changes],
         change=run.change,
+        deputies={r: list(ds) for r, ds in state.deputies.items()},
     )
 
 

@@ -72,13 +72,14 @@ with workflow.unsafe.imports_passed_through():
         ReportIncident,
         Resume,
         Retire,
+        SetDeputies,
         Stage,
         Suspend,
         UseCaseInput,
         UseCaseOutcome,
         UseCaseView,
     )
-    from workflows.state import ReleaseState, Run, path_of
+    from workflows.state import ReleaseState, Run
 
 # Side effects retry until the store is back: losing a ledger entry is never an option.
 STORE_RETRY = RetryPolicy(
@@ -104,6 +105,10 @@ HOOK_RETRY = RetryPolicy(
 HOOK_TIMEOUT = timedelta(seconds=30)
 
 
+def _deputy_memo(state: ReleaseState) -> dict[str, list[str]]:
+    return {role.value: [d.person for d in ds] for role, ds in state.deputies.items()}
+
+
 def _refuse(exc: policy.PolicyViolation) -> ApplicationError:
     return ApplicationError(exc.detail, type=exc.refusal.value, non_retryable=True)
 
@@ -120,7 +125,7 @@ class UseCaseRelease:
             gates.ensure_seats(self.run_)
             return
         # Start here, not in run(): an update may be delivered before run() first executes.
-        self.run_ = Run(inp, ReleaseState.fresh(path_of(inp)[0], workflow.now()), wid)
+        self.run_ = Run(inp, ReleaseState.fresh(inp, workflow.now()), wid)
         transitions.start(self.run_, workflow.now())
         self._sync()
 
@@ -338,6 +343,18 @@ class UseCaseRelease:
     def _validate_retire(self, cmd: Retire) -> None:
         self._check(CommandName.RETIRE, cmd)
 
+    @workflow.update
+    def set_deputies(self, cmd: SetDeputies) -> UseCaseView:
+        """The business owner names deputies for owner roles (delegation of authority)."""
+        view = self._apply(live.set_deputies, cmd)
+        # the command layer pre-checks deciders from the memo: keep its deputies current
+        workflow.upsert_memo({"deputies": _deputy_memo(self.state_)})
+        return view
+
+    @set_deputies.validator
+    def _validate_set_deputies(self, cmd: SetDeputies) -> None:
+        self._check(CommandName.SET_DEPUTIES, cmd)
+
     # ------------------------------------------------------------------ queries
 
     @workflow.query
@@ -376,6 +393,8 @@ class UseCaseRelease:
             self.run_.inp.roster,
             rule=rule,
             change_raised_by=self.run_.raised_by,
+            pinned=self.run_.policy,
+            deputies=self.run_.deputies_at(workflow.now()),
         )
         if command == CommandName.DECIDE:
             gates.check_counts(self.run_, cmd)

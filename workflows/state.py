@@ -22,6 +22,7 @@ from workflows.model import (
     ChangeOutcome,
     ChangeSummary,
     ClosedGate,
+    Deputies,
     EvidenceRecord,
     Gate,
     GateRule,
@@ -30,6 +31,7 @@ from workflows.model import (
     OpenGate,
     PinnedPolicy,
     RefusedAttempt,
+    Role,
     RunOutcome,
     Stage,
     UseCaseInput,
@@ -79,11 +81,19 @@ class ReleaseState(BaseModel):
     runs: int = 1  # how many runs (continue-as-new) this use case has had
     # posted gate cards per "gate:round", so later notices update them in place
     cards: dict[str, list[MessageRef]] = Field(default_factory=dict)
+    # deputies per owner role: named at start, changed by the business owner's command
+    deputies: Deputies = Field(default_factory=dict)
     outbox: Outbox = Field(default_factory=Outbox)
 
     @classmethod
-    def fresh(cls, stage: Stage, now: datetime) -> ReleaseState:
-        return cls(started_at=now, updated_at=now, stage=stage, stage_entered_at=now)
+    def fresh(cls, inp: UseCaseInput, now: datetime) -> ReleaseState:
+        return cls(
+            started_at=now,
+            updated_at=now,
+            stage=path_of(inp)[0],
+            stage_entered_at=now,
+            deputies={r: list(d) for r, d in inp.deputies.items()},
+        )
 
 
 def path_of(inp: UseCaseInput) -> list[Stage]:
@@ -121,6 +131,10 @@ class Run:
     @property
     def path(self) -> list[Stage]:
         return path_of(self.inp)
+
+    def deputies_at(self, now: datetime) -> dict[Role, set[str]]:
+        """Deputies whose delegation is in force at ``now``."""
+        return policy.active_deputies(self.state.deputies, now)
 
     def rule(self, gate: Gate) -> GateRule:
         rule = policy.gate_rule(self.inp.policy, gate)

@@ -72,6 +72,10 @@ def start(run: Run, now: datetime) -> None:
             "policy": {"version": run.policy.version, "sha256": run.policy.sha256},
             "path": [s.value for s in run.path],
             "change": inp.change.model_dump(mode="json") if inp.change else None,
+            "deputies": {
+                r.value: [d.model_dump(mode="json") for d in ds] for r, ds in inp.deputies.items()
+            }
+            or None,
         },
     )
     move_to(run, run.path[0], actor=run.starter, now=now)
@@ -103,9 +107,11 @@ def close(run: Run, stage: Stage, outcome: RunOutcome, *, actor: str, now: datet
     outbox.publish(run)
 
 
-def open_beside(run: Run, gate: Gate, *, actor: str, now: datetime) -> None:
+def open_beside(
+    run: Run, gate: Gate, *, actor: str, now: datetime, requested_by: str | None = None
+) -> None:
     """A live gate opens beside the stage (live or suspended), which does not change."""
-    gates.open_gate(run, gate, now)
+    gates.open_gate(run, gate, now, requested_by)
     outbox.record(run, EventKind.GATE_OPENED, now, actor=actor, gate=gate)
     outbox.publish(run)
     outbox.gate_notice(run, NotificationKind.GATE_OPENED, now)

@@ -197,14 +197,20 @@ def test_eligible_is_sorted_and_distinct(tier: str, gate: str, expected: list[st
         ("risk_signoff", {}, {"dana", "tom"}),
         ("risk_signoff", {"validation_completed_by": "rita"}, {"dana", "tom", "rita"}),
         ("risk_signoff", {"validation_completed_by": "dana"}, {"dana", "tom"}),
-        ("scope_approval", {}, set()),
-        ("ops_handoff", {"validation_completed_by": "olga"}, set()),
-        ("go_live", {}, set()),
-        ("resume_approval", {}, set()),
-        ("periodic_review", {}, set()),
-        ("change_approval", {}, set()),
+        # whoever asked never decides: the delivery lead (dana) is out of every gate
+        ("scope_approval", {}, {"dana"}),
+        ("ops_handoff", {"validation_completed_by": "olga"}, {"dana"}),
+        ("go_live", {}, {"dana"}),
+        ("resume_approval", {}, {"dana"}),
+        ("resume_approval", {"resume_requested_by": "bo"}, {"dana", "bo"}),
+        ("periodic_review", {}, {"dana"}),
+        ("change_approval", {}, {"dana"}),
         ("change_approval", {"change_raised_by": "dana"}, {"dana"}),
-        ("change_approval", {"change_raised_by": "tom"}, {"tom"}),
+        ("change_approval", {"change_raised_by": "tom"}, {"dana", "tom"}),
+        ("go_live", {"change_raised_by": "tom"}, {"dana", "tom"}),
+        # relaxed explicitly by the policy: the requester may decide, a change's raiser never
+        ("go_live", {"allow_requester": True}, set()),
+        ("change_approval", {"change_raised_by": "tom", "allow_requester": True}, {"tom"}),
     ],
 )
 def test_excluded_from_gate(gate: str, kwargs: dict[str, str], expected: set[str]) -> None:

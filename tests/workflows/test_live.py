@@ -368,7 +368,7 @@ async def test_a_run_carried_by_the_previous_version_continues(release: ReleaseH
         UseCaseRelease.suspend, Suspend(actor="olga", reason="carried and still operable")
     )
     assert view.stage == Stage.SUSPENDED
-    view = await handle.execute_update(UseCaseRelease.resume, Resume(actor="bo"))
+    view = await handle.execute_update(UseCaseRelease.resume, Resume(actor="tom"))
     assert view.open_gate is not None
     assert view.open_gate.pending  # seats computed for a gate opened after the carry
     await wait_ledger(release, handle.id, view.event_count)

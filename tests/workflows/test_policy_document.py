@@ -79,7 +79,7 @@ EXPECTED_REVIEW_DAYS = {"low": 365, "medium": 180, "high": 90}
 
 def test_shipped_policy_version_and_hash() -> None:
     raw = POLICY_FILE.read_bytes()
-    assert POLICY.version == "2026.1"
+    assert POLICY.version == "2026.2"
     assert POLICY.sha256 == hashlib.sha256(raw).hexdigest()
     assert POLICY.text == raw.decode()
     assert POLICY.path == str(POLICY_FILE)

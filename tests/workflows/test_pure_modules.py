@@ -37,14 +37,14 @@ from workflows.model import (
     Stage,
     UseCaseInput,
 )
-from workflows.state import ReleaseState, Run, path_of
+from workflows.state import ReleaseState, Run
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def new_run(tier: str = "low", inp: UseCaseInput | None = None) -> Run:
     inp = inp or make_input(tier, key="pure")
-    run = Run(inp, ReleaseState.fresh(path_of(inp)[0], T0), f"usecase-{inp.key}")
+    run = Run(inp, ReleaseState.fresh(inp, T0), f"usecase-{inp.key}")
     transitions.start(run, T0)
     return run
 
@@ -223,7 +223,7 @@ def test_sev1_suspends_and_resume_reopens_live() -> None:
     assert run.state.stage == Stage.SUSPENDED
     assert run.state.incidents[0].suspended
     assert kinds(run)[-2:] == [EventKind.INCIDENT_REPORTED, EventKind.SUSPENDED]
-    live.resume(run, Resume(actor="bo", reason="fixed"), T0)
+    live.resume(run, Resume(actor="tom", reason="fixed"), T0)
     assert run.state.gate is not None
     assert run.state.gate.gate == Gate.RESUME_APPROVAL
     for actor in run.state.gate.pending:
