@@ -534,12 +534,12 @@ def check_staffing(
 ) -> None:
     """Refuse a start whose owners break the tier's distinct roles, or leave a gate with a seat
     nobody may fill once separation of duties is applied."""
-    check_distinct_roles(policy.tier, policy.rules, roster)
     for rule in [
         *policy.rules.gates,
         *(g for g in policy.live.gates if g.gate != Gate.CHANGE_APPROVAL),
     ]:
         check_gate_staffable(rule, roster, deputies=deputies)
+    check_distinct_roles(policy.tier, policy.rules, roster)
 
 
 def check_change_staffing(

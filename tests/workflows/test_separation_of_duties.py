@@ -117,8 +117,8 @@ def test_a_material_change_raised_by_the_technical_owner_needs_a_technical_deput
 
 def test_distinct_roles_per_tier() -> None:
     high = POLICY.pin(RiskTier.HIGH)
-    err = refusal(policy.check_staffing, high, roster(technical_owner="bo"))
-    assert "bo cannot be both business_owner and technical_owner" in err.detail
+    err = refusal(policy.check_staffing, high, roster(operations_owner="tom"))
+    assert "tom cannot be both technical_owner and operations_owner" in err.detail
     # the low tier lists no distinct roles: the same person may hold business and technical
     policy.check_staffing(POLICY.pin(RiskTier.LOW), roster(technical_owner="bo"))
 
