@@ -9,7 +9,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.hook_targets import HookAllowList
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The directory shipped for demos and tests: its people carry development tokens everyone knows.
+DEMO_DIRECTORY = PROJECT_ROOT / "config" / "directory.example.yaml"
 
 
 class ConfigError(RuntimeError):
@@ -28,9 +32,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
     task_queue: str = Field(default="releasegate", alias="RELEASEGATE_TASK_QUEUE")
     database_url: str | None = Field(default=None, alias="RELEASEGATE_DATABASE_URL")
-    directory_path: Path = Field(
-        default=PROJECT_ROOT / "config" / "directory.example.yaml", alias="RELEASEGATE_DIRECTORY"
-    )
+    directory_path: Path = Field(default=DEMO_DIRECTORY, alias="RELEASEGATE_DIRECTORY")
     policy_path: Path = Field(
         default=PROJECT_ROOT / "config" / "policy.yaml", alias="RELEASEGATE_POLICY"
     )
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
     public_url: str = Field(default="http://localhost:8000", alias="RELEASEGATE_URL")
     hook_secret: str | None = Field(default=None, alias="RELEASEGATE_HOOK_SECRET")
+    # Hosts deploy/rollback hooks may call (services/hook_targets.py); empty allows none.
+    hook_allowed_hosts: str = Field(default="", alias="RELEASEGATE_HOOK_ALLOWED_HOSTS")
     notify_webhook_url: str | None = Field(default=None, alias="RELEASEGATE_NOTIFY_WEBHOOK_URL")
     # OIDC bearer tokens: on when issuer, audience and JWKS URL are all set (services/api/oidc.py)
     oidc_issuer: str | None = Field(default=None, alias="RELEASEGATE_OIDC_ISSUER")
@@ -117,6 +121,7 @@ class Settings(BaseSettings):
             parse_keys(self.codec_keys.get_secret_value())  # ValueError names the bad entry
         if self.log_format not in ("text", "json"):
             raise ValueError("RELEASEGATE_LOG_FORMAT must be text or json")
+        self.hook_allow_list  # noqa: B018 - parsing it fails fast, naming the bad entry
         return self
 
     @property
@@ -127,6 +132,10 @@ class Settings(BaseSettings):
             or self.temporal_tls_ca
             or self.temporal_api_key
         )
+
+    @property
+    def hook_allow_list(self) -> HookAllowList:
+        return HookAllowList.parse(self.hook_allowed_hosts)
 
     @property
     def encryption_enabled(self) -> bool:

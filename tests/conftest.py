@@ -15,11 +15,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker
 from services.store.migrate import upgrade_head
 from services.worker.main import release_activities
 from services.worker.notify import LogAdapter
-from tests.harness import HOOK_SECRET, ReleaseHarness
+from tests.harness import HOOK_ALLOWED_HOSTS, HOOK_SECRET, ReleaseHarness
 from workflows import search
 from workflows.release import UseCaseRelease
 
@@ -94,7 +95,13 @@ async def release(
             temporal_env.client,
             task_queue=task_queue,
             workflows=[UseCaseRelease],
-            activities=release_activities(sessionmaker, [LogAdapter()], http, HOOK_SECRET),
+            activities=release_activities(
+                sessionmaker,
+                [LogAdapter()],
+                http,
+                HOOK_SECRET,
+                Settings(RELEASEGATE_HOOK_ALLOWED_HOSTS=HOOK_ALLOWED_HOSTS).hook_allow_list,
+            ),
         ),
     ):
         yield ReleaseHarness(temporal_env.client, task_queue, sessionmaker)

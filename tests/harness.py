@@ -11,6 +11,8 @@ from workflows.model import UseCaseInput
 from workflows.release import UseCaseRelease
 
 HOOK_SECRET = "test-hook-secret"
+# RELEASEGATE_HOOK_ALLOWED_HOSTS of the test workers: the hook receivers listen on loopback
+HOOK_ALLOWED_HOSTS = "127.0.0.1"
 
 
 @dataclass

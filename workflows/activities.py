@@ -133,6 +133,17 @@ class NotifyResult(BaseModel):
 HOOK_CALL = "hooks.call"
 
 
+class HookFailure(StrEnum):
+    """What the ledger may say about a failed hook call (the ``ApplicationError`` type the
+    worker raises): an outcome class, never a host, port or network error text."""
+
+    REFUSED = "hook_refused"
+    UNREACHABLE = "hook_unreachable"
+    TIMEOUT = "hook_timeout"
+    HTTP_ERROR = "hook_http_error"
+    FAILED = "hook_failed"  # anything else
+
+
 class HookRequest(BaseModel):
     """One outbound webhook call. ``idempotency_key`` is stable across retries, so the receiver
     can recognise a repeated delivery."""

@@ -13,7 +13,7 @@ from typing import Final
 
 from workflows.ids import CHANGE_INFIX, USE_CASE_PREFIX
 
-# --------------------------------------------------------------------------- what the API accepts
+# ------------------------------------------------------------------ what the API accepts
 
 USE_CASE_KEY_MIN: Final = 3
 USE_CASE_KEY_MAX: Final = 63
@@ -36,7 +36,7 @@ SHA256_HEX_LENGTH: Final = 64
 SLACK_CHANNEL_MAX: Final = 80
 POLICY_VERSION_MAX: Final = 64
 
-# --------------------------------------------------------------------------- what the workflow derives
+# ------------------------------------------------------------------ what the workflow derives
 
 CHANGE_NUMBER_DIGITS: Final = 6  # ``workflows.ids.CHANGE_ID``: change-1 … change-999999
 CHANGE_ID_MAX: Final = len("change-") + CHANGE_NUMBER_DIGITS

@@ -30,7 +30,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         LEDGER_APPEND,
         NOTIFY,
         REGISTRY_SYNC,
+        HookFailure,
         HookResult,
         LedgerBatch,
         NotificationKind,
@@ -103,6 +104,16 @@ HOOK_RETRY = RetryPolicy(
     maximum_attempts=6,
 )
 HOOK_TIMEOUT = timedelta(seconds=30)
+
+
+def _hook_failure(err: ActivityError) -> HookFailure:
+    """The class of a failed hook call: what the ledger and notices may say about it."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type in set(HookFailure):
+        return HookFailure(cause.type)
+    if isinstance(cause, TimeoutError):
+        return HookFailure.TIMEOUT
+    return HookFailure.FAILED
 
 
 def _deputy_memo(state: ReleaseState) -> dict[str, list[str]]:
@@ -487,18 +498,14 @@ class UseCaseRelease:
                     summary=f"{request.hook.value} hook: {request.url}",
                 )
             except ActivityError as err:
-                extras["error"] = str(err.cause or err)
+                failure = _hook_failure(err)
+                extras["error"] = failure.value
+                now = workflow.now()
                 outbox.record(
-                    self.run_,
-                    EventKind.HOOK_FAILED,
-                    workflow.now(),
-                    actor=outbox.SYSTEM,
-                    extras=extras,
+                    self.run_, EventKind.HOOK_FAILED, now, actor=outbox.SYSTEM, extras=extras
                 )
                 outbox.live_notice(
-                    self.run_,
-                    f"{request.hook.value} hook failed: {err.cause or err}",
-                    workflow.now(),
+                    self.run_, f"{request.hook.value} hook failed: {failure.value}", now
                 )
                 continue
             extras |= {"status_code": result.status_code, "ok": result.ok}

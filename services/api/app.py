@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -25,12 +27,45 @@ from services.api.routes import (
 from services.api.routes.slack import install_slack
 from services.commands.gateway import UseCaseGateway
 from services.commands.service import CommandService
-from services.settings import Settings, load_settings
+from services.settings import DEMO_DIRECTORY, ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
-from workflows.policy import load_directory, load_policy
+from workflows.policy import Directory, load_directory, load_policy
 
 log = logging.getLogger("releasegate.api")
+
+
+def is_demo_directory(path: Path) -> bool:
+    """The shipped example directory, wherever it is: by path, or a copy by content."""
+    try:
+        if path.resolve() == DEMO_DIRECTORY.resolve():
+            return True
+        content = path.read_bytes()
+        demo = DEMO_DIRECTORY.read_bytes()
+    except OSError:
+        return False
+    return hashlib.sha256(content).digest() == hashlib.sha256(demo).digest()
+
+
+def refuse_development_directory(settings: Settings, directory: Directory) -> None:
+    """In production, a directory with development tokens (or the demo one, whose tokens are
+    public) is a misconfiguration, not something to run with: ``ConfigError``. Production
+    refuses dev tokens per request as well; this makes the mistake loud at start."""
+    if settings.env != "production":
+        return
+    path = settings.directory_path
+    if is_demo_directory(path):
+        raise ConfigError(
+            f"RELEASEGATE_ENV=production refuses the demo directory ({path}): set "
+            "RELEASEGATE_DIRECTORY to your own directory file"
+        )
+    with_tokens = sorted(p.id for p in directory.people.values() if p.token)
+    if with_tokens:
+        raise ConfigError(
+            f"RELEASEGATE_ENV=production refuses development tokens: {path} gives a `token:` "
+            f"to {len(with_tokens)} people (first: {with_tokens[0]}); remove them and sign "
+            "people in with OIDC"
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Fail fast on bad files, before the server accepts a single request.
     loaded_policy = load_policy(settings.policy_path)
     directory = load_directory(settings.directory_path)
+    refuse_development_directory(settings, directory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             policy=loaded_policy,
             directory=directory,
             gateway=gateway,
-            commands=CommandService(gateway, loaded_policy, directory),
+            commands=CommandService(
+                gateway, loaded_policy, directory, allowed_hooks=settings.hook_allow_list
+            ),
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
         )

@@ -13,10 +13,20 @@ from typing import Any
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from services.commands.errors import InvalidOwners
+from services.commands.errors import CommandRefused, InvalidOwners
+from services.hook_targets import NO_HOOKS, HookAllowList, HookTargetRefused
 from workflows import policy, search
 from workflows.ids import use_case_workflow_id
-from workflows.model import Owners, PinnedPolicy, Role, Stage, UseCaseCreate, UseCaseInput
+from workflows.model import (
+    Hooks,
+    Owners,
+    PinnedPolicy,
+    Refusal,
+    Role,
+    Stage,
+    UseCaseCreate,
+    UseCaseInput,
+)
 
 
 @dataclass(frozen=True)
@@ -72,12 +82,29 @@ def staffed_roster(
     return roster
 
 
+def check_hooks(hooks: Hooks | None, allowed: HookAllowList) -> None:
+    """Refuse a hook URL the operator's allow-list does not cover (``CommandRefused(INVALID)``
+    naming the field). Static: the worker resolves and checks the host again at each call."""
+    if hooks is None:
+        return
+    for field, url in (("deploy_url", hooks.deploy_url), ("rollback_url", hooks.rollback_url)):
+        if url is None:
+            continue
+        try:
+            allowed.target(url)
+        except HookTargetRefused as exc:
+            raise CommandRefused(Refusal.INVALID, f"hooks.{field}: {exc}") from None
+
+
 def plan_start(
     body: UseCaseCreate,
     delivery_lead: str,
     loaded_policy: policy.LoadedPolicy,
     directory: policy.Directory,
+    *,
+    allowed_hooks: HookAllowList = NO_HOOKS,
 ) -> StartPlan:
+    check_hooks(body.hooks, allowed_hooks)
     owners = owners_of(body, delivery_lead)
     pinned = loaded_policy.pin(body.risk_tier)
     digest = request_digest(body, delivery_lead)
@@ -135,6 +162,7 @@ def static_details(inp: UseCaseInput) -> str:
 
 __all__ = [
     "StartPlan",
+    "check_hooks",
     "facts_memo",
     "owners_of",
     "plan_start",

@@ -3,11 +3,18 @@
 Nothing here does I/O. The worker's Slack adapter renders cards from the workflow's
 notifications (``card_from_notice``); the bot re-renders a clicked card from the run's state
 and history (``card_from_state``) when the click came too late.
+
+Every text that a person supplied (titles, summaries, keys, comments, evidence names and URIs,
+details of a refusal) passes through ``esc`` before it is put into any field, mrkdwn or plain
+text, blocks or the ``text`` fallback: ``<!channel>`` in a title must reach Slack as text, never
+as a mention, a link or a broadcast. Only this module's own markup (mentions of directory
+people, dates, links it builds) goes out unescaped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +49,7 @@ SECTION_LIMIT = 3000  # Slack refuses longer section texts
 HEADER_LIMIT = 150
 MAX_EVIDENCE_LINES = 20
 MAX_SELECT_OPTIONS = 100  # Slack's limit for a static select
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")  # what may go into a <@…> mention
 
 OUTCOME_LINES: dict[str, str] = {
     GateOutcome.PASSED: ":white_check_mark: *Passed*",
@@ -67,13 +75,24 @@ def esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+
+
 def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """At most ``limit`` characters; never ends inside an escape (``&am…``)."""
+    if len(text) <= limit:
+        return text
+    return PARTIAL_ENTITY.sub("", text[: limit - 1]) + "…"
 
 
 def people_labels(people: Iterable[Person]) -> dict[str, str]:
     """Mentions for people with a Slack id (Slack shows their current name), names otherwise."""
-    return {p.id: f"<@{p.slack_user_id}>" if p.slack_user_id else esc(p.name) for p in people}
+    return {
+        p.id: f"<@{p.slack_user_id}>"
+        if p.slack_user_id and SLACK_USER_ID.match(p.slack_user_id)
+        else esc(p.name)
+        for p in people
+    }
 
 
 def who(person_id: str, people: People) -> str:
@@ -86,7 +105,7 @@ def when(at: datetime) -> str:
 
 
 def label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
+    return esc(name.replace("_", " ").capitalize())
 
 
 def _quote(comment: str) -> str:
@@ -102,7 +121,8 @@ def _section(text: str) -> Block:
 
 
 def _plain(text: str, limit: int = 75) -> Block:
-    return {"type": "plain_text", "text": clip(text, limit)}
+    """A plain-text object: no mrkdwn, but Slack still reads ``&`` ``<`` ``>`` as escapes."""
+    return {"type": "plain_text", "text": clip(esc(text), limit)}
 
 
 def _linkable(uri: str) -> bool:
@@ -111,7 +131,8 @@ def _linkable(uri: str) -> bool:
 
 def evidence_line(item: Evidence) -> str:
     name = esc(item.name)
-    shown = f"<{item.uri}|{name}>" if _linkable(item.uri) else f"{name} (`{esc(item.uri)}`)"
+    uri = esc(item.uri)  # `&` in a query string; `<`, `>` and `|` are never linked
+    shown = f"<{uri}|{name}>" if _linkable(item.uri) else f"{name} (`{uri}`)"
     return f"• {shown} · {esc(item.kind)} · `{item.sha256[:12]}`"
 
 
@@ -271,12 +292,13 @@ def card_from_state(
 
 
 def card_text(card: Card) -> str:
-    """Plain-text fallback (notifications, screen readers)."""
+    """Plain-text fallback (notifications, screen readers); Slack parses it like mrkdwn."""
     gate = f"{label(card.gate)} (round {card.round})"
+    title = esc(card.title)
     if card.is_open:
-        return f"{card.title}: {gate} waits for a decision"
-    return f"{card.title}: {gate} — {card.outcome}" + (
-        f" by {card.decided_by}" if card.decided_by else ""
+        return f"{title}: {gate} waits for a decision"
+    return f"{title}: {gate} — {esc(card.outcome or CLOSED)}" + (
+        f" by {esc(card.decided_by)}" if card.decided_by else ""
     )
 
 
@@ -480,10 +502,10 @@ def help_text() -> str:
 
 def status_blocks(view: UseCaseView, people: People | None = None) -> list[Block]:
     people = people or {}
-    state = f"closed ({view.outcome})" if view.closed else "open"
+    state = f"closed ({esc(f'{view.outcome}')})" if view.closed else "open"
     fields = [
         _mrkdwn(f"*Use case*\n`{esc(view.key)}`"),
-        _mrkdwn(f"*Risk tier*\n{view.risk_tier.value}"),
+        _mrkdwn(f"*Risk tier*\n{esc(view.risk_tier.value)}"),
         _mrkdwn(f"*Stage*\n{label(view.stage.value)} · round {view.round}"),
         _mrkdwn(f"*Run*\n{state}"),
         _mrkdwn(f"*Business owner*\n{who(view.owners.business_owner, people)}"),
@@ -504,7 +526,8 @@ def status_blocks(view: UseCaseView, people: People | None = None) -> list[Block
             )
         )
     if view.required_evidence:
-        blocks.append(_section(f"*Evidence missing:* {', '.join(view.required_evidence)}"))
+        missing = ", ".join(esc(kind) for kind in view.required_evidence)
+        blocks.append(_section(f"*Evidence missing:* {missing}"))
     if view.temporal_ui_url:
         blocks.append(
             {
@@ -516,7 +539,9 @@ def status_blocks(view: UseCaseView, people: People | None = None) -> list[Block
 
 
 def status_text(view: UseCaseView) -> str:
-    return f"{view.title} ({view.key}): {view.stage.value}" + (" — closed" if view.closed else "")
+    return f"{esc(view.title)} ({esc(view.key)}): {view.stage.value}" + (
+        " — closed" if view.closed else ""
+    )
 
 
 def pending_blocks(rows: Sequence[RegistryRow]) -> list[Block]:

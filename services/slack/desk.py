@@ -264,7 +264,7 @@ class SlackDesk:
             await respond(text=UNKNOWN_USER, response_type="ephemeral")
             return
         if verb == "status":
-            await self._status(respond, rest.strip())
+            await self._status(respond, person, rest.strip())
         elif verb == "pending":
             await self._pending(respond, person)
         elif verb == "start":
@@ -277,7 +277,7 @@ class SlackDesk:
             text = f"I don't know `{blocks.esc(verb)}`.\n{blocks.help_text()}"
             await respond(text=text, response_type="ephemeral")
 
-    async def _status(self, respond: AsyncRespond, key: str) -> None:
+    async def _status(self, respond: AsyncRespond, person: Person, key: str) -> None:
         if not KEY_PATTERN.match(key):
             await respond(
                 text=f"Usage: `{SLASH_COMMAND} status KEY`, e.g. `{SLASH_COMMAND} status "
@@ -286,9 +286,14 @@ class SlackDesk:
             )
             return
         try:
-            view = await self.commands.state(workflow_id(key))
+            # need-to-know: a run the person may not read is "No use case", as an unknown one
+            wid = workflow_id(key)
+            await self.commands.readable(wid, person)
+            view = await self.commands.state(wid)
         except CommandError as exc:
-            text = f"No use case `{key}`." if isinstance(exc, RunNotFound) else exc.detail
+            text = (
+                f"No use case `{key}`." if isinstance(exc, RunNotFound) else blocks.esc(exc.detail)
+            )
             await respond(text=text, response_type="ephemeral")
             return
         await respond(
@@ -338,12 +343,13 @@ class SlackDesk:
         try:
             view, created = await self.commands.start(request, Sender(person.id, Channel.SLACK))
         except CommandError as exc:
-            return f"Could not start `{request.key}`: {exc.detail}"
+            return f"Could not start `{blocks.esc(request.key)}`: {blocks.esc(exc.detail)}"
+        key = blocks.esc(view.key)
         text = (
-            f"Started *{blocks.esc(view.title)}* (`{view.key}`); you are its delivery lead "
+            f"Started *{blocks.esc(view.title)}* (`{key}`); you are its delivery lead "
             f"and it is at {blocks.label(view.stage.value)}."
             if created
-            else f"`{view.key}` already runs with this definition; nothing new was started."
+            else f"`{key}` already runs with this definition; nothing new was started."
         )
         if view.temporal_ui_url:
             text += f" <{view.temporal_ui_url}|Open the run in the Temporal UI>"
@@ -367,7 +373,7 @@ def _gate_of(ref: blocks.CardRef) -> Gate | None:
 
 
 def _nothing_recorded(exc: CommandError) -> str:
-    return f"Nothing was recorded: {exc.detail}."
+    return f"Nothing was recorded: {blocks.esc(exc.detail)}."
 
 
 def _not_eligible(ref: blocks.CardRef) -> str:

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from services import observability
+from services.hook_targets import NO_HOOKS, HookAllowList
 from services.settings import ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -44,14 +45,16 @@ def release_activities(
     adapters: list[Adapter],
     http: httpx.AsyncClient,
     hook_secret: str | None,
+    hook_hosts: HookAllowList = NO_HOOKS,
 ) -> list[Callable[..., Any]]:
-    """Every activity UseCaseRelease calls, wired to its dependencies (tests use this too)."""
+    """Every activity UseCaseRelease calls, wired to its dependencies (tests use this too).
+    ``hook_hosts`` is ``RELEASEGATE_HOOK_ALLOWED_HOSTS``; by default no hook may be called."""
     store = StoreActivities(sessionmaker)
     return [
         store.append_ledger,
         store.sync_registry,
         NotificationActivities(adapters).notify,
-        HookActivities(http, hook_secret).call,
+        HookActivities(http, hook_secret, hook_hosts).call,
     ]
 
 
@@ -76,7 +79,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         client = await connect(settings, runtime=observability.worker_runtime(settings))
         http = httpx.AsyncClient(timeout=httpx.Timeout(20.0))
         activities = release_activities(
-            make_sessionmaker(engine), build_adapters(settings, http), http, settings.hook_secret
+            make_sessionmaker(engine),
+            build_adapters(settings, http),
+            http,
+            settings.hook_secret,
+            settings.hook_allow_list,
         )
         async with http, build_worker(client, settings, activities):
             log.info(

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from services.settings import Settings
 from services.slack.blocks import (
+    SLACK_USER_ID,
     card_from_notice,
     card_metadata,
     card_text,
@@ -80,6 +81,9 @@ class SlackAdapter:
             person = self._directory.get(pid)
             if person is None or not person.slack_user_id:
                 log.info("no Slack id for %s: no direct message", pid)
+                continue
+            if not SLACK_USER_ID.match(person.slack_user_id):
+                log.warning("%s: slack_user_id is not a Slack user id: no direct message", pid)
                 continue
             users.append(person.slack_user_id)
         return users

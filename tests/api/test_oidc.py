@@ -11,18 +11,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from services.api.app import create_app
 from services.api.oidc import IdentityProviderUnavailable, OidcVerifier, TokenRejected
-from services.settings import Settings
+from services.settings import DEMO_DIRECTORY, Settings
 from tests.api.conftest import auth
 
 PROBLEM = "application/problem+json"
@@ -149,8 +151,24 @@ async def oidc_api(app_factory: Callable[..., Any], jwks: JwksServer) -> httpx.A
 
 
 @pytest.fixture(scope="module")
-async def prod_api(app_factory: Callable[..., Any], jwks: JwksServer) -> httpx.AsyncClient:
-    client: httpx.AsyncClient = await app_factory(jwks.url, RELEASEGATE_ENV="production")
+def production_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example directory without its development tokens (production refuses to start on
+    a directory that has any)."""
+    doc = yaml.safe_load(DEMO_DIRECTORY.read_text())
+    for person in doc["people"]:
+        person.pop("token", None)
+    path = tmp_path_factory.mktemp("directory") / "directory.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+async def prod_api(
+    app_factory: Callable[..., Any], jwks: JwksServer, production_directory: Path
+) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await app_factory(
+        jwks.url, RELEASEGATE_ENV="production", RELEASEGATE_DIRECTORY=str(production_directory)
+    )
     return client
 
 

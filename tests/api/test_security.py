@@ -17,7 +17,7 @@ import uvicorn
 import yaml
 
 from services.api.app import create_app
-from services.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
+from services.settings import DEMO_DIRECTORY, PROJECT_ROOT, ConfigError, Settings, load_settings
 from tests.api.conftest import auth
 from tests.api.test_use_cases import new_body, walk
 from tests.harness import HOOK_SECRET
@@ -244,6 +244,87 @@ async def test_default_limit_is_one_mib(api: httpx.AsyncClient) -> None:
         headers={**auth("dana"), "Content-Type": "application/json"},
     )
     assert r.status_code == 413
+
+
+# --------------------------------------------------------------------------- production
+
+
+def production(directory: Path | None = None) -> Settings:
+    if directory is None:
+        return Settings(RELEASEGATE_ENV="production")
+    return Settings(RELEASEGATE_ENV="production", RELEASEGATE_DIRECTORY=str(directory))
+
+
+def write_directory(path: Path, *, tokens: bool) -> Path:
+    doc = yaml.safe_load(DEMO_DIRECTORY.read_text())
+    for person in doc["people"]:
+        person.pop("token", None)
+    if tokens:
+        doc["people"][1]["token"] = "not-so-secret"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_production_refuses_to_start_on_the_demo_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="RELEASEGATE_ENV=production refuses the demo directory"):
+        create_app(production())  # the default RELEASEGATE_DIRECTORY
+    copy = tmp_path / "people.yaml"  # a copy elsewhere: known by its content
+    copy.write_bytes(DEMO_DIRECTORY.read_bytes())
+    with pytest.raises(ConfigError, match="demo directory"):
+        create_app(production(copy))
+
+
+def test_production_refuses_to_start_on_a_directory_with_tokens(tmp_path: Path) -> None:
+    with_token = write_directory(tmp_path / "with-token.yaml", tokens=True)
+    with pytest.raises(ConfigError, match="refuses development tokens") as caught:
+        create_app(production(with_token))
+    assert "not-so-secret" not in str(caught.value)
+    # the same file without its token starts; development takes tokens as before
+    assert create_app(production(write_directory(tmp_path / "clean.yaml", tokens=False)))
+    assert create_app(Settings(RELEASEGATE_DIRECTORY=str(with_token)))
+
+
+# --------------------------------------------------------------------------- hook URLs
+
+
+@pytest.fixture(scope="module")
+async def hook_api(make_api: Callable[..., Any]) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await make_api(RELEASEGATE_HOOK_ALLOWED_HOSTS="deploy.example")
+    return client
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("deploy_url", "http://127.0.0.1:1/deploy"),  # loopback
+        ("deploy_url", "http://[::1]:8080/deploy"),
+        ("rollback_url", "http://169.254.169.254/latest/meta-data/"),  # link-local (metadata)
+        ("deploy_url", "http://10.1.2.3/deploy"),  # private
+        ("deploy_url", "http://192.168.0.10:8443/deploy"),
+        ("deploy_url", "https://unlisted.example/deploy"),  # public, but nobody listed it
+    ],
+)
+async def test_a_hook_url_that_is_not_allowed_is_422_and_starts_nothing(
+    hook_api: httpx.AsyncClient, field: str, url: str
+) -> None:
+    body = new_body("low", hooks={field: url})
+    r = await hook_api.post("/v1/use-cases", json=body, headers=auth("dana"))
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == PROBLEM
+    problem = r.json()
+    assert problem["status"] == 422
+    assert problem["detail"].startswith(f"hooks.{field}: ")
+    assert "RELEASEGATE_HOOK_ALLOWED_HOSTS" in problem["detail"]
+    r = await hook_api.get(f"/v1/use-cases/usecase-{body['key']}", headers=auth("dana"))
+    assert r.status_code == 404
+
+
+async def test_a_hook_url_on_an_allowed_host_starts_the_run(hook_api: httpx.AsyncClient) -> None:
+    hooks = {"deploy_url": "https://deploy.example/go", "rollback_url": "https://deploy.example/no"}
+    r = await hook_api.post(
+        "/v1/use-cases", json=new_body("low", hooks=hooks), headers=auth("dana")
+    )
+    assert r.status_code == 201, r.text
 
 
 # --------------------------------------------------------------------------- secrets

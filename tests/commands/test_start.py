@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.commands.errors import InvalidOwners
+from services.commands.errors import CommandRefused, InvalidOwners
 from services.commands.start import (
     facts_memo,
     owners_of,
@@ -15,9 +15,10 @@ from services.commands.start import (
     search_attributes,
     static_details,
 )
+from services.hook_targets import HookAllowList
 from tests.workflows.helpers import DIRECTORY, POLICY
 from workflows import search
-from workflows.model import Role, UseCaseCreate
+from workflows.model import Refusal, Role, UseCaseCreate
 
 
 def body(**over: Any) -> UseCaseCreate:
@@ -70,3 +71,33 @@ def test_owners_that_leave_a_gate_unstaffed_are_refused_naming_it() -> None:
     }
     with pytest.raises(InvalidOwners, match="risk_signoff"):
         plan_start(body(owners=owners), "dana", POLICY, DIRECTORY)
+
+
+ALLOWED = HookAllowList.parse("deploy.example")
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("deploy_url", "http://127.0.0.1:1/deploy"),
+        ("rollback_url", "http://169.254.169.254/latest/meta-data/"),
+        ("deploy_url", "http://10.0.0.5/deploy"),
+        ("deploy_url", "https://unlisted.example/deploy"),
+    ],
+)
+def test_a_hook_url_the_allow_list_does_not_cover_is_refused_naming_the_field(
+    field: str, url: str
+) -> None:
+    with pytest.raises(CommandRefused) as caught:
+        plan_start(body(hooks={field: url}), "dana", POLICY, DIRECTORY, allowed_hooks=ALLOWED)
+    assert caught.value.refusal == Refusal.INVALID
+    assert caught.value.detail.startswith(f"hooks.{field}: ")
+
+
+def test_a_hook_url_on_an_allowed_host_is_planned() -> None:
+    hooks = {"deploy_url": "https://deploy.example/go", "rollback_url": "https://deploy.example/no"}
+    plan = plan_start(body(hooks=hooks), "dana", POLICY, DIRECTORY, allowed_hooks=ALLOWED)
+    assert plan.input.hooks is not None
+    assert plan.input.hooks.deploy_url == "https://deploy.example/go"
+    with pytest.raises(CommandRefused):  # no allow-list given: no hook at all
+        plan_start(body(hooks=hooks), "dana", POLICY, DIRECTORY)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from services.launcher import SA_TYPE_NAMES
-from services.settings import PROJECT_ROOT, Settings
+from services.settings import DEMO_DIRECTORY, PROJECT_ROOT, ConfigError, Settings
 from workflows import search
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
@@ -73,10 +73,15 @@ def compose_binary() -> str:
     return binary
 
 
-@pytest.mark.parametrize("extra_env", [{}, {"RELEASEGATE_API_PORTS": "8000-8002"}])
-def test_docker_compose_config_accepts_the_file(extra_env: dict[str, str]) -> None:
+# the operator's directory file: the one setting the stack cannot default
+OPERATOR_DIRECTORY = {"RELEASEGATE_DIRECTORY_FILE": "/srv/releasegate/people.yaml"}
+DIRECTORY_IN_CONTAINER = "/etc/releasegate/directory.yaml"
+
+
+def compose_config(extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` with nothing configured but ``extra_env``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELEASEGATE_", "TEMPORAL_"))}
-    result = subprocess.run(  # noqa: S603
+    return subprocess.run(  # noqa: S603
         [compose_binary(), "-f", str(COMPOSE), "config"],
         cwd=PROJECT_ROOT,
         env={**env, **extra_env},
@@ -85,9 +90,65 @@ def test_docker_compose_config_accepts_the_file(extra_env: dict[str, str]) -> No
         timeout=60,
         check=False,
     )
+
+
+def resolved_services(extra_env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    result = compose_config({**OPERATOR_DIRECTORY, **extra_env})
     assert result.returncode == 0, result.stderr
-    resolved = yaml.safe_load(result.stdout)
-    assert set(RELEASEGATE_SERVICES) <= set(resolved["services"])
+    found: dict[str, dict[str, Any]] = yaml.safe_load(result.stdout)["services"]
+    return found
+
+
+@pytest.mark.parametrize("extra_env", [{}, {"RELEASEGATE_API_PORTS": "8000-8002"}])
+def test_docker_compose_config_accepts_the_file(extra_env: dict[str, str]) -> None:
+    assert set(RELEASEGATE_SERVICES) <= set(resolved_services(extra_env))
+
+
+def published(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host address, host port) of each published port, in either of compose's spellings."""
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            out.append((str(port.get("host_ip", "")), str(port.get("published", ""))))
+        else:
+            host, _, _container = str(port).rpartition(":")
+            address, _, host_port = host.rpartition(":")
+            out.append((address, host_port))
+    return out
+
+
+def test_the_default_stack_is_production_on_loopback_with_the_operators_directory() -> None:
+    svc = resolved_services({})
+    for name in RELEASEGATE_SERVICES:
+        env = svc[name]["environment"]
+        assert env["RELEASEGATE_ENV"] == "production", name
+        assert env["RELEASEGATE_DIRECTORY"] == DIRECTORY_IN_CONTAINER, name
+        assert "directory.example" not in json.dumps(svc[name]), name
+        mounts = [
+            str(v) if isinstance(v, str) else f"{v['source']}:{v['target']}"
+            for v in svc[name]["volumes"]
+        ]
+        assert any(
+            m.startswith(
+                f"{OPERATOR_DIRECTORY['RELEASEGATE_DIRECTORY_FILE']}:{DIRECTORY_IN_CONTAINER}"
+            )
+            for m in mounts
+        ), mounts
+    for name, spec in svc.items():
+        for address, _port in published(spec):
+            assert address == "127.0.0.1", (name, spec["ports"])
+    assert published(svc["api"]) == [("127.0.0.1", "8000")]
+
+
+def test_the_operator_chooses_to_publish_the_api_on_every_interface() -> None:
+    svc = resolved_services({"RELEASEGATE_BIND": "0.0.0.0"})
+    assert published(svc["api"]) == [("0.0.0.0", "8000")]
+
+
+def test_the_stack_does_not_start_without_a_directory_file() -> None:
+    result = compose_config({})
+    assert result.returncode != 0
+    assert "RELEASEGATE_DIRECTORY_FILE" in result.stderr
 
 
 # --------------------------------------------------------------------------- entry points
@@ -134,20 +195,41 @@ def test_each_service_runs_a_real_entry_point(service: str, expected: str) -> No
     assert check_python_command([str(a) for a in spec["command"]]) == expected
 
 
-def test_the_api_factory_builds_under_the_compose_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from services.api.app import create_app
-
+def compose_api_environment(monkeypatch: pytest.MonkeyPatch, directory_file: Path) -> None:
+    """The api container's environment, here: the image's /app is this checkout, and the
+    operator's directory file is mounted where the stack expects it."""
     for name in os.environ:
         if name.startswith(("RELEASEGATE_", "TEMPORAL_", "SLACK_")):
             monkeypatch.delenv(name)
     for name, value in environment(services()["api"]).items():
-        # the image's /app is this checkout
-        monkeypatch.setenv(name, value.replace("/app/", f"{PROJECT_ROOT}/"))
+        value = value.replace("/app/", f"{PROJECT_ROOT}/")
+        monkeypatch.setenv(name, value.replace(DIRECTORY_IN_CONTAINER, str(directory_file)))
+
+
+def test_the_api_factory_builds_under_the_compose_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from services.api.app import create_app
+
+    people = yaml.safe_load(DEMO_DIRECTORY.read_text())
+    for person in people["people"]:
+        person.pop("token", None)  # production signs people in with OIDC
+    directory_file = tmp_path / "people.yaml"
+    directory_file.write_text(yaml.safe_dump(people))
+    compose_api_environment(monkeypatch, directory_file)
     app = create_app()
     assert "/healthz" in app.openapi()["paths"]
     assert "/healthz" in " ".join(services()["api"]["healthcheck"]["test"])
+
+
+def test_the_api_refuses_to_start_on_the_demo_directory_under_compose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.api.app import create_app
+
+    compose_api_environment(monkeypatch, DEMO_DIRECTORY)
+    with pytest.raises(ConfigError, match="demo directory"):
+        create_app()
 
 
 # --------------------------------------------------------------------------- Dockerfile
