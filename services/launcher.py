@@ -5,6 +5,14 @@ Starts the Temporal dev server (file-persisted under the data dir) unless one al
 worker and the API. Every child runs in its own process group with its output in
 ``<data dir>/logs/<name>.log``, so Ctrl-C in the terminal reaches only this process, which then
 stops exactly the children it started, newest first.
+
+Once the stack is up, the launcher supervises it: a child that dies (the dev server, the worker or
+the API) is started again with the same argv after an exponential backoff (:class:`RestartPolicy`),
+and every restart is reported on stdout with the exit code and the tail of the child's log and
+recorded in ``<data dir>/launcher.json``. Only a child that keeps crashing (more than
+``max_restarts`` restarts in a row, none of which stayed up ``stable_after_s``) makes the
+launcher stop everything and exit 1. A crash during start-up is still fatal: it is almost always
+configuration.
 """
 
 from __future__ import annotations
@@ -23,9 +31,9 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -46,6 +54,8 @@ MIGRATE_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 90.0
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 40
+RESTART_TAIL_LINES = 15
+SUPERVISE_TICK_S = 0.2
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""}
 QUICKSTART_START = "<!-- quickstart -->"
 QUICKSTART_END = "<!-- /quickstart -->"
@@ -88,6 +98,9 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
 
 
 class Supervisor:
@@ -98,7 +111,11 @@ class Supervisor:
         self.signals = signals
         self.children: list[Child] = []
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str], slot: int | None = None
+    ) -> Child:
+        """Start a child; with ``slot``, in place of the (dead) child at that index, so the stop
+        order stays the start order."""
         log_path = self.log_dir / f"{name}.log"
         log: IO[bytes] = log_path.open("ab")
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
@@ -122,8 +139,11 @@ class Supervisor:
             raise LaunchError(f"cannot start {name} ({argv[0]}): {exc}") from None
         finally:
             log.close()
-        child = Child(name, proc, log_path)
-        self.children.append(child)
+        child = Child(name, proc, log_path, list(argv), env)
+        if slot is None:
+            self.children.append(child)
+        else:
+            self.children[slot] = child
         return child
 
     def first_dead(self) -> Child | None:
@@ -168,6 +188,187 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a crashed child comes back: after ``initial_backoff_s``, doubling per crash up to
+    ``max_backoff_s``. A run that lasts ``stable_after_s`` is a success: it resets the backoff
+    and the count of failed restarts. A child that exits again after ``max_restarts`` restarts in
+    a row that each ended sooner is given up on. (This covers "more than 5 restarts within
+    60 s", and also a slow crash loop whose restarts the 30 s backoff spreads further apart.)"""
+
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    stable_after_s: float = 60.0
+    max_restarts: int = 5
+
+    def as_json(self) -> dict[str, float | int]:
+        return {
+            "initial_backoff_s": self.initial_backoff_s,
+            "max_backoff_s": self.max_backoff_s,
+            "stable_after_s": self.stable_after_s,
+            "max_restarts": self.max_restarts,
+        }
+
+
+@dataclass
+class RestartTracker:
+    """One child's restart bookkeeping (times are ``time.monotonic()`` unless named ``*_at``)."""
+
+    policy: RestartPolicy
+    started: float
+    count: int = 0  # restarts since the launcher started
+    failing: int = 0  # restarts since the last run that lasted stable_after_s
+    last_restart_at: datetime | None = None
+    last_exit_code: int | None = None
+    due: float | None = None  # set while the child is down, waiting for its restart
+    backoff_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backoff_s = self.policy.initial_backoff_s
+
+    @property
+    def waiting(self) -> bool:
+        return self.due is not None
+
+    def exited(self, code: int, now: float) -> float | None:
+        """Record an exit; returns the delay before the restart, or None to give up."""
+        self.last_exit_code = code
+        if now - self.started >= self.policy.stable_after_s:
+            self.backoff_s = self.policy.initial_backoff_s
+            self.failing = 0
+        if self.failing >= self.policy.max_restarts:
+            return None
+        delay = self.backoff_s
+        self.backoff_s = min(delay * 2, self.policy.max_backoff_s)
+        self.due = now + delay
+        return delay
+
+    def restarted(self, now: float) -> None:
+        self.count += 1
+        self.failing += 1
+        self.started = now
+        self.due = None
+        self.last_restart_at = datetime.now(UTC)
+
+    def as_json(self, now: float) -> dict[str, object]:
+        next_at = None
+        if self.due is not None:
+            next_at = _iso(datetime.now(UTC) + timedelta(seconds=max(0.0, self.due - now)))
+        return {
+            "count": self.count,
+            "failing": self.failing,
+            "last_restart_at": _iso(self.last_restart_at) if self.last_restart_at else None,
+            "last_exit_code": self.last_exit_code,
+            "state": "waiting" if self.waiting else "running",
+            "next_restart_at": next_at,
+        }
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"exit {code}, killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"exit {code}"
+    return f"exit {code}"
+
+
+def _indented_tail(path: Path) -> str:
+    return "\n".join(f"    | {line}" for line in tail(path, RESTART_TAIL_LINES).splitlines())
+
+
+class GaveUp(Exception):
+    """A child kept crashing; the message says which and why we stopped."""
+
+
+class Keeper:
+    """Restarts the children it watches when they die, in place (same name, argv, env and stop
+    order), after the backoff of their :class:`RestartTracker`. ``gates`` may hold back a
+    restart (the worker waits for Temporal to answer) without counting it as a failure."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        policy: RestartPolicy,
+        gates: dict[str, Callable[[], bool]] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.policy = policy
+        self.gates = gates or {}
+        self.on_change = on_change
+        self.trackers: dict[str, RestartTracker] = {
+            c.name: RestartTracker(policy, started=c.started) for c in supervisor.children
+        }
+        self._held: set[str] = set()
+
+    def tick(self) -> None:
+        """One look at every watched child; raises GaveUp."""
+        now = time.monotonic()
+        changed = False
+        for slot, child in enumerate(list(self.supervisor.children)):
+            tracker = self.trackers.get(child.name)
+            if tracker is None:
+                continue
+            if tracker.due is None:
+                code = child.proc.poll()
+                if code is not None:
+                    self._exited(child, tracker, code, now)
+                    changed = True
+            elif now >= tracker.due and self._may_start(child.name):
+                self._restart(slot, child, tracker, now)
+                changed = True
+        if changed and self.on_change is not None:
+            self.on_change()
+
+    def state(self) -> dict[str, dict[str, object]]:
+        now = time.monotonic()
+        return {name: t.as_json(now) for name, t in self.trackers.items()}
+
+    def _exited(self, child: Child, tracker: RestartTracker, code: int, now: float) -> None:
+        _killpg(child.proc.pid, signal.SIGKILL)  # whatever it left in its group
+        uptime = now - tracker.started
+        delay = tracker.exited(code, now)
+        if delay is None:
+            raise GaveUp(
+                f"{child.name} keeps crashing: it exited again ({describe_exit(code)}) after "
+                f"{tracker.failing} restarts in a row, none of which stayed up "
+                f"{self.policy.stable_after_s:g} s; giving up and stopping everything. Fix the "
+                f"cause and start again. Last lines of "
+                f"{child.log_path}:\n{_indented_tail(child.log_path)}"
+            )
+        print(
+            f"releasegate: {child.name} exited ({describe_exit(code)}) after {uptime:.1f} s; "
+            f"restart {tracker.count + 1} in {delay:g} s. Last lines of {child.log_path}:\n"
+            f"{_indented_tail(child.log_path)}",
+            flush=True,
+        )
+
+    def _may_start(self, name: str) -> bool:
+        gate = self.gates.get(name)
+        if gate is None or gate():
+            self._held.discard(name)
+            return True
+        if name not in self._held:
+            self._held.add(name)
+            print(
+                f"releasegate: {name} waits for Temporal to answer before it restarts", flush=True
+            )
+        return False
+
+    def _restart(self, slot: int, child: Child, tracker: RestartTracker, now: float) -> None:
+        new = self.supervisor.start(child.name, child.argv, child.env, slot=slot)
+        tracker.restarted(now)
+        print(
+            f"releasegate: {child.name} restarted (pid {new.proc.pid}, restart {tracker.count})",
+            flush=True,
+        )
 
 
 def temporal_binary() -> str:
@@ -393,14 +594,27 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     return lock
 
 
-def _write_state(data_dir: Path, supervisor: Supervisor, started_temporal: bool) -> None:
-    """Which processes this launcher owns, for operators and the end-to-end test."""
-    state = {
+def _write_state(
+    data_dir: Path, supervisor: Supervisor, started_temporal: bool, keeper: Keeper | None = None
+) -> None:
+    """Which processes this launcher owns and how often each was restarted, for operators,
+    ``/readyz`` and the end-to-end tests. Replaced atomically: readers never see half a file."""
+    state: dict[str, object] = {
         "launcher_pid": os.getpid(),
         "started_temporal": started_temporal,
-        "children": {c.name: c.proc.pid for c in supervisor.children},
+        "updated_at": _iso(datetime.now(UTC)),
+        # null while a child is down, waiting for its restart
+        "children": {
+            c.name: c.proc.pid if c.proc.poll() is None else None for c in supervisor.children
+        },
     }
-    (data_dir / "launcher.json").write_text(json.dumps(state, indent=2) + "\n")
+    if keeper is not None:
+        state["restart_policy"] = keeper.policy.as_json()
+        state["restarts"] = keeper.state()
+    path = data_dir / "launcher.json"
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(scratch, path)
 
 
 def _run_to_completion(
@@ -448,7 +662,8 @@ def _banner(
     )
     logs = "\n".join(f"    {c.name:<9} {c.log_path}" for c in supervisor.children)
     return (
-        "\nReleaseGate is running. Ctrl-C stops everything started here.\n\n"
+        "\nReleaseGate is running. Ctrl-C stops everything started here; a process that "
+        f"crashes is restarted (counts in {data_dir / 'launcher.json'}).\n\n"
         f"  API docs     {api}/docs\n"
         f"  Temporal UI  {ui}\n"
         f"  Temporal     {settings.temporal_address} ({temporal})\n"
@@ -497,67 +712,101 @@ def api_argv(python: str, host: str, port: int) -> list[str]:
     ]
 
 
-def run(settings: Settings, signals: _Signals) -> int:
+def _start_stack(
+    settings: Settings, signals: _Signals, supervisor: Supervisor, env: dict[str, str]
+) -> bool:
+    """Temporal (unless one answers), search attributes, migrations, worker and API; returns
+    whether this launcher started the dev server."""
+    api_host, api_port = settings.api_host, settings.api_port
+    if port_answers(api_host, api_port):
+        raise LaunchError(
+            f"something already answers on {api_host}:{api_port}; stop it or set "
+            "RELEASEGATE_API_PORT"
+        )
+    data_dir = Path(env["RELEASEGATE_DATA_DIR"])
+    started_temporal = _start_temporal(settings, supervisor, env, data_dir)
+    added = wait_for_temporal(settings, signals, supervisor)
+    if added:
+        print(f"registered search attributes: {', '.join(added)}", flush=True)
+
+    print("applying migrations ...", flush=True)
+    python = sys.executable
+    _run_to_completion(
+        supervisor, signals, "migrate", [python, "-m", "services.store.migrate"], env
+    )
+    supervisor.start("worker", [python, "-m", "services.worker"], env)
+    supervisor.start("api", api_argv(python, api_host, api_port), env)
+    return started_temporal
+
+
+def _temporal_answers(settings: Settings) -> Callable[[], bool]:
+    host, port = split_address(settings.temporal_address)
+    return lambda: port_answers(host, port)
+
+
+def _supervise(
+    settings: Settings,
+    signals: _Signals,
+    supervisor: Supervisor,
+    data_dir: Path,
+    policy: RestartPolicy,
+) -> None:
+    """Start the stack, then keep it up until a signal arrives (raises Interrupted) or a child
+    keeps crashing (raises GaveUp)."""
+    started_temporal = _start_stack(settings, signals, supervisor, child_env(settings, data_dir))
+    keeper = Keeper(supervisor, policy, gates={"worker": _temporal_answers(settings)})
+
+    def record() -> None:
+        try:
+            _write_state(data_dir, supervisor, started_temporal, keeper)
+        except OSError as exc:  # the stack matters more than its status file
+            print(f"releasegate: cannot write {data_dir / 'launcher.json'}: {exc}", flush=True)
+
+    keeper.on_change = record
+    _write_state(data_dir, supervisor, started_temporal, keeper)
+    probe_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "") else settings.api_host
+    _wait_ready(supervisor, signals, f"http://{probe_host}:{settings.api_port}/readyz")
+    print(_banner(settings, data_dir, supervisor, started_temporal), flush=True)
+    while not signals.stop:
+        keeper.tick()
+        time.sleep(SUPERVISE_TICK_S)
+    raise Interrupted
+
+
+def _fail(supervisor: Supervisor, message: str) -> int:
+    supervisor.stop_all()
+    print(f"releasegate: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def run(settings: Settings, signals: _Signals, policy: RestartPolicy | None = None) -> int:
     data_dir = settings.data_dir.expanduser().resolve()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_data_dir(data_dir)
     supervisor = Supervisor(log_dir, signals)
-    env = child_env(settings, data_dir)
-    api_host, api_port = settings.api_host, settings.api_port
     try:
-        try:
-            if port_answers(api_host, api_port):
-                raise LaunchError(
-                    f"something already answers on {api_host}:{api_port}; stop it or set "
-                    "RELEASEGATE_API_PORT"
-                )
-            started_temporal = _start_temporal(settings, supervisor, env, data_dir)
-            added = wait_for_temporal(settings, signals, supervisor)
-            if added:
-                print(f"registered search attributes: {', '.join(added)}", flush=True)
-
-            print("applying migrations ...", flush=True)
-            python = sys.executable
-            _run_to_completion(
-                supervisor, signals, "migrate", [python, "-m", "services.store.migrate"], env
-            )
-            supervisor.start("worker", [python, "-m", "services.worker"], env)
-            supervisor.start("api", api_argv(python, api_host, api_port), env)
-            _write_state(data_dir, supervisor, started_temporal)
-            probe_host = "127.0.0.1" if api_host in ("0.0.0.0", "") else api_host
-            _wait_ready(supervisor, signals, f"http://{probe_host}:{api_port}/readyz")
-            print(_banner(settings, data_dir, supervisor, started_temporal), flush=True)
-
-            while not signals.stop:
-                dead = supervisor.first_dead()
-                if dead is not None:
-                    raise ChildDied(dead)
-                time.sleep(0.2)
-            raise Interrupted
-        except Interrupted:
-            print(f"\n{signals.name or 'signal'} received: stopping ...", flush=True)
-            supervisor.stop_all()
-            print("stopped.", flush=True)
-            return 0
-        except ChildDied as died:
-            child = died.child
-            supervisor.children.remove(child)
-            supervisor.stop_all()
-            print(
-                f"releasegate: {child.name} exited unexpectedly (exit {child.proc.returncode}); "
-                f"last lines of {child.log_path}:\n{tail(child.log_path)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return 1
-        except (LaunchError, ConfigError) as exc:
-            supervisor.stop_all()
-            print(f"releasegate: {exc}", file=sys.stderr, flush=True)
-            return 1
-        finally:
-            supervisor.stop_all()
+        _supervise(settings, signals, supervisor, data_dir, policy or RestartPolicy())
+        return 0  # not reached: _supervise ends with an exception
+    except Interrupted:
+        print(f"\n{signals.name or 'signal'} received: stopping ...", flush=True)
+        supervisor.stop_all()
+        print("stopped.", flush=True)
+        return 0
+    except ChildDied as died:
+        child = died.child
+        supervisor.children.remove(child)
+        return _fail(
+            supervisor,
+            f"{child.name} exited unexpectedly while starting (exit {child.proc.returncode}); "
+            f"last lines of {child.log_path}:\n{tail(child.log_path)}",
+        )
+    except GaveUp as exc:
+        return _fail(supervisor, str(exc))
+    except (LaunchError, ConfigError) as exc:
+        return _fail(supervisor, str(exc))
     finally:
+        supervisor.stop_all()
         (data_dir / "launcher.json").unlink(missing_ok=True)
         lock.close()
 
