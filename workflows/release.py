@@ -30,7 +30,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -104,6 +105,9 @@ HOOK_RETRY = RetryPolicy(
     maximum_attempts=6,
 )
 HOOK_TIMEOUT = timedelta(seconds=30)
+# workflow.patched id of the bounded-run changes: continue-as-new carries the outbox, notices
+# are sent in turns behind the ledger
+BOUNDED_RUNS = "bounded-runs"
 
 
 def _hook_failure(err: ActivityError) -> HookFailure:
@@ -111,7 +115,7 @@ def _hook_failure(err: ActivityError) -> HookFailure:
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type in set(HookFailure):
         return HookFailure(cause.type)
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, ActivityTimeout):  # the call's start-to-close ran out
         return HookFailure.TIMEOUT
     return HookFailure.FAILED
 
@@ -161,6 +165,10 @@ class UseCaseRelease:
                     break
             elif self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if workflow.patched(BOUNDED_RUNS):
+                    # The outbox crosses with the state and the next run ships it: steady
+                    # traffic that always leaves work never holds the hand-over back.
+                    workflow.continue_as_new(self._next_run_input())
                 await self._flush()
                 if not state.outbox.has_work():
                     workflow.continue_as_new(self._next_run_input())
@@ -451,6 +459,9 @@ class UseCaseRelease:
     async def _flush(self) -> None:
         """Ship what handlers recorded, in order: ledger, hooks, notifications, read model."""
         box = self.state_.outbox
+        # One turn per call: what arrives while this turn ships waits for the run loop's next
+        # turn, so steady traffic never keeps the loop from its continue-as-new check.
+        one_turn = workflow.patched(BOUNDED_RUNS)
         while box.ledger or box.hooks:
             while box.ledger:
                 batch, box.ledger = box.ledger, []
@@ -462,8 +473,12 @@ class UseCaseRelease:
                     retry_policy=STORE_RETRY,
                     summary=f"ledger: {kinds} ({self.state_.stage.value})",
                 )
+                if one_turn:
+                    break
             if box.hooks:
                 await self._call_hooks()
+            if one_turn:
+                break
         await self._send_notices()
         while box.cancel_runs:
             run_id = box.cancel_runs.pop(0)
@@ -515,7 +530,12 @@ class UseCaseRelease:
 
     async def _send_notices(self) -> None:
         box, cards = self.state_.outbox, self.state_.cards
-        while box.notices:
+        # Notices queued while these are sent wait for the next turn, behind the ledger: a
+        # stream of notices never starves the facts recorded meanwhile.
+        turn = len(box.notices) if workflow.patched(BOUNDED_RUNS) else None
+        while box.notices and (turn is None or turn > 0):
+            if turn is not None:
+                turn -= 1
             notice = box.notices.pop(0)
             card_key = f"{notice.gate.gate}:{notice.gate.round}" if notice.gate else None
             if notice.kind == NotificationKind.GATE_UPDATED and any(

@@ -427,3 +427,34 @@ async def test_a_change_passed_while_suspended_waits_for_resume(
     assert after_resume[0]["body"]["live_version"] == 2
     assert after_resume[0]["body"]["stage"] == "live"
     assert len(await events_of(handle, "change_applied")) == 1
+
+
+async def test_continue_as_new_happens_under_steady_traffic(release: ReleaseHarness) -> None:
+    """Issue 13: continue-as-new used to wait for a moment with nothing left to ship, which
+    steady traffic never gives. The outbox now crosses with the state, so the hand-over happens
+    while commands keep coming, and nothing accepted is lost on the way."""
+    handle = await live_use_case(release, continue_as_new_after=100)
+    first_run = (await handle.describe()).run_id
+
+    async def sender(n: int) -> None:
+        for i in range(n):
+            await handle.execute_update(
+                UseCaseRelease.report_incident,
+                ReportIncident(actor="olga", severity=Severity.SEV4, summary=f"blip {i}"),
+            )
+
+    await asyncio.gather(*(sender(20) for _ in range(6)))
+    for _ in range(100):
+        desc = await handle.describe()
+        if desc.run_id != first_run:
+            break
+        await asyncio.sleep(0.05)
+    assert desc.run_id != first_run, "the run never continued as new"
+    first = release.client.get_workflow_handle(handle.id, run_id=first_run)
+    first_length = len((await first.fetch_history()).events)
+    # handed over while the traffic went on, not after it: the first run stayed near its limit
+    assert first_length < 300, first_length
+    view = await handle.query(UseCaseRelease.state)
+    assert view.stage == Stage.LIVE
+    assert len(await events_of(handle, "incident_reported")) == 120
+    await wait_ledger(release, handle.id, view.event_count)
