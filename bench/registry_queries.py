@@ -34,8 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.store.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
 from services.store.migrate import upgrade_head  # noqa: E402
-from services.store.models import PendingApproval, UseCase, UseCasePerson  # noqa: E402
-from services.store.registry import RegistryRepository, pending_of, people_of  # noqa: E402
+from services.store.models import PendingApproval, RosterEntry, UseCase, UseCasePerson  # noqa: E402
+from services.store.registry import (  # noqa: E402
+    RegistryRepository,
+    pending_of,
+    people_of,
+    roster_of,
+)
 from services.store.tempdb import (  # noqa: E402
     temporary_postgres_database,
     temporary_sqlite_database,
@@ -126,6 +131,15 @@ async def seed(engine: AsyncEngine, rows: list[RegistryRow]) -> None:
                     for person, role in people_of(r)
                 ],
             )
+            # no ledger here: each run's roster is the people its owners block names
+            await connection.execute(
+                insert(RosterEntry),
+                [
+                    {"workflow_id": r.workflow_id, "person_id": person, "role": role}
+                    for r in chunk
+                    for person, role in roster_of(r, None)
+                ],
+            )
             pending = [
                 {"workflow_id": r.workflow_id, "person_id": person}
                 for r in chunk
@@ -163,16 +177,33 @@ async def _page_two(repo: RegistryRepository, **filters: Any) -> Any:
     return time.perf_counter() - started  # only page 2 is timed
 
 
+# "all": a member of a reader group (every run); "own": anyone else (the runs naming them)
 QUERIES: dict[str, Query] = {
-    "list (no filter)": lambda repo, rng: repo.list(limit=50),
-    "list stage=": lambda repo, rng: repo.list(stage=rng.choice(list(STAGE_WEIGHTS)), limit=50),
-    "list risk_tier=": lambda repo, rng: repo.list(risk_tier=rng.choice(list(TIERS)), limit=50),
-    "list owner=": lambda repo, rng: repo.list(owner=rng.choice(PEOPLE), limit=50),
-    "list stage= owner=": lambda repo, rng: repo.list(
-        stage=rng.choice(list(STAGE_WEIGHTS)), owner=rng.choice(PEOPLE), limit=50
+    "list all (no filter)": lambda repo, rng: repo.list(visible_to=None, limit=50),
+    "list all stage=": lambda repo, rng: repo.list(
+        visible_to=None, stage=rng.choice(list(STAGE_WEIGHTS)), limit=50
     ),
-    "list page 2 (no filter)": lambda repo, rng: _page_two(repo),
-    "list page 2 owner=": lambda repo, rng: _page_two(repo, owner=rng.choice(PEOPLE)),
+    "list all risk_tier=": lambda repo, rng: repo.list(
+        visible_to=None, risk_tier=rng.choice(list(TIERS)), limit=50
+    ),
+    "list all owner=": lambda repo, rng: repo.list(
+        visible_to=None, owner=rng.choice(PEOPLE), limit=50
+    ),
+    "list all stage= owner=": lambda repo, rng: repo.list(
+        visible_to=None, stage=rng.choice(list(STAGE_WEIGHTS)), owner=rng.choice(PEOPLE), limit=50
+    ),
+    "list all page 2": lambda repo, rng: _page_two(repo, visible_to=None),
+    "list all page 2 owner=": lambda repo, rng: _page_two(
+        repo, visible_to=None, owner=rng.choice(PEOPLE)
+    ),
+    "list own (no filter)": lambda repo, rng: repo.list(visible_to=rng.choice(PEOPLE), limit=50),
+    "list own stage=": lambda repo, rng: repo.list(
+        visible_to=rng.choice(PEOPLE), stage=rng.choice(list(STAGE_WEIGHTS)), limit=50
+    ),
+    "list own owner=": lambda repo, rng: repo.list(
+        visible_to=rng.choice(PEOPLE), owner=rng.choice(PEOPLE), limit=50
+    ),
+    "list own page 2": lambda repo, rng: _page_two(repo, visible_to=rng.choice(PEOPLE)),
     "inbox pending_for": lambda repo, rng: repo.pending_for(rng.choice(PEOPLE), limit=100),
 }
 

@@ -70,9 +70,21 @@ def run_migrations_offline() -> None:
 
 def do_run_migrations(connection: Connection) -> None:
     # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead
-    _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A rebuild drops the old table, and with foreign keys on that DROP deletes (cascades
+        # to) every row referencing it: use_case_people, pending_approvals… The pragma only
+        # takes effect outside a transaction, hence here, before the migration's own.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    _configure(connection=connection, render_as_batch=sqlite)
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"migration left rows with dangling references: {broken[:5]}")
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def run_async_migrations() -> None:

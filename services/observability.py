@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio import activity
@@ -85,6 +85,30 @@ GATE_WAIT = Histogram(
     ),
 )
 UNMATCHED = "unmatched"  # no route: never the raw path, which would explode the label set
+LEDGER_BLOCKED = Gauge(
+    "releasegate_ledger_blocked",
+    "Runs whose ledger the store refused for good (rows in ledger_blocked); read from the "
+    "database at every scrape of the API",
+)
+STORE_REFUSED_NAME = "releasegate_store_refused"
+STORE_REFUSED_HELP = (
+    "Store writes refused for good (no retry can help): the run's ledger or read model is "
+    "blocked, by activity and reason"
+)
+STORE_REFUSED = Counter(STORE_REFUSED_NAME, STORE_REFUSED_HELP, ["activity", "reason"])
+
+
+def record_ledger_blocked(activity_name: str, reason: str) -> None:
+    """Count a permanent store refusal: in this process's registry, and in the worker's own
+    Prometheus endpoint (the SDK runtime's, RELEASEGATE_WORKER_METRICS_PORT) when called from
+    an activity."""
+    STORE_REFUSED.labels(activity_name, reason).inc()
+    try:
+        meter = activity.metric_meter()
+    except RuntimeError:  # not in an activity
+        return
+    counter = meter.create_counter(STORE_REFUSED_NAME, STORE_REFUSED_HELP)
+    counter.add(1, {"activity": activity_name, "reason": reason})
 
 
 def record_refused_decision(cmd: GateDecision, code: str) -> None:

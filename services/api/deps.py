@@ -15,8 +15,10 @@ from services.api.auth import authenticate
 from services.api.oidc import looks_like_jwt
 from services.api.problems import Problem
 from services.commands.gateway import UseCaseGateway
-from services.commands.service import CommandService, Sender
+from services.commands.service import CommandService, Sender, workflow_id
 from services.settings import Settings
+from services.store.registry import RegistryRepository
+from workflows.ids import use_case_workflow_id
 from workflows.model import Channel
 from workflows.policy import Directory, LoadedPolicy, Person
 
@@ -99,3 +101,41 @@ async def db_session(res: Res) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(db_session)]
+
+
+# --------------------------------------------------------------------------- need-to-know reads
+# Every read of one run names it through one of these, so a run the caller may not read answers
+# exactly as an unknown one does (404), before anything of it is read.
+
+
+async def readable_use_case(use_case_id: str, person: CurrentPerson, commands: Commands) -> str:
+    """The use case's run id, once the caller may read it (its pinned roster, from Temporal)."""
+    wid = workflow_id(use_case_id)
+    await commands.readable(wid, person)
+    return wid
+
+
+async def readable_change(
+    use_case_id: str, change_id: str, person: CurrentPerson, commands: Commands
+) -> str:
+    """A change request's run id, once the caller may read it (its use case's roster)."""
+    wid = workflow_id(use_case_id, change_id)
+    await commands.readable(wid, person)
+    return wid
+
+
+async def readable_record(
+    use_case_id: str, person: CurrentPerson, commands: Commands, session: DbSession
+) -> str:
+    """The run id of a ledger read, once the caller may read it. The ledger answers from the
+    store alone (long after Temporal forgot the run), so the roster is the registry's copy."""
+    wid = use_case_workflow_id(use_case_id)
+    roster = await RegistryRepository(session).roster(wid)
+    if not commands.may_read(roster, person):
+        raise Problem(404, f"no use case '{wid}'", code="not-found")
+    return wid
+
+
+ReadableUseCase = Annotated[str, Depends(readable_use_case)]
+ReadableChange = Annotated[str, Depends(readable_change)]
+ReadableRecord = Annotated[str, Depends(readable_record)]

@@ -14,11 +14,13 @@ from services.commands.errors import (
     CommandRefused,
     InvalidOwners,
     KeyConflict,
+    Outage,
     ReplayUnresolved,
     RunNotFound,
     Unavailable,
     WorkflowRejected,
 )
+from services.store.blocked import LedgerBlocked
 from workflows.model import Refusal
 
 PROBLEM_JSON = "application/problem+json"
@@ -49,12 +51,33 @@ TITLES: dict[int, str] = {
 }
 
 
+# Every 503 says when to try again (the contract). Seconds, by problem type; the default
+# suits outages that heal by themselves (a restart, a failover).
+RETRY_AFTER_S = 5
+LEDGER_BLOCKED = "ledger-blocked"
+RETRY_AFTER: dict[str, int] = {
+    Outage.NO_WORKER.value: 10,
+    # somebody has to fix the workflow code or the data: come back much later
+    Outage.WORKFLOW_TASK_FAILING.value: 60,
+    LEDGER_BLOCKED: 300,
+}
+
+
 class Problem(Exception):  # noqa: N818 - it is a problem document, not an error class name
-    def __init__(self, status: int, detail: str, *, code: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.code = code or TITLES.get(status, "error").lower().replace(" ", "-")
+        self.retry_after = retry_after
         self.extra = extra
 
     @classmethod
@@ -79,12 +102,40 @@ def problem_of(exc: CommandError) -> Problem:
     if isinstance(exc, CommandRefused):
         return Problem.refused(exc.refusal, exc.detail)
     status = next(COMMAND_ERROR_STATUS[t] for t in type(exc).__mro__ if t in COMMAND_ERROR_STATUS)
-    return Problem(status, exc.detail, code=exc.code)
+    extra = exc.facts if isinstance(exc, Unavailable) else {}
+    return Problem(status, exc.detail, code=exc.code, **extra)
+
+
+def ledger_blocked(exc: LedgerBlocked) -> Problem:
+    """A run whose ledger the store refused for good: its chain stops before ``event_id`` and
+    will until an operator fixes the cause (the database's own words are in the worker's log
+    and in ``ledger_blocked``, not here)."""
+    return Problem(
+        503,
+        f"the ledger of {exc.workflow_id} stops before event {exc.event_id}: the store refused "
+        f"that entry for good ({exc.reason}); an operator must fix the cause",
+        code=LEDGER_BLOCKED,
+        workflow_id=exc.workflow_id,
+        blocked_before_seq=exc.event_id,
+        reason=exc.reason,
+        blocked_at=exc.since.isoformat(),
+    )
 
 
 def problem_response(
-    status: int, detail: str, code: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    detail: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+    *,
+    retry_after: int | None = None,
+    **extra: Any,
 ) -> JSONResponse:
+    """The problem document; a 503 always carries ``Retry-After`` (``retry_after`` seconds, else
+    the problem type's, else ``RETRY_AFTER_S``)."""
+    if status == 503 and not any(h.lower() == "retry-after" for h in headers or {}):
+        seconds = retry_after if retry_after is not None else RETRY_AFTER.get(code, RETRY_AFTER_S)
+        headers = {**(headers or {}), "Retry-After": str(seconds)}
     body = {
         "type": f"urn:releasegate:problem:{code}",
         "title": TITLES.get(status, "Error"),
@@ -99,11 +150,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem_response(exc.status, exc.detail, exc.code, headers, **exc.extra)
+        return problem_response(
+            exc.status, exc.detail, exc.code, headers, retry_after=exc.retry_after, **exc.extra
+        )
 
     @app.exception_handler(CommandError)
     async def _command(request: Request, exc: CommandError) -> JSONResponse:
         return await _problem(request, problem_of(exc))
+
+    @app.exception_handler(LedgerBlocked)
+    async def _blocked(request: Request, exc: LedgerBlocked) -> JSONResponse:
+        return await _problem(request, ledger_blocked(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,31 +6,32 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows import limits
 from workflows.model import Decision, Evidence, Materiality, Severity, Sha256, UseCaseView
 
 
 class CompleteStageBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
-    comment: str = Field(default="", max_length=4000)
+    comment: str = Field(default="", max_length=limits.TEXT_MAX)
 
 
 class EvidenceBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     evidence: list[Evidence] = Field(min_length=1, max_length=100)
-    comment: str = Field(default="", max_length=4000)
+    comment: str = Field(default="", max_length=limits.TEXT_MAX)
 
 
 class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Decision
-    comment: str = Field(default="", max_length=4000)
+    comment: str = Field(default="", max_length=limits.TEXT_MAX)
     evidence_digests: list[Sha256] | None = Field(default=None, max_length=200)
 
 
 class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(default="", max_length=4000)
+    reason: str = Field(default="", max_length=limits.TEXT_MAX)
 
 
 class UseCaseSummary(BaseModel):
@@ -73,22 +74,22 @@ class PendingPage(BaseModel):
 class IncidentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     severity: Severity
-    summary: str = Field(min_length=1, max_length=4000)
+    summary: str = Field(min_length=1, max_length=limits.TEXT_MAX)
 
 
 class ReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: str = Field(min_length=1, max_length=limits.TEXT_MAX)
 
 
 class OptionalReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(default="", max_length=4000)
+    reason: str = Field(default="", max_length=limits.TEXT_MAX)
 
 
 class ChangeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    summary: str = Field(min_length=1, max_length=4000)
+    summary: str = Field(min_length=1, max_length=limits.TEXT_MAX)
     materiality: Materiality
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
 

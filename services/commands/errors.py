@@ -8,7 +8,7 @@ metrics label), never something a caller should branch on.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from workflows.model import Refusal
 
@@ -68,14 +68,23 @@ class Outage(StrEnum):
     UNREACHABLE = "temporal-unavailable"
     REFUSED_START = "temporal-error"
     QUERY_FAILED = "query-failed"
+    # no worker polls the task queue: nothing can run a command or answer a read
+    NO_WORKER = "no-worker"
+    # the run is open, but its workflow task keeps failing (a bug in the workflow code, or a
+    # history it cannot replay): it takes nothing until an operator fixes and redeploys
+    WORKFLOW_TASK_FAILING = "workflow-task-failing"
 
 
 class Unavailable(CommandError):
-    """Temporal (or the run's worker) cannot be reached now; retrying later may work."""
+    """Temporal (or the run's worker) cannot be reached now; retrying later may work.
 
-    def __init__(self, outage: Outage, detail: str) -> None:
+    ``facts`` are what the caller may read about the outage (e.g. the run's real status),
+    added to the problem document as they are."""
+
+    def __init__(self, outage: Outage, detail: str, **facts: Any) -> None:
         super().__init__(detail, code=outage.value)
         self.outage = outage
+        self.facts = facts
 
 
 __all__ = [

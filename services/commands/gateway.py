@@ -7,16 +7,21 @@ handlers are addressed by method reference, one per ``CommandName``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -28,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services import observability
 from services.commands.errors import (
+    CommandError,
     CommandRefused,
     KeyConflict,
     Outage,
@@ -47,6 +53,19 @@ from workflows.model import CommandName, HistoryEvent, Refusal, Role, UseCaseVie
 from workflows.release import UseCaseRelease
 
 RPC_TIMEOUT = timedelta(seconds=15)
+# An Update or Query that answers within FIRST_WAIT costs nothing extra. One that does not is
+# watched every PROBE_EVERY: is a worker polling, is the run's workflow task failing? Either
+# answer ends the wait at once instead of after RPC_TIMEOUT.
+FIRST_WAIT_S = 1.0
+PROBE_EVERY_S = 1.0
+PROBE_RPC_TIMEOUT = timedelta(seconds=3)
+# How long a poller answer is reused, so a burst of slow commands costs one DescribeTaskQueue.
+POLLERS_CACHE_S = 2.0
+# Temporal keeps listing a poller for minutes after its worker is gone; a live worker renews its
+# long poll about once a minute, so one not seen for longer than this is gone.
+POLLER_FRESH_S = 75.0
+# A workflow task on its second attempt has failed at least once: the run cannot move.
+FAILING_TASK_ATTEMPT = 2
 FACTS_CACHE_SIZE = 10_000
 WORKFLOW_TYPE = "UseCaseRelease"
 T = TypeVar("T")
@@ -63,6 +82,7 @@ UPDATES: Final[dict[CommandName, Any]] = {
     CommandName.RESUME: UseCaseRelease.resume,
     CommandName.RAISE_CHANGE: UseCaseRelease.raise_change,
     CommandName.RETIRE: UseCaseRelease.retire,
+    CommandName.SET_DEPUTIES: UseCaseRelease.set_deputies,
 }
 # Temporal's answers that mean "cannot be reached right now" rather than "no"
 UNAVAILABLE_STATUSES = frozenset(
@@ -121,13 +141,21 @@ def _refusal_of(exc: WorkflowUpdateFailedError) -> CommandRefused | WorkflowReje
     return WorkflowRejected(f"the workflow refused the command: {cause}")
 
 
+class _ServerSaysClosed(CommandRefused):
+    """Temporal (not the workflow) answered as if the run were closed: worth checking, since a
+    run whose workflow task fails is open, and only stuck."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Refusal.RUN_CLOSED, detail)
+
+
 def _rpc_error(exc: RPCError) -> CommandRefused | RunNotFound | Unavailable:
     if exc.status == RPCStatusCode.NOT_FOUND:
         if "completed" in exc.message or "closed" in exc.message:
-            return CommandRefused(Refusal.RUN_CLOSED, "the run is closed")
+            return _ServerSaysClosed("the run is closed")
         return RunNotFound("no such use case")
     if exc.status == RPCStatusCode.FAILED_PRECONDITION:
-        return CommandRefused(Refusal.RUN_CLOSED, exc.message)
+        return _ServerSaysClosed(exc.message)
     return _unreachable(exc)
 
 
@@ -147,12 +175,80 @@ async def _call(awaitable: Awaitable[T]) -> T:
         raise _connect_failed(exc) from None
 
 
+class WorkerWatch:
+    """Whether a worker polls the task queue (DescribeTaskQueue's workflow pollers), with the
+    answer reused for ``POLLERS_CACHE_S``. ``None`` means Temporal could not say."""
+
+    def __init__(
+        self, client: Client, task_queue: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self._clock = clock
+        self._answer: bool | None = None
+        self._checked_at = float("-inf")
+
+    @property
+    def last_known(self) -> bool | None:
+        """The newest answer, however old (``None`` before the first check)."""
+        return self._answer
+
+    async def polled(self) -> bool | None:
+        if self._clock() - self._checked_at < POLLERS_CACHE_S:
+            return self._answer
+        try:
+            answer = await self._ask()
+        except (RPCError, RuntimeError):
+            return None  # Temporal itself is the problem; its own checks report that
+        self._answer, self._checked_at = answer, self._clock()
+        return answer
+
+    async def _ask(self) -> bool:
+        response = await self.client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=self.client.namespace,
+                task_queue=TaskQueue(
+                    name=self.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL
+                ),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=PROBE_RPC_TIMEOUT,
+        )
+        now = datetime.now(UTC)
+        return any(
+            (now - p.last_access_time.ToDatetime(UTC)).total_seconds() < POLLER_FRESH_S
+            for p in response.pollers
+        )
+
+    def absent(self, consequence: str) -> Unavailable:
+        return Unavailable(
+            Outage.NO_WORKER,
+            f"no worker polls task queue '{self.task_queue}': {consequence}",
+            task_queue=self.task_queue,
+        )
+
+
+# what a 503 no-worker means for the request, by where it stopped
+NOT_SENT = "the command was not sent"
+SENT = (
+    "the command was sent and may still take effect when a worker returns; repeat it with the "
+    "same Idempotency-Key to learn its outcome"
+)
+NOT_READ = "nothing can read the run now"
+STARTED_NOT_READ = (
+    "the run was started, but nothing can read it now; repeat the request (same key and "
+    "body) to get its state"
+)
+NOT_STARTED = "the run was not started"
+
+
 class UseCaseGateway:
-    """Temporal access for one process (one client, one facts cache)."""
+    """Temporal access for one process (one client, one facts cache, one worker watch)."""
 
     def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self.workers = WorkerWatch(client, settings.task_queue)
         self._facts: OrderedDict[str, RunFacts] = OrderedDict()
         self._ui_prefix = settings.workflow_ui_url("").rstrip("/")
 
@@ -162,6 +258,7 @@ class UseCaseGateway:
         """Start a run; returns (state, created). Same key + same request → the same run."""
         wid = plan.workflow_id
         observability.bind_workflow(wid)
+        await self._require_worker(NOT_STARTED)
         try:
             handle = await self._start_workflow(plan)
         except WorkflowAlreadyStartedError:
@@ -183,7 +280,7 @@ class UseCaseGateway:
                 plan.request_sha256,
             )
         )
-        return await self._query_state(handle), True
+        return await self._query_state(handle, STARTED_NOT_READ), True
 
     async def _start_workflow(self, plan: StartPlan) -> WorkflowHandle[Any, Any]:
         inp = plan.input
@@ -247,10 +344,21 @@ class UseCaseGateway:
     async def history(self, wid: str) -> list[HistoryEvent]:
         await self.facts(wid)
         handle = self.client.get_workflow_handle(wid)
-        return await _call(handle.query(UseCaseRelease.events, rpc_timeout=RPC_TIMEOUT))
+        await self._require_worker(NOT_READ)
+        events: list[HistoryEvent] = await self._watched(
+            wid, lambda: handle.query(UseCaseRelease.events, rpc_timeout=RPC_TIMEOUT), NOT_READ
+        )
+        return events
 
-    async def _query_state(self, handle: WorkflowHandle[Any, Any]) -> UseCaseView:
-        view: UseCaseView = await _call(handle.query(UseCaseRelease.state, rpc_timeout=RPC_TIMEOUT))
+    async def _query_state(
+        self, handle: WorkflowHandle[Any, Any], consequence: str = NOT_READ
+    ) -> UseCaseView:
+        await self._require_worker(consequence)
+        view: UseCaseView = await self._watched(
+            handle.id,
+            lambda: handle.query(UseCaseRelease.state, rpc_timeout=RPC_TIMEOUT),
+            consequence,
+        )
         return self.decorate(view)
 
     def decorate(self, view: UseCaseView) -> UseCaseView:
@@ -262,22 +370,28 @@ class UseCaseGateway:
     async def execute(
         self, wid: str, command: CommandName, arg: Any, *, update_id: str | None = None
     ) -> UseCaseView:
-        """Send ``command`` as its Update and wait for the run's state after it."""
+        """Send ``command`` as its Update and wait for the run's state after it.
+
+        Fails fast (503 ``no-worker``) when no worker polls the task queue: before sending
+        when the last check found none, else once the Update has not answered within
+        ``FIRST_WAIT_S``. A run whose workflow task keeps failing answers 503
+        ``workflow-task-failing`` with its real status, never "closed"."""
         await self.facts(wid)
         handle = self.client.get_workflow_handle(wid)
+        await self._require_worker(NOT_SENT)
+        update_id = update_id or str(uuid.uuid4())
         try:
-            view: UseCaseView = await _call(
-                handle.execute_update(
-                    UPDATES[command],
-                    arg,
-                    id=update_id or str(uuid.uuid4()),
-                    rpc_timeout=RPC_TIMEOUT,
-                )
+            view: UseCaseView = await self._watched(
+                wid,
+                lambda: handle.execute_update(
+                    UPDATES[command], arg, id=update_id, rpc_timeout=RPC_TIMEOUT
+                ),
+                SENT,
             )
-        except RunNotFound:
-            # the run exists (its facts were read), so it has closed; Temporal's wording for
-            # that depends on how far the close had got when the Update arrived
-            raise CommandRefused(Refusal.RUN_CLOSED, "the run is closed") from None
+        except (RunNotFound, _ServerSaysClosed):
+            # the run exists (its facts were read): Temporal's wording for a close depends on
+            # how far it had got when the Update arrived, so ask what the run really is
+            raise await self._closed_or_stuck(wid) from None
         return self.decorate(view)
 
     async def ping(self) -> None:
@@ -285,5 +399,95 @@ class UseCaseGateway:
             GetSystemInfoRequest(), timeout=timedelta(seconds=3)
         )
 
+    # ------------------------------------------------------------------ outages
 
-__all__ = ["UPDATES", "RunFacts", "UseCaseGateway"]
+    async def _require_worker(self, consequence: str) -> None:
+        """Before sending: only when the last check found no worker (then check again)."""
+        if self.workers.last_known is False and await self.workers.polled() is False:
+            raise self.workers.absent(consequence)
+
+    async def _watched(self, wid: str, call: Callable[[], Awaitable[T]], consequence: str) -> T:
+        """``call`` through ``_call``, watched while it is slow (see ``FIRST_WAIT_S``)."""
+        task = asyncio.ensure_future(_call(call()))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=FIRST_WAIT_S)
+            while not done:
+                await self._diagnose(wid, consequence)
+                done, _ = await asyncio.wait({task}, timeout=PROBE_EVERY_S)
+            try:
+                return task.result()
+            except Unavailable as exc:
+                if exc.outage is Outage.UNREACHABLE:
+                    await self._diagnose(wid, consequence)  # a more precise answer, if any
+                raise
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_swallow)
+
+    async def _diagnose(self, wid: str, consequence: str) -> None:
+        """Raise the outage that explains a slow answer; return when there is none."""
+        if await self.workers.polled() is False:
+            raise self.workers.absent(consequence)
+        status = await self._run_status(wid)
+        if status is not None and status.failing:
+            raise status.stuck()
+
+    async def _run_status(self, wid: str) -> RunStatus | None:
+        try:
+            desc = await self.client.get_workflow_handle(wid).describe(
+                rpc_timeout=PROBE_RPC_TIMEOUT
+            )
+        except (RPCError, RuntimeError):
+            return None
+        raw = desc.raw_description
+        attempt = raw.pending_workflow_task.attempt if raw.HasField("pending_workflow_task") else 0
+        return RunStatus(wid, desc.status, attempt)
+
+    async def _closed_or_stuck(self, wid: str) -> CommandError:
+        status = await self._run_status(wid)
+        if status is None or status.status is not WorkflowExecutionStatus.RUNNING:
+            named = f" ({status.status.name})" if status and status.status else ""
+            return CommandRefused(Refusal.RUN_CLOSED, f"the run is closed{named}")
+        if status.failing:
+            return status.stuck()
+        return Unavailable(
+            Outage.UNREACHABLE,
+            "the run is open (RUNNING) but Temporal did not take the command; try again",
+            run_status=status.status.name,
+        )
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What DescribeWorkflowExecution says about a run, for outage answers."""
+
+    workflow_id: str
+    status: WorkflowExecutionStatus | None
+    workflow_task_attempt: int
+
+    @property
+    def failing(self) -> bool:
+        return (
+            self.status is WorkflowExecutionStatus.RUNNING
+            and self.workflow_task_attempt >= FAILING_TASK_ATTEMPT
+        )
+
+    def stuck(self) -> Unavailable:
+        return Unavailable(
+            Outage.WORKFLOW_TASK_FAILING,
+            f"the run is open (RUNNING) but its workflow task has failed "
+            f"{self.workflow_task_attempt - 1} time(s) and it takes no command until an operator "
+            "fixes the cause (see the run's history in the Temporal UI)",
+            run_status="RUNNING",
+            workflow_task_attempt=self.workflow_task_attempt,
+        )
+
+
+def _swallow(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned call's outcome, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+__all__ = ["UPDATES", "RunFacts", "RunStatus", "UseCaseGateway", "WorkerWatch"]

@@ -10,16 +10,18 @@ come back as ``CommandRefused`` carrying the ``Refusal``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from pydantic import BaseModel
 
 from services import observability
 from services.commands.errors import CommandError, CommandRefused, ReplayUnresolved, RunNotFound
 from services.commands.evidence import evidence_fingerprint
-from services.commands.gateway import UseCaseGateway
+from services.commands.gateway import RunFacts, UseCaseGateway
 from services.commands.start import plan_start
+from services.hook_targets import NO_HOOKS, HookAllowList
 from workflows import policy
 from workflows.ids import change_workflow_id, is_change_id, use_case_workflow_id
 from workflows.model import (
@@ -42,6 +44,7 @@ from workflows.model import (
     Resume,
     Retire,
     RiskTier,
+    Role,
     Severity,
     Stage,
     Suspend,
@@ -102,10 +105,36 @@ class CommandService:
         gateway: UseCaseGateway,
         loaded_policy: policy.LoadedPolicy,
         directory: policy.Directory,
+        *,
+        allowed_hooks: HookAllowList = NO_HOOKS,
     ) -> None:
         self.gateway = gateway
         self.policy = loaded_policy
         self.directory = directory
+        self.allowed_hooks = allowed_hooks  # RELEASEGATE_HOOK_ALLOWED_HOSTS
+
+    # ------------------------------------------------------------------ need-to-know
+
+    def may_read(
+        self, roster: Mapping[Role, list[str]] | Mapping[str, list[str]], person: policy.Person
+    ) -> bool:
+        """Whether ``person`` may read a run of ``roster`` (the memo's, or the store's copy):
+        one of its people, or a member of a policy reader group (``policy.may_read``)."""
+        # only who is on the roster counts, never under which role, so str keys do as well
+        pinned = cast(policy.Roster, roster)
+        return policy.may_read(pinned, person.id, person.groups, self.policy.document.readers)
+
+    def reads_every_run(self, person: policy.Person) -> bool:
+        """A member of a reader group: every run is visible, whoever its people are."""
+        return self.may_read({}, person)
+
+    async def readable(self, wid: str, person: policy.Person) -> RunFacts:
+        """The run's pinned facts when ``person`` may read it. A run they may not read is
+        ``RunNotFound`` with the very words of an unknown one, so nothing tells them apart."""
+        facts = await self.gateway.facts(wid)
+        if not self.may_read(facts.roster, person):
+            raise RunNotFound(f"no use case '{wid}'")
+        return facts
 
     # ------------------------------------------------------------------ reads
 
@@ -162,7 +191,9 @@ class CommandService:
 
     async def start(self, body: UseCaseCreate, sender: Sender) -> tuple[UseCaseView, bool]:
         """Start a run; the sender becomes its delivery lead. Returns (state, created)."""
-        plan = plan_start(body, sender.person_id, self.policy, self.directory)
+        plan = plan_start(
+            body, sender.person_id, self.policy, self.directory, allowed_hooks=self.allowed_hooks
+        )
         return await self.gateway.start(plan)
 
     async def complete_stage(

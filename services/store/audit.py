@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.store.blocked import BlockedRepository
 from services.store.ledger import (
     LedgerRepository,
     VerifyResult,
@@ -210,11 +211,13 @@ def entry_view(row: LedgerEntry) -> LedgerEntryView:
 
 
 def verify_document(result: VerifyResult) -> dict[str, Any]:
-    """The contract's verify body: ``reason`` only when the chain is broken."""
+    """The contract's verify body, with the run's own event count (``expected_entries``);
+    ``reason`` only when the chain is broken."""
     body: dict[str, Any] = {
         "ok": result.ok,
         "entries": result.entries,
         "first_bad_seq": result.first_bad_seq,
+        "expected_entries": result.expected_entries,
     }
     if not result.ok and result.reason:
         body["reason"] = result.reason
@@ -229,15 +232,21 @@ async def _known(session: AsyncSession, workflow_id: str) -> UseCase:
 
 
 async def ledger_of(session: AsyncSession, workflow_id: str) -> Sequence[LedgerEntry]:
-    """A run's entries in seq order; ``UnknownUseCase`` when neither ledger nor registry has it."""
+    """A run's entries in seq order; ``UnknownUseCase`` when neither ledger nor registry has
+    it, ``LedgerBlocked`` when the store refused part of it for good (the chain shown would
+    stop short without saying so)."""
     rows = await LedgerRepository(session).entries(workflow_id)
     if not rows:
         await _known(session, workflow_id)
+    await BlockedRepository(session).ensure_open(workflow_id)
     return rows
 
 
 async def verify_use_case(session: AsyncSession, workflow_id: str) -> VerifyResult:
-    return verify_chain(await ledger_of(session, workflow_id))
+    """The chain held to the run's own event count (see ``verify_chain``)."""
+    rows = await ledger_of(session, workflow_id)
+    expected = await LedgerRepository(session).expected_entries(workflow_id)
+    return verify_chain(rows, expected=expected)
 
 
 # --------------------------------------------------------------------------- evidence pack
@@ -510,12 +519,13 @@ def _policy(run: _RunRecord, policy_path: Path | None) -> PackPolicy:
     return pinned_policy(version, pin.sha256 if pin else None, policy_path)
 
 
-def _ledger(rows: Sequence[LedgerEntry]) -> PackLedger:
+def _ledger(rows: Sequence[LedgerEntry], registry: UseCase | None) -> PackLedger:
     return PackLedger(
         entries=len(rows),
         head_hash=rows[-1].hash if rows else None,
-        # verify exactly the rows this pack shows, not a re-read that may have grown
-        verify=verify_chain(rows),
+        # verify exactly the rows this pack shows, not a re-read that may have grown, held to
+        # the event count of the registry row this pack was built with
+        verify=verify_chain(rows, expected=registry.event_id if registry else None),
         chain=[entry_view(r) for r in rows],
     )
 
@@ -545,7 +555,7 @@ async def build_evidence_pack(
         evidence=[_pack_evidence(item) for item in run.items],
         refused=[_refused(f) for f in run.facts if f.kind == EventKind.REFUSED],
         changes=_changes(run.workflow_id, run.facts),
-        ledger=_ledger(run.rows),
+        ledger=_ledger(run.rows, run.registry),
     )
 
 

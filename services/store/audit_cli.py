@@ -3,13 +3,15 @@
     python -m services.store.audit_cli verify [--use-case KEY]
     python -m services.store.audit_cli export --use-case KEY --out FILE
 
-``verify`` recomputes the hash chain of one use case, or of every use case in the ledger,
-and prints one line per chain. ``export`` writes the evidence pack, the same document as
+``verify`` recomputes the hash chain of one use case, or of every use case in the ledger and
+the registry, holds each chain to the run's own event count (its registry row), and prints one
+line per chain; a run whose ledger the store refused for good is reported as blocked.
+``export`` writes the evidence pack, the same document as
 ``GET /v1/use-cases/{id}/evidence-pack``. The database is ``RELEASEGATE_DATABASE_URL`` (or
 the settings' default) unless ``--database-url`` says otherwise.
 
-Exit status: 0 every chain verified, 1 a chain is broken (export still writes the pack),
-2 the use case is unknown, the database is unreachable or the configuration is bad.
+Exit status: 0 every chain verified, 1 a chain is broken or blocked (export still writes the
+pack), 2 the use case is unknown, the database is unreachable or the configuration is bad.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from services.store.audit import (
     build_evidence_pack,
     verify_use_case,
 )
+from services.store.blocked import BlockedRepository
 from services.store.db import is_sqlite, make_engine, make_sessionmaker
 from services.store.ledger import LedgerRepository, VerifyResult
+from services.store.models import LedgerBlock
 from workflows.ids import use_case_workflow_id
 
 EXIT_OK = 0
@@ -54,9 +58,17 @@ def _missing_sqlite_file(url: str) -> str | None:
 def _line(workflow_id: str, result: VerifyResult) -> str:
     if result.ok:
         return f"{workflow_id}: ok ({result.entries} entries)"
+    expected = "" if result.expected_entries is None else f" of {result.expected_entries}"
     return (
         f"{workflow_id}: BROKEN at seq {result.first_bad_seq} ({result.reason}); "
-        f"{result.entries} entries"
+        f"{result.entries}{expected} entries"
+    )
+
+
+def _blocked_line(block: LedgerBlock) -> str:
+    return (
+        f"{block.workflow_id}: BLOCKED before event {block.event_id} since "
+        f"{block.blocked_at.isoformat()} ({block.reason}: {block.detail})"
     )
 
 
@@ -64,19 +76,27 @@ async def _verify(url: str, use_case: str | None, out: TextIO) -> int:
     engine = make_engine(url)
     try:
         async with make_sessionmaker(engine)() as session:
+            blocks = await BlockedRepository(session).all()
             if use_case is not None:
                 workflow_id = use_case_workflow_id(use_case)
-                results = {workflow_id: await verify_use_case(session, workflow_id)}
+                blocks = [b for b in blocks if b.workflow_id == workflow_id]
+                results = (
+                    {} if blocks else {workflow_id: await verify_use_case(session, workflow_id)}
+                )
             else:
                 results = await LedgerRepository(session).verify_all()
     finally:
         await engine.dispose()
+    blocked = {b.workflow_id for b in blocks}
     for workflow_id, result in results.items():
-        out.write(_line(workflow_id, result) + "\n")
-    broken = [wf for wf, result in results.items() if not result.ok]
+        if workflow_id not in blocked:
+            out.write(_line(workflow_id, result) + "\n")
+    for block in blocks:
+        out.write(_blocked_line(block) + "\n")
+    broken = [wf for wf, result in results.items() if not result.ok and wf not in blocked]
     if use_case is None:
-        out.write(f"{len(results)} chains verified, {len(broken)} broken\n")
-    return EXIT_BROKEN if broken else EXIT_OK
+        out.write(f"{len(results)} chains verified, {len(broken)} broken, {len(blocked)} blocked\n")
+    return EXIT_BROKEN if broken or blocked else EXIT_OK
 
 
 async def _export(

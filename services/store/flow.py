@@ -14,20 +14,31 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.flow import FLOW_KINDS, FlowEntry, RegistryInfo
-from services.store.models import LedgerEntry, UseCase
+from services.store.models import LedgerEntry, RosterEntry, UseCase
 from workflows.model import EventKind
 
 
 class FlowRepository:
-    """The ledger entries and registry rows of the runs that started in [since, until)."""
+    """The ledger entries and registry rows of the runs that started in [since, until).
 
-    def __init__(self, session: AsyncSession) -> None:
+    Need-to-know: ``visible_to`` (the caller's id) keeps only the runs whose roster names that
+    person, so every figure and row is about runs they may read; None (a member of a policy
+    reader group) keeps every run.
+    """
+
+    def __init__(self, session: AsyncSession, *, visible_to: str | None) -> None:
         self.session = session
+        self.visible_to = visible_to
 
     def _started(self, since: datetime | None, until: datetime | None) -> Any:
         runs = select(LedgerEntry.workflow_id).where(
             LedgerEntry.kind == EventKind.RUN_STARTED.value
         )
+        if self.visible_to is not None:
+            visible = select(RosterEntry.workflow_id).where(
+                RosterEntry.person_id == self.visible_to
+            )
+            runs = runs.where(LedgerEntry.workflow_id.in_(visible))
         if since is not None:
             runs = runs.where(LedgerEntry.at >= since)
         if until is not None:

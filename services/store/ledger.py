@@ -2,8 +2,9 @@
 
 Each entry's hash covers a canonical JSON encoding of its content and the previous entry's
 hash, so editing, deleting, inserting or reordering rows breaks the chain at a position that
-``verify`` reports. (Removing entries from the *end* of a chain is not detectable from the
-chain alone; the workflow's own event count is the external anchor for that.)
+``verify`` reports. Removing entries from the *end* of a chain (or all of them) leaves a chain
+that is intact by itself; the run's own event count is the anchor for that: the registry row
+(the read model) keeps the workflow's latest event id, and ``verify`` expects that many entries.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.store.models import EvidenceItem, LedgerEntry
+from services.store.models import EvidenceItem, LedgerEntry, UseCase
 from workflows.activities import LedgerBatch, LedgerRecord
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class VerifyResult(BaseModel):
     ok: bool
     entries: int
     first_bad_seq: int | None = None
+    # the run's own event count (its registry row's event_id): the chain must be this long;
+    # None when the registry does not know the run
+    expected_entries: int | None = None
     # human-readable cause for auditors and logs; not part of the hashed data
     reason: str | None = None
 
@@ -328,21 +332,38 @@ class LedgerRepository:
         )
         return result.all()
 
+    async def expected_entries(self, workflow_id: str) -> int | None:
+        """How many entries the run has recorded, as its registry row knows it (None: unknown).
+
+        The read model is synced after the ledger in the same flush, so in steady state it
+        never runs ahead of the chain; it may lag behind it, which ``verify`` accepts."""
+        stored = await self.session.scalar(
+            select(UseCase.event_id).where(UseCase.workflow_id == workflow_id)
+        )
+        return None if stored is None else int(stored)
+
     async def verify(self, workflow_id: str) -> VerifyResult:
-        """Recompute the chain; report the first seq that is missing, misplaced or altered."""
-        return verify_chain(await self.entries(workflow_id))
+        """Recompute the chain and hold it to the run's event count; report the first seq
+        that is missing (in the middle or at the end), misplaced or altered."""
+        expected = await self.expected_entries(workflow_id)
+        return verify_chain(await self.entries(workflow_id), expected=expected)
 
     async def verify_all(self) -> dict[str, VerifyResult]:
-        """Verify every chain in the ledger, keyed by workflow id."""
+        """Verify every chain in the ledger, and every registered run's (an emptied chain
+        has no rows left to find it by), keyed by workflow id."""
+        in_ledger = select(LedgerEntry.workflow_id).distinct()
+        registered = select(UseCase.workflow_id)
         workflow_ids = await self.session.scalars(
-            select(LedgerEntry.workflow_id).distinct().order_by(LedgerEntry.workflow_id)
+            in_ledger.union(registered).order_by("workflow_id")
         )
         return {wf: await self.verify(wf) for wf in workflow_ids.all()}
 
 
-def verify_chain(rows: Sequence[LedgerEntry]) -> VerifyResult:
+def verify_chain(rows: Sequence[LedgerEntry], *, expected: int | None = None) -> VerifyResult:
     """Verify one workflow's entries, given sorted by seq (what ``entries`` returns).
 
+    ``expected`` is the run's own event count (``LedgerRepository.expected_entries``): a
+    chain shorter than that lost its newest entries, even when every link left is intact.
     Lets a caller that already holds the rows (the evidence pack) verify exactly those rows
     instead of re-reading a chain that may have grown in between.
     """
@@ -353,17 +374,29 @@ def verify_chain(rows: Sequence[LedgerEntry]) -> VerifyResult:
             # rows come sorted by seq, so a mismatch means `expected_seq` is missing
             # (a deleted row) unless the stored seq is impossibly small
             bad = min(row.seq, expected_seq)
-            return _bad(len(rows), bad, f"seq {expected_seq} expected, found {row.seq}")
+            reason = f"seq {expected_seq} expected, found {row.seq}"
+            return _bad(len(rows), bad, reason, expected)
         if row.event_id != row.seq:
-            return _bad(len(rows), row.seq, "event_id does not match seq")
+            return _bad(len(rows), row.seq, "event_id does not match seq", expected)
         if row.prev_hash != prev_hash:
-            return _bad(len(rows), row.seq, "prev_hash does not link to the previous entry")
+            reason = "prev_hash does not link to the previous entry"
+            return _bad(len(rows), row.seq, reason, expected)
         if _row_hash(row) != row.hash:
-            return _bad(len(rows), row.seq, "content does not match its hash")
+            return _bad(len(rows), row.seq, "content does not match its hash", expected)
         prev_hash = row.hash
         expected_seq += 1
-    return VerifyResult(ok=True, entries=len(rows))
+    if expected is not None and len(rows) < expected:
+        # every link is intact, but the newest entries are gone: the first missing one is bad
+        reason = (
+            f"the run recorded {expected} events but the chain ends at seq {len(rows)}"
+            if rows
+            else f"the run recorded {expected} events but the chain has none"
+        )
+        return _bad(len(rows), len(rows) + 1, reason, expected)
+    return VerifyResult(ok=True, entries=len(rows), expected_entries=expected)
 
 
-def _bad(entries: int, seq: int, reason: str) -> VerifyResult:
-    return VerifyResult(ok=False, entries=entries, first_bad_seq=seq, reason=reason)
+def _bad(entries: int, seq: int, reason: str, expected: int | None) -> VerifyResult:
+    return VerifyResult(
+        ok=False, entries=entries, first_bad_seq=seq, reason=reason, expected_entries=expected
+    )

@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from workflows import limits
+
 # Explicit names let Alembic drop/alter constraints (and SQLite batch mode recreate tables)
 # without guessing the names each backend would invent.
 NAMING_CONVENTION = {
@@ -38,7 +40,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-HASH_HEX_LENGTH = 64
+HASH_HEX_LENGTH = limits.SHA256_HEX_LENGTH
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -92,12 +94,13 @@ class UseCase(Base):
     __tablename__ = "use_cases"
 
     workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), unique=True)
-    title: Mapped[str] = mapped_column(String(200))
+    # a change request's run records ``<key>/change-<n>`` and a longer title (workflows.limits)
+    key: Mapped[str] = mapped_column(String(limits.RUN_KEY_MAX), unique=True)
+    title: Mapped[str] = mapped_column(String(limits.RUN_TITLE_MAX))
     risk_tier: Mapped[str] = mapped_column(String(16))
     stage: Mapped[str] = mapped_column(String(32))
     closed: Mapped[bool] = mapped_column(Boolean)
-    business_owner: Mapped[str] = mapped_column(String(200))
+    business_owner: Mapped[str] = mapped_column(String(limits.ACTOR_MAX))
     owners: Mapped[dict[str, Any]]
     pending_approvers: Mapped[list[str]]
     gate: Mapped[str | None] = mapped_column(String(32))
@@ -127,7 +130,7 @@ class UseCasePerson(Base):
 
     __tablename__ = "use_case_people"
 
-    person_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(limits.ACTOR_MAX), primary_key=True)
     workflow_id: Mapped[str] = mapped_column(
         String(255), ForeignKey("use_cases.workflow_id", ondelete="CASCADE"), primary_key=True
     )
@@ -137,12 +140,31 @@ class UseCasePerson(Base):
     __table_args__ = (Index(None, "workflow_id"),)
 
 
+class RosterEntry(Base):
+    """The people a run pinned at start, one row per (person, role), groups resolved: with the
+    policy's reader groups, exactly who may read the run (``workflows.policy.may_read``).
+
+    Copied from the run's ``run_started`` ledger entry by every applied registry upsert, so
+    listing filters by visibility in SQL instead of resolving groups per request.
+    """
+
+    __tablename__ = "use_case_roster"
+
+    person_id: Mapped[str] = mapped_column(String(limits.ACTOR_MAX), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("use_cases.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    __table_args__ = (Index(None, "workflow_id"),)
+
+
 class PendingApproval(Base):
     """The approvals inbox: who an open gate is waiting on, rewritten with every applied upsert."""
 
     __tablename__ = "pending_approvals"
 
-    person_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(limits.ACTOR_MAX), primary_key=True)
     workflow_id: Mapped[str] = mapped_column(
         String(255), ForeignKey("use_cases.workflow_id", ondelete="CASCADE"), primary_key=True
     )
@@ -163,15 +185,15 @@ class LedgerEntry(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
     workflow_id: Mapped[str] = mapped_column(String(255))
-    use_case_key: Mapped[str] = mapped_column(String(64))
+    use_case_key: Mapped[str] = mapped_column(String(limits.RUN_KEY_MAX))
     event_id: Mapped[int] = mapped_column(BigInteger)
     seq: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(limits.ACTOR_MAX))
     channel: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]]
-    policy_version: Mapped[str] = mapped_column(String(64))
+    policy_version: Mapped[str] = mapped_column(String(limits.POLICY_VERSION_MAX))
     prev_hash: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
     hash: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
 
@@ -192,14 +214,14 @@ class EvidenceItem(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
     workflow_id: Mapped[str] = mapped_column(String(255))
-    use_case_key: Mapped[str] = mapped_column(String(64))
+    use_case_key: Mapped[str] = mapped_column(String(limits.RUN_KEY_MAX))
     scope: Mapped[str] = mapped_column(String(64))
     round: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(limits.EVIDENCE_KIND_MAX))
+    name: Mapped[str] = mapped_column(String(limits.EVIDENCE_NAME_MAX))
     uri: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
-    submitted_by: Mapped[str] = mapped_column(String(200))
+    submitted_by: Mapped[str] = mapped_column(String(limits.ACTOR_MAX))
     at: Mapped[datetime]
     event_id: Mapped[int] = mapped_column(BigInteger)
 
@@ -208,3 +230,20 @@ class EvidenceItem(Base):
         # leading workflow_id also serves "evidence of this run" lookups
         UniqueConstraint("workflow_id", "event_id", "sha256", "name"),
     )
+
+
+class LedgerBlock(Base):
+    """A run whose ledger the store refused for good: a value no retry can store (too long,
+    invalid, against a constraint). Written by the worker when it gives up on a batch, read
+    by the API (its ledger routes answer 503 ``ledger-blocked`` instead of a chain that
+    silently stops), removed by the next append that succeeds for the run."""
+
+    __tablename__ = "ledger_blocked"
+
+    workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # the first event of the batch that could not be written: the ledger ends before it
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    # ``services.store.errors.Permanent`` value: why no retry can help
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    blocked_at: Mapped[datetime]

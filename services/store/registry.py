@@ -2,6 +2,10 @@
 
 Rows are snapshots pushed by the ``registry.sync`` activity. ``event_id`` versions them, so
 the newest snapshot wins no matter in which order retried attempts arrive.
+
+Reads are need-to-know (``workflows.policy.may_read``): listing takes ``visible_to``, the
+caller's id, and keeps the runs whose pinned roster names them; ``None`` (a member of the
+policy's reader groups) keeps every run.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.store.models import PendingApproval, UseCase, UseCasePerson
+from services.store.models import LedgerEntry, PendingApproval, RosterEntry, UseCase, UseCasePerson
 from workflows.activities import RegistryRow
+from workflows.events import RunStarted, extras_as, parse_payload
+from workflows.model import EventKind
 
+GROUP_PREFIX = "group:"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
@@ -63,6 +70,15 @@ def people_of(row: RegistryRow) -> set[tuple[str, str]]:
         members = value if isinstance(value, list) else [value]
         pairs.update((m, role) for m in members if isinstance(m, str) and m)
     return pairs
+
+
+def roster_of(row: RegistryRow, pinned: dict[str, list[str]] | None) -> set[tuple[str, str]]:
+    """(person, role) pairs for ``use_case_roster``: the roster the run pinned at start (groups
+    resolved), else, for a run whose ledger holds no start yet, the people its owners block
+    names directly (group references cannot be resolved here, so they are left out)."""
+    if pinned:
+        return {(p, role) for role, people in pinned.items() for p in people if p}
+    return {(p, role) for p, role in people_of(row) if not p.startswith(GROUP_PREFIX)}
 
 
 def pending_of(row: RegistryRow) -> list[str]:
@@ -133,6 +149,18 @@ class RegistryRepository:
             ],
         )
         await self.session.execute(
+            delete(RosterEntry).where(RosterEntry.workflow_id == row.workflow_id)
+        )
+        roster = roster_of(row, await self._pinned_roster(row.workflow_id))
+        if roster:
+            await self.session.execute(
+                insert(RosterEntry),
+                [
+                    {"workflow_id": row.workflow_id, "person_id": person, "role": role}
+                    for person, role in sorted(roster)
+                ],
+            )
+        await self.session.execute(
             delete(PendingApproval).where(PendingApproval.workflow_id == row.workflow_id)
         )
         pending = pending_of(row)
@@ -143,12 +171,43 @@ class RegistryRepository:
             )
         return True
 
+    async def _pinned_roster(self, workflow_id: str) -> dict[str, list[str]] | None:
+        """The roster the run's ``run_started`` ledger entry recorded (the one pinned at start,
+        like the workflow's memo); None while the ledger holds no start for the run. The
+        workflow appends its ledger entries before it syncs the registry."""
+        payload = await self.session.scalar(
+            select(LedgerEntry.payload)
+            .where(
+                LedgerEntry.workflow_id == workflow_id,
+                LedgerEntry.kind == EventKind.RUN_STARTED.value,
+            )
+            .order_by(LedgerEntry.seq)
+            .limit(1)
+        )
+        if payload is None:
+            return None
+        _, extras = parse_payload(EventKind.RUN_STARTED, payload)
+        return extras_as(RunStarted, extras).roster or None
+
     async def get(self, workflow_id: str) -> UseCase | None:
         return await self.session.get(UseCase, workflow_id)
+
+    async def roster(self, workflow_id: str) -> dict[str, list[str]]:
+        """Role -> people of the run as the registry holds them; empty for an unknown run."""
+        rows = await self.session.execute(
+            select(RosterEntry.role, RosterEntry.person_id)
+            .where(RosterEntry.workflow_id == workflow_id)
+            .order_by(RosterEntry.role, RosterEntry.person_id)
+        )
+        out: dict[str, list[str]] = {}
+        for role, person in rows:
+            out.setdefault(role, []).append(person)
+        return out
 
     async def list(
         self,
         *,
+        visible_to: str | None,
         stage: str | None = None,
         risk_tier: str | None = None,
         owner: str | None = None,
@@ -159,11 +218,22 @@ class RegistryRepository:
 
         Order is (updated_at DESC, workflow_id DESC), a total order, so keyset pages never
         repeat or skip rows. ``owner`` matches anyone named in the owners block.
+        ``visible_to`` keeps only the runs whose roster names that person (the caller who is
+        no member of a reader group); None keeps every run.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         limit = min(limit, MAX_PAGE_SIZE)
         statement = select(UseCase)
+        if visible_to is not None:
+            # EXISTS, probed per row through the roster's primary key while the keyset index
+            # walks in order: SQLite would materialise an IN (…) set of every run the person
+            # is on before the first row (measured in bench/registry_queries.py)
+            named = select(RosterEntry.workflow_id).where(
+                RosterEntry.person_id == visible_to,
+                RosterEntry.workflow_id == UseCase.workflow_id,
+            )
+            statement = statement.where(named.exists())
         if stage is not None:
             statement = statement.where(UseCase.stage == stage)
         if risk_tier is not None:
@@ -186,7 +256,8 @@ class RegistryRepository:
         return page, encode_cursor(page[-1].updated_at, page[-1].workflow_id)
 
     async def pending_for(self, person_id: str, *, limit: int = 100) -> Sequence[UseCase]:
-        """Open gates waiting on ``person_id``, soonest due first."""
+        """Open gates waiting on ``person_id``, soonest due first. Only the run's own people
+        are ever waited on, so everything listed is a run the person may read."""
         statement = (
             select(UseCase)
             .join(PendingApproval, PendingApproval.workflow_id == UseCase.workflow_id)

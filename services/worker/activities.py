@@ -1,29 +1,53 @@
 """Activity implementations for the store: the ledger and the use-case registry.
 
 Both are at-least-once, so both are idempotent (see the repositories). Error policy: anything
-that may heal by itself (database down, lock timeout, a ledger predecessor still in flight)
-propagates and Temporal retries it with backoff, so nothing is lost once the database is back;
-a payload that can never be written raises a non-retryable ``ApplicationError`` with a type,
-because retrying it forever would only hide the bug.
+that may heal by itself (database down, lock timeout, serialization failure, a ledger
+predecessor still in flight) propagates and Temporal retries it with backoff, so nothing is
+lost once the database is back.
+
+A payload the store can never take (a value too long for its column, not representable,
+against a constraint; ``services.store.errors.classify``) must not be retried in silence: it
+raises an ``ApplicationError`` of type ``ledger_blocked`` (``registry_blocked`` for the read
+model), is recorded in ``ledger_blocked`` for the API, logged as an error and counted
+(``releasegate_store_refused``; the API's gauge ``releasegate_ledger_blocked``). It is not
+marked non-retryable: today a non-retryable activity failure fails the whole run (the workflow
+does not catch it), so one malformed value would close a governed run. It asks Temporal to
+retry only every ``BLOCKED_RETRY_DELAY`` instead, which heals by itself once an operator fixes
+the cause (e.g. widens a column). A workflow that handles the type lists it in its retry
+policy's ``non_retryable_error_types`` to get the failure at once.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DataError
+import logging
+from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from services import observability
+from services.store.blocked import BlockedRepository
 from services.store.db import session_scope
+from services.store.errors import Permanent, classify, describe
 from services.store.ledger import LedgerBatchError, LedgerGapError, LedgerRepository
 from services.store.registry import RegistryKeyConflict, RegistryRepository
 from workflows.activities import LEDGER_APPEND, REGISTRY_SYNC, LedgerBatch, RegistryRow
 
+log = logging.getLogger("releasegate.worker.store")
+
 # ApplicationError types, for workflows' retry policies and for reading failures in the UI
 LEDGER_GAP = "LedgerGap"
-LEDGER_BATCH_INVALID = "LedgerBatchInvalid"
+# the ledger cannot take this batch, ever: the run's chain stops before it until an operator acts
+LEDGER_BLOCKED = "ledger_blocked"
+# the read model cannot take this snapshot, ever (the ledger is unaffected)
+REGISTRY_BLOCKED = "registry_blocked"
 REGISTRY_CONFLICT = "RegistryConflict"
-STORE_DATA_INVALID = "StoreDataInvalid"
+# a gap that outlives this many attempts is logged as an error: the predecessor is not coming
+GAP_ALARM_ATTEMPT = 3
+# how often a blocked write is tried again (each try logs and counts again)
+BLOCKED_RETRY_DELAY = timedelta(minutes=5)
 
 
 class StoreActivities:
@@ -35,14 +59,55 @@ class StoreActivities:
         """Append the batch to the ledger; returns how many entries were newly written."""
         try:
             async with session_scope(self._sessionmaker) as session:
-                return await LedgerRepository(session).append(batch)
+                written = await LedgerRepository(session).append(batch)
+                # a write that succeeds lifts any block an earlier batch left
+                for workflow_id in dict.fromkeys(r.workflow_id for r in batch.records):
+                    await BlockedRepository(session).clear(workflow_id)
+                return written
         except LedgerGapError as exc:
-            # retryable: the missing predecessor belongs to an attempt that may still land
+            # retryable: the missing predecessor belongs to an attempt that may still land;
+            # one that never does means rows were removed, which verify reports
+            if activity.info().attempt >= GAP_ALARM_ATTEMPT:
+                log.error("ledger gap persists (attempt %d): %s", activity.info().attempt, exc)
             raise ApplicationError(str(exc), type=LEDGER_GAP) from exc
+        # ``from None``: the driver's error carries the SQL and its parameters, which belong
+        # neither in the run's history nor in a failure Temporal would cut at its size limit
         except LedgerBatchError as exc:
-            raise ApplicationError(str(exc), type=LEDGER_BATCH_INVALID, non_retryable=True) from exc
-        except DataError as exc:
-            raise _data_invalid(exc) from exc
+            raise await self._block(batch, Permanent.UNWRITABLE_BATCH, str(exc)) from None
+        except SQLAlchemyError as exc:
+            reason = classify(exc)
+            if reason is None:
+                raise  # the database's condition, not the data: Temporal retries
+            raise await self._block(batch, reason, describe(exc)) from None
+
+    async def _block(self, batch: LedgerBatch, reason: Permanent, detail: str) -> ApplicationError:
+        first = min(batch.records, key=lambda r: r.event_id)
+        observability.record_ledger_blocked(LEDGER_APPEND, reason.value)
+        log.error(
+            "LEDGER BLOCKED: %s cannot store event %d and later (%s): %s; the run's ledger stops "
+            "here until the cause is fixed (the write is tried again every %s)",
+            first.workflow_id,
+            first.event_id,
+            reason.value,
+            detail,
+            BLOCKED_RETRY_DELAY,
+            extra={"workflow_id": first.workflow_id, "reason": reason.value},
+        )
+        try:
+            async with session_scope(self._sessionmaker) as session:
+                await BlockedRepository(session).mark(
+                    first.workflow_id, first.event_id, reason, detail
+                )
+        except SQLAlchemyError:
+            # the block is still raised (and logged above); only the API's 503 is missing
+            log.exception("could not record the ledger block of %s", first.workflow_id)
+        return ApplicationError(
+            f"ledger blocked at {first.workflow_id} event {first.event_id} ({reason.value}): "
+            f"{detail}",
+            {"workflow_id": first.workflow_id, "event_id": first.event_id, "reason": reason.value},
+            type=LEDGER_BLOCKED,
+            next_retry_delay=BLOCKED_RETRY_DELAY,
+        )
 
     @activity.defn(name=REGISTRY_SYNC)
     async def sync_registry(self, row: RegistryRow) -> None:
@@ -52,16 +117,27 @@ class StoreActivities:
                 applied = await RegistryRepository(session).upsert(row)
         except RegistryKeyConflict as exc:
             raise ApplicationError(str(exc), type=REGISTRY_CONFLICT, non_retryable=True) from exc
-        except DataError as exc:
-            raise _data_invalid(exc) from exc
+        except SQLAlchemyError as exc:
+            reason = classify(exc)
+            if reason is None:
+                raise
+            observability.record_ledger_blocked(REGISTRY_SYNC, reason.value)
+            detail = describe(exc)
+            log.error(
+                "READ MODEL BLOCKED: %s snapshot %d cannot be stored (%s): %s",
+                row.workflow_id,
+                row.event_id,
+                reason.value,
+                detail,
+                extra={"workflow_id": row.workflow_id, "reason": reason.value},
+            )
+            raise ApplicationError(
+                f"read model blocked at {row.workflow_id} ({reason.value}): {detail}",
+                {"workflow_id": row.workflow_id, "event_id": row.event_id, "reason": reason.value},
+                type=REGISTRY_BLOCKED,
+                next_retry_delay=BLOCKED_RETRY_DELAY,
+            ) from None
         if not applied:
             activity.logger.debug(
                 "registry snapshot %s@%d superseded by a newer one", row.workflow_id, row.event_id
             )
-
-
-def _data_invalid(exc: DataError) -> ApplicationError:
-    # the database refused a value (too long, wrong type): the same payload fails every time
-    return ApplicationError(
-        f"store refused the payload: {exc.orig}", type=STORE_DATA_INVALID, non_retryable=True
-    )

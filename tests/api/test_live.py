@@ -42,7 +42,8 @@ async def test_incident_suspend_resume_over_http(api: httpx.AsyncClient) -> None
     assert r.status_code == 201
     assert r.json()["stage"] == "suspended"
 
-    r = await api.post(f"{base}/resume", json={"reason": "fixed"}, headers=auth("bo"))
+    # whoever asks to resume never decides it: tom asks, a risk approver and bo decide
+    r = await api.post(f"{base}/resume", json={"reason": "fixed"}, headers=auth("tom"))
     assert r.status_code == 200
     assert r.json()["open_gate"]["gate"] == "resume_approval"
     for person in ("raj", "bo"):

@@ -100,7 +100,7 @@ async def test_start_returns_contract_state(api: httpx.AsyncClient) -> None:
     assert state["owners"]["delivery_lead"] == "dana"
     assert state["owners"]["stop_authority"] == ["bo", "tom", "olga"]
     assert state["owners"]["risk_approvers"] == ["group:risk-committee"]
-    assert state["policy"]["version"] == "2026.1"
+    assert state["policy"]["version"] == "2026.2"
     assert len(state["policy"]["sha256"]) == 64
     assert state["temporal_ui_url"].endswith(f"/namespaces/default/workflows/{state['id']}")
     assert r.headers["location"] == f"/v1/use-cases/{state['id']}"
@@ -435,7 +435,7 @@ async def test_health_and_docs(api: httpx.AsyncClient) -> None:
     assert (await api.get("/healthz")).status_code == 200
     r = await api.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"temporal": "ok", "database": "ok"}
+    assert r.json()["checks"] == {"temporal": "ok", "database": "ok", "worker": "ok"}
     assert (await api.get("/openapi.json")).status_code == 200
 
 
@@ -486,7 +486,7 @@ async def stalled(api: httpx.AsyncClient) -> dict[str, Any]:
         if state["stage"] == "stalled":
             return dict(state)
         await asyncio.sleep(0.1)
-    raise AssertionError(f"risk_signoff of {uc['id']} did not expire")
+    raise AssertionError(f"risk_signoff of {uc['id']} did not expire: {state}")
 
 
 async def test_reopen_names_the_gate_that_expired(expiring_api: httpx.AsyncClient) -> None:

@@ -152,7 +152,7 @@ async def test_low_tier_use_case_walked_to_live_and_retired_by_cli(
     assert (change["stage"], change["change"]["change_id"]) == ("change_approval", "change-1")
     state = ok(await cli("suspend", key, "--reason", "bad answers", "--json", person="bo")).json()
     assert state["stage"] == "suspended"
-    state = ok(await cli("resume", key, "-m", "fixed", "--json", person="bo")).json()
+    state = ok(await cli("resume", key, "-m", "fixed", "--json", person="tom")).json()
     assert state["open_gate"]["gate"] == "resume_approval"
     ok(await cli("decide", key, "resume_approval", "approve", person="rita"))
     state = ok(await cli("decide", key, "resume_approval", "approve", "--json", person="bo")).json()

@@ -20,6 +20,7 @@ from tests.commands.fakes import (
     view_of,
 )
 from tests.workflows.helpers import evidence
+from workflows import policy
 from workflows.model import (
     Channel,
     CommandName,
@@ -263,3 +264,32 @@ async def test_start_plans_from_the_request_and_the_loaded_policy() -> None:
     assert plan.workflow_id == "usecase-fraud-alerts"
     assert plan.input.owners.delivery_lead == "dana"
     assert plan.input.policy.sha256 == POLICY.sha256
+
+
+# --------------------------------------------------------------------------- need-to-know
+
+
+def person(person_id: str) -> policy.Person:
+    found = DIRECTORY.get(person_id)
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize("reader", ["dana", "bo", "tom", "olga", "rita", "raj", "eve", "carla"])
+async def test_the_runs_people_and_reader_groups_may_read_it(reader: str) -> None:
+    facts = await service(FakeGateway()).readable(WID, person(reader))
+    assert facts.workflow_id == WID
+
+
+@pytest.mark.parametrize("outsider", ["priya", "lee"])
+async def test_anyone_else_reads_it_as_an_unknown_run(outsider: str) -> None:
+    commands = service(FakeGateway())
+    with pytest.raises(RunNotFound) as hidden:
+        await commands.readable(WID, person(outsider))
+    assert hidden.value.detail == f"no use case '{WID}'"
+    assert hidden.value.code == RunNotFound.CODE
+    assert not commands.reads_every_run(person(outsider))
+    assert commands.reads_every_run(person("carla"))  # compliance, a policy reader group
+    # the store's copy of a roster (role names as strings) is judged by the same rule
+    assert commands.may_read({"risk_approver": ["rita"]}, person("rita"))
+    assert not commands.may_read({"risk_approver": ["rita"]}, person(outsider))

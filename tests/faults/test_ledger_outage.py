@@ -134,7 +134,10 @@ async def test_ledger_outage_loses_nothing(temporal_env: WorkflowEnvironment) ->
             await walk(api, uc, "risk_signoff")
             before = await caught_up(api, uc_id, RECOVERY_S)
             verify = await api.get(f"/v1/use-cases/{uc_id}/ledger/verify", headers=auth("eve"))
-            assert verify.json() == {"ok": True, "entries": len(before), "first_bad_seq": None}
+            assert (
+                verify.json().items()
+                >= {"ok": True, "entries": len(before), "first_bad_seq": None}.items()
+            )
 
             loop = asyncio.get_running_loop()
             await set_connections(database, allowed=False)
@@ -192,7 +195,10 @@ async def test_ledger_outage_loses_nothing(temporal_env: WorkflowEnvironment) ->
             assert passed == ["risk_signoff", "ops_handoff"]
             verify = await api.get(f"/v1/use-cases/{uc_id}/ledger/verify", headers=auth("eve"))
             assert verify.status_code == 200
-            assert verify.json() == {"ok": True, "entries": len(after), "first_bad_seq": None}
+            assert (
+                verify.json().items()
+                >= {"ok": True, "entries": len(after), "first_bad_seq": None}.items()
+            )
 
             # exactly once, straight from the table
             engine = make_engine(url)

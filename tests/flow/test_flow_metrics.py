@@ -223,7 +223,7 @@ async def metrics(url: str, **filters: Any) -> FlowMetrics:
     sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
     try:
         async with session_scope(sessions) as session:
-            repo = FlowRepository(session)
+            repo = FlowRepository(session, visible_to=filters.pop("visible_to", None))
             since, until = filters.pop("since", None), filters.pop("until", None)
             return compute_flow(
                 await repo.entries(since, until),
@@ -450,7 +450,8 @@ async def api(seeded: str) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-AUTH = {"Authorization": "Bearer dev-eve"}
+# carla is in the compliance reader group: every run counts for her
+AUTH = {"Authorization": "Bearer dev-carla"}
 
 
 async def test_endpoint_serves_the_same_numbers(api: httpx.AsyncClient) -> None:
@@ -474,6 +475,29 @@ async def test_endpoint_serves_the_same_numbers(api: httpx.AsyncClient) -> None:
 
     r = await api.get("/v1/metrics/flow", params={"tier": "high"}, headers=AUTH)
     assert (r.json()["runs"], r.json()["rejected"]) == (1, 1)
+
+
+async def test_flow_counts_only_the_runs_the_caller_may_read(
+    api: httpx.AsyncClient, seeded: str
+) -> None:
+    """Need-to-know: bo is one of delta's people only (its registry roster); priya and eve
+    are nobody's, and in no reader group."""
+    r = await api.get(
+        "/v1/metrics/flow", params={"detail": "true"}, headers={"Authorization": "Bearer dev-bo"}
+    )
+    assert r.status_code == 200, r.text
+    assert [row["key"] for row in r.json()["run_rows"]] == ["delta"]
+    assert r.json()["runs"] == 1
+    for person in ("priya", "eve"):
+        r = await api.get(
+            "/v1/metrics/flow",
+            params={"detail": "true"},
+            headers={"Authorization": f"Bearer dev-{person}"},
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["runs"], r.json()["run_rows"], r.json()["approvers"]) == (0, [], [])
+    assert (await metrics(seeded, visible_to="bo")).runs == 1
+    assert (await metrics(seeded, visible_to=None)).runs == 6
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,8 @@ def payloads_in(message: Message) -> list[Payload]:
     metadata, failure details), found by walking its fields. Search attributes are left out:
     the server indexes them, so they are never encrypted (and hold no title or evidence)."""
     found: list[Payload] = []
+    if isinstance(message, HistoryEvent) and is_patch_marker(message):
+        return found
     for field, value in message.ListFields():
         if field.message_type is None or field.message_type.full_name == SEARCH_ATTRIBUTES:
             continue
@@ -154,6 +156,15 @@ def payloads_in(message: Message) -> list[Payload]:
             elif isinstance(item, Message):
                 found.extend(payloads_in(item))
     return found
+
+
+def is_patch_marker(event: HistoryEvent) -> bool:
+    """``workflow.patched`` markers: the SDK core writes their details (the patch id, e.g.
+    "bounded-runs", and nothing of the use case) itself, without the payload codec."""
+    return (
+        event.HasField("marker_recorded_event_attributes")
+        and event.marker_recorded_event_attributes.marker_name == "core_patch"
+    )
 
 
 async def raw_history(address: str, wid: str) -> list[HistoryEvent]:

@@ -215,7 +215,10 @@ async def decisions(api: httpx.AsyncClient, uc: dict[str, Any], gate: str) -> li
     return [e for e in r.json() if e["kind"] == "decision" and e["gate"] == gate]
 
 
-async def state_of(api: httpx.AsyncClient, uc: dict[str, Any]) -> dict[str, Any]:
-    r = await api.get(f"/v1/use-cases/{uc['id']}", headers=auth("dana"))
+async def state_of(
+    api: httpx.AsyncClient, uc: dict[str, Any], person: str = "dana"
+) -> dict[str, Any]:
+    """The run's state as ``person`` reads it (one of its people: reads are need-to-know)."""
+    r = await api.get(f"/v1/use-cases/{uc['id']}", headers=auth(person))
     assert r.status_code == 200, r.text
     return dict(r.json())

@@ -51,6 +51,22 @@ async def test_status_of_an_unknown_or_malformed_key(slack: Slack) -> None:
     assert "Usage" in text_of(await reply(slack, since))
 
 
+async def test_status_of_a_run_the_caller_may_not_read(slack: Slack) -> None:
+    """Need-to-know: priya is none of the run's people and in no reader group, so the run is
+    "No use case" for her, worded as for a key that names nothing; carla (compliance, a
+    reader group) and the run's own people see it."""
+    uc = await start_use_case(slack.api, "low")
+    since = len(slack.double.calls)
+    await slack.command("U01PRIYA", f"status {uc['key']}")
+    hidden = text_of(await reply(slack, since))
+    assert hidden == f"No use case `{uc['key']}`."
+    assert uc["title"] not in hidden
+    for user in ("U01CARLA", "U01TOM"):
+        since = len(slack.double.calls)
+        await slack.command(user, f"status {uc['key']}")
+        assert uc["title"] in text_of(await reply(slack, since))
+
+
 async def test_pending_lists_the_gates_waiting_on_the_caller(slack: Slack) -> None:
     uc = await start_use_case(slack.api, "low")
     await walk_to(slack.api, uc, "risk_signoff")
@@ -104,7 +120,7 @@ async def test_start_opens_a_modal_and_launches_the_use_case(slack: Slack) -> No
     assert r.status_code == 200
     assert "errors" not in r.text
     assert f"Started *Fraud alert summariser* (`{key}`)" in text_of(await reply(slack, since))
-    state = await state_of(slack.api, {"id": f"usecase-{key}"})
+    state = await state_of(slack.api, {"id": f"usecase-{key}"}, person="lee")
     assert state["owners"]["delivery_lead"] == "lee"
     assert state["owners"]["business_owner"] == "priya"
     assert state["risk_tier"] == "medium"

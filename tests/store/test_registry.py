@@ -11,16 +11,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.store.db import session_scope
+from services.store.ledger import LedgerRepository
 from services.store.models import UseCase, UseCasePerson
 from services.store.registry import (
     InvalidCursor,
     RegistryKeyConflict,
     RegistryRepository,
     encode_cursor,
+    roster_of,
     to_registry_row,
 )
-from tests.store.factories import T0, new_workflow_id, registry_row
-from workflows.activities import RegistryRow
+from tests.store.factories import T0, new_workflow_id, record, registry_row
+from workflows.activities import LedgerBatch, RegistryRow
+from workflows.model import EventKind
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -138,6 +141,65 @@ async def test_same_key_under_another_workflow_id_is_refused(sessionmaker: Sessi
         await upsert(sessionmaker, registry_row(new_workflow_id(), key=row.key))
 
 
+# --------------------------------------------------------------------------- roster (need-to-know)
+
+PINNED = {
+    "delivery_lead": ["dana"],
+    "business_owner": ["bo"],
+    "technical_owner": ["tom"],
+    "operations_owner": ["olga"],
+    "risk_approver": ["raj", "rita"],
+    "escalation_owner": ["eve"],
+    "stop_authority": ["bo", "tom"],
+}
+
+
+async def roster(sessionmaker: Sessions, workflow_id: str) -> dict[str, list[str]]:
+    async with session_scope(sessionmaker) as session:
+        return await RegistryRepository(session).roster(workflow_id)
+
+
+async def visible(sessionmaker: Sessions, person: str) -> set[str]:
+    async with session_scope(sessionmaker) as session:
+        page, _ = await RegistryRepository(session).list(visible_to=person, limit=500)
+    return {r.workflow_id for r in page}
+
+
+async def test_roster_is_the_one_the_run_pinned_in_its_ledger(sessionmaker: Sessions) -> None:
+    wf = new_workflow_id()
+    started = record(wf, 1, kind=EventKind.RUN_STARTED, payload={"roster": PINNED})
+    async with session_scope(sessionmaker) as session:
+        await LedgerRepository(session).append(LedgerBatch(records=[started]))
+    await upsert(sessionmaker, registry_row(wf))
+
+    # group:risk-committee resolved to raj and rita at start, as the workflow's memo holds it
+    assert await roster(sessionmaker, wf) == PINNED
+    assert wf in await visible(sessionmaker, "raj")
+    assert wf in await visible(sessionmaker, "dana")
+    assert wf not in await visible(sessionmaker, "priya")
+
+    # every applied snapshot rewrites the roster from the ledger; a stale one changes nothing
+    await upsert(sessionmaker, registry_row(wf, stage="validation", event_id=2))
+    assert not await upsert(sessionmaker, registry_row(wf, stage="scoping", event_id=1))
+    assert await roster(sessionmaker, wf) == PINNED
+
+
+async def test_roster_without_a_ledger_start_is_the_people_named(sessionmaker: Sessions) -> None:
+    wf = new_workflow_id()
+    await upsert(sessionmaker, registry_row(wf))
+    assert await roster(sessionmaker, wf) == {
+        "business_owner": ["bo"],
+        "delivery_lead": ["dana"],
+        "escalation_owner": ["eve"],
+        "operations_owner": ["olga"],
+        "risk_approvers": ["rita"],  # the group reference cannot be resolved here
+        "stop_authority": ["bo", "tom"],
+        "technical_owner": ["tom"],
+    }
+    assert wf not in await visible(sessionmaker, "group:risk-committee")
+    assert await roster(sessionmaker, new_workflow_id()) == {}
+
+
 # --------------------------------------------------------------------------- listing
 
 
@@ -169,6 +231,11 @@ def _seed_rows() -> list[RegistryRow]:
 
 def _expected(rows: list[RegistryRow], **filters: str) -> list[str]:
     def keep(row: RegistryRow) -> bool:
+        # no ledger behind these rows: a run's people are those its owners block names
+        if "visible_to" in filters and filters["visible_to"] not in {
+            p for p, _ in roster_of(row, None)
+        }:
+            return False
         if "stage" in filters and row.stage != filters["stage"]:
             return False
         if "risk_tier" in filters and row.risk_tier != filters["risk_tier"]:
@@ -187,10 +254,11 @@ def _expected(rows: list[RegistryRow], **filters: str) -> list[str]:
 async def _walk(sessionmaker: Sessions, limit: int, **filters: str) -> list[str]:
     seen: list[str] = []
     cursor: str | None = None
+    visible_to = filters.pop("visible_to", None)
     for _ in range(100):
         async with session_scope(sessionmaker) as session:
             page, cursor = await RegistryRepository(session).list(
-                limit=limit, cursor=cursor, **filters
+                visible_to=visible_to, limit=limit, cursor=cursor, **filters
             )
         assert len(page) <= limit
         seen.extend(r.workflow_id for r in page)
@@ -211,6 +279,12 @@ async def _walk(sessionmaker: Sessions, limit: int, **filters: str) -> list[str]
         {"stage": "implementation", "owner": "ben"},
         {"stage": "scoping", "risk_tier": "low", "owner": "ann"},
         {"owner": "nobody"},
+        {"visible_to": "ann"},
+        {"visible_to": "eve"},
+        {"visible_to": "eve", "stage": "scoping"},
+        {"visible_to": "ben", "owner": "ann"},
+        {"visible_to": "group:risk"},
+        {"visible_to": "nobody"},
     ],
     ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()) or "all",
 )
@@ -229,10 +303,10 @@ async def test_last_full_page_has_no_next_cursor(sessionmaker: Sessions) -> None
         await upsert(sessionmaker, registry_row(updated_at=T0 + timedelta(minutes=n)))
     async with session_scope(sessionmaker) as session:
         repo = RegistryRepository(session)
-        page, cursor = await repo.list(limit=2)
+        page, cursor = await repo.list(visible_to=None, limit=2)
         assert len(page) == 2
         assert cursor is not None
-        page, cursor = await repo.list(limit=2, cursor=cursor)
+        page, cursor = await repo.list(visible_to=None, limit=2, cursor=cursor)
         assert len(page) == 2
         assert cursor is None
 
@@ -242,9 +316,9 @@ async def test_bad_cursor_and_limit_are_refused(sessionmaker: Sessions) -> None:
         repo = RegistryRepository(session)
         for cursor in ("not-base64!", "bm9wZQ", encode_cursor(T0, "x")[:-3]):
             with pytest.raises(InvalidCursor):
-                await repo.list(cursor=cursor)
+                await repo.list(visible_to=None, cursor=cursor)
         with pytest.raises(ValueError, match="limit"):
-            await repo.list(limit=0)
+            await repo.list(visible_to=None, limit=0)
 
 
 # --------------------------------------------------------------------------- inbox

@@ -24,7 +24,8 @@ from services.store.ledger import LedgerRepository
 from services.store.registry import RegistryRepository
 from services.store.tempdb import admin_engine
 from services.worker.activities import (
-    LEDGER_BATCH_INVALID,
+    BLOCKED_RETRY_DELAY,
+    LEDGER_BLOCKED,
     LEDGER_GAP,
     REGISTRY_CONFLICT,
     StoreActivities,
@@ -76,14 +77,15 @@ async def test_gap_is_a_retryable_application_error(sessionmaker: Sessions) -> N
         ),
     ],
 )
-async def test_unwritable_batch_is_non_retryable(
+async def test_unwritable_batch_blocks_the_ledger(
     sessionmaker: Sessions, bad_batch: Callable[[str], LedgerBatch]
 ) -> None:
     activities = StoreActivities(sessionmaker)
     with pytest.raises(ApplicationError) as caught:
         await run(activities.append_ledger, bad_batch(new_workflow_id()))
-    assert caught.value.type == LEDGER_BATCH_INVALID
-    assert caught.value.non_retryable
+    # typed, tried again only slowly (see services/worker/activities.py)
+    assert caught.value.type == LEDGER_BLOCKED
+    assert caught.value.next_retry_delay == BLOCKED_RETRY_DELAY
 
 
 async def test_sync_registry_is_idempotent_and_ordered(sessionmaker: Sessions) -> None:

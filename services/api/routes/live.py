@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from services.api.deps import ApiSender, Commands, CurrentPerson
+from services.api.deps import ApiSender, Commands, ReadableChange
 from services.api.schemas import (
     ChangeBody,
     ChangeState,
@@ -88,10 +88,8 @@ async def retire(
 
 
 @router.get("/{use_case_id}/changes/{change_id}", response_model=UseCaseView)
-async def get_change(
-    use_case_id: str, change_id: str, _: CurrentPerson, commands: Commands
-) -> UseCaseView:
-    return await commands.state(workflow_id(use_case_id, change_id))
+async def get_change(wid: ReadableChange, commands: Commands) -> UseCaseView:
+    return await commands.state(wid)
 
 
 @router.post(

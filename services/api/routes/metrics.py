@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.api.deps import CurrentPerson, DbSession, Res
+from services.api.deps import Commands, CurrentPerson, DbSession, Res
 from services.api.problems import Problem
 from services.flow import FlowMetrics, compute_flow, sla_table
 from services.store.flow import FlowRepository
@@ -39,7 +39,8 @@ def parse_instant(name: str, value: str | None) -> datetime | None:
 
 @router.get("/flow", response_model=FlowMetrics)
 async def flow_metrics(
-    _: CurrentPerson,
+    person: CurrentPerson,
+    commands: Commands,
     session: DbSession,
     res: Res,
     since: Annotated[
@@ -51,11 +52,14 @@ async def flow_metrics(
 ) -> FlowMetrics:
     """Lead time, time per stage, gate waits (p50/p90), rework, rejection, expiry and SLA-breach
     rates and decisions per approver, over the runs started in [since, until). The response's
-    ``definitions`` state exactly how each figure is computed."""
+    ``definitions`` state exactly how each figure is computed. Need-to-know: only the runs the
+    caller may read count (every run for a member of a policy reader group)."""
     start, end = parse_instant("since", since), parse_instant("until", until)
     if start is not None and end is not None and start >= end:
         raise Problem(422, "since must be earlier than until", code="invalid-request")
-    repo = FlowRepository(session)
+    repo = FlowRepository(
+        session, visible_to=None if commands.reads_every_run(person) else person.id
+    )
     return compute_flow(
         await repo.entries(start, end),
         await repo.registry(start, end),

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from services.api.deps import ApiSender, Commands, CurrentPerson, DbSession
+from services.api.deps import ApiSender, Commands, CurrentPerson, DbSession, ReadableUseCase
 from services.api.problems import Problem
 from services.api.schemas import (
     CancelBody,
@@ -49,7 +49,8 @@ async def start_use_case(
 
 @router.get("", response_model=UseCasePage)
 async def list_use_cases(
-    _: CurrentPerson,
+    person: CurrentPerson,
+    commands: Commands,
     session: DbSession,
     stage: Stage | None = None,
     risk_tier: RiskTier | None = None,
@@ -57,9 +58,11 @@ async def list_use_cases(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> UseCasePage:
+    """The runs the caller may read (need-to-know), newest first."""
     repo = RegistryRepository(session)
     try:
         rows, next_cursor = await repo.list(
+            visible_to=None if commands.reads_every_run(person) else person.id,
             stage=stage.value if stage else None,
             risk_tier=risk_tier.value if risk_tier else None,
             owner=owner,
@@ -91,13 +94,13 @@ async def list_use_cases(
 
 
 @router.get("/{use_case_id}", response_model=UseCaseView)
-async def get_use_case(use_case_id: str, _: CurrentPerson, commands: Commands) -> UseCaseView:
-    return await commands.state(workflow_id(use_case_id))
+async def get_use_case(wid: ReadableUseCase, commands: Commands) -> UseCaseView:
+    return await commands.state(wid)
 
 
 @router.get("/{use_case_id}/history", response_model=list[HistoryEvent])
-async def get_history(use_case_id: str, _: CurrentPerson, commands: Commands) -> list[HistoryEvent]:
-    return await commands.history(workflow_id(use_case_id))
+async def get_history(wid: ReadableUseCase, commands: Commands) -> list[HistoryEvent]:
+    return await commands.history(wid)
 
 
 @router.post("/{use_case_id}/stages/{stage}/complete", response_model=UseCaseView)

@@ -1,0 +1,171 @@
+"""Values at the API's limits reach PostgreSQL, and a value no retry can store is loud.
+
+PostgreSQL enforces varchar lengths (SQLite does not), so this is where a column too narrow
+for what the API accepts shows: a use case keyed with 63 characters raises a change whose run
+records ``<key>/change-1`` (77) and ``<title> — change-1: <summary…>`` (up to 298). Before the
+columns were sized from ``workflows.limits`` every ledger entry and read-model row of that run
+was refused, and the activity retried forever without a word.
+
+A value that really cannot be stored (a refused Signal claiming a 300-character actor) is
+recorded as a blocked ledger: the API answers 503 ``ledger-blocked`` for the run, the gauge
+counts it, and the worker logs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from services.store.db import make_engine, make_sessionmaker, session_scope
+from services.store.migrate import upgrade_head
+from services.store.models import LedgerBlock, UseCase
+from services.worker.activities import LEDGER_BLOCKED
+from tests.api.conftest import auth
+from tests.api.test_use_cases import new_body, walk
+from tests.faults.test_ledger_outage import caught_up, stack
+from tests.store.conftest import fresh_database
+from workflows import limits
+from workflows.activities import LEDGER_APPEND
+from workflows.model import Channel, Decision, Gate, GateDecision
+from workflows.release import UseCaseRelease
+
+PROBLEM = "application/problem+json"
+SETTLE_S = 30.0
+
+
+def _longest_body() -> dict[str, Any]:
+    key = f"k{uuid.uuid4().hex}"
+    key = (key + "-" * limits.USE_CASE_KEY_MAX)[: limits.USE_CASE_KEY_MAX - 1] + "z"
+    return new_body("low", key=key, title="T" * limits.TITLE_MAX)
+
+
+async def _registry_row(url: str, workflow_id: str, timeout: float = SETTLE_S) -> UseCase:
+    engine = make_engine(url)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with session_scope(make_sessionmaker(engine)) as session:
+                row = await session.get(UseCase, workflow_id)
+            if row is not None:
+                return row
+            assert asyncio.get_running_loop().time() < deadline, f"{workflow_id} never synced"
+            await asyncio.sleep(0.25)
+    finally:
+        await engine.dispose()
+
+
+async def test_longest_key_and_title_reach_postgresql(temporal_env: WorkflowEnvironment) -> None:
+    async with fresh_database("postgresql") as url:
+        await upgrade_head(url)
+        async with stack(temporal_env, url) as api:
+            body = _longest_body()
+            assert len(body["key"]) == limits.USE_CASE_KEY_MAX
+            r = await api.post("/v1/use-cases", json=body, headers=auth("dana"))
+            assert r.status_code == 201, r.text
+            uc = await walk(api, r.json(), "live")
+            r = await api.post(
+                f"/v1/use-cases/{uc['id']}/changes",
+                json={"summary": "S" * limits.TEXT_MAX, "materiality": "minor"},
+                headers=auth("dana"),
+            )
+            assert r.status_code == 201, r.text
+            change = r.json()
+
+            row = await _registry_row(url, change["id"])
+            assert row.key == limits.change_run_key(body["key"], "change-1")
+            assert len(row.key) == limits.RUN_KEY_MAX - len("99999")  # change-1, not -999999
+            assert row.title == limits.change_run_title(body["title"], "change-1", "S" * 4000)
+            for run in (uc["id"], change["id"]):
+                entries = await caught_up(api, run, SETTLE_S)
+                verify = await api.get(f"/v1/use-cases/{run}/ledger/verify", headers=auth("eve"))
+                assert verify.json() == {
+                    "ok": True,
+                    "entries": len(entries),
+                    "first_bad_seq": None,
+                    "expected_entries": len(entries),
+                }
+
+
+async def test_a_value_no_retry_can_store_blocks_the_ledger_loudly(
+    temporal_env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with fresh_database("postgresql") as url:
+        await upgrade_head(url)
+        async with stack(temporal_env, url) as api:
+            r = await api.post("/v1/use-cases", json=new_body("low"), headers=auth("dana"))
+            assert r.status_code == 201, r.text
+            uc = await walk(api, r.json(), "risk_signoff")
+            before = await caught_up(api, uc["id"], SETTLE_S)
+
+            # a Signal sent around the API (Temporal access, no ReleaseGate credential) is kept
+            # as a refused attempt, under the actor it claims
+            handle = temporal_env.client.get_workflow_handle(uc["id"])
+            claimed = "m" * (limits.ACTOR_MAX + 100)
+            with caplog.at_level(logging.ERROR, logger="releasegate.worker.store"):
+                await handle.signal(
+                    UseCaseRelease.decide_signal,
+                    GateDecision(
+                        actor=claimed,
+                        gate=Gate.RISK_SIGNOFF,
+                        decision=Decision.APPROVE,
+                        channel=Channel.SIGNAL,
+                    ),
+                )
+                block = await _blocked(url, uc["id"])
+            assert block.event_id == len(before) + 1
+            assert block.reason == "value_too_long"
+            assert any("LEDGER BLOCKED" in m for m in caplog.messages), caplog.messages
+
+            for path in ("ledger", "ledger/verify"):
+                r = await api.get(f"/v1/use-cases/{uc['id']}/{path}", headers=auth("eve"))
+                assert r.status_code == 503, (path, r.text)
+                assert r.headers["content-type"] == PROBLEM
+                assert r.headers["retry-after"] == "300"
+                problem = r.json()
+                assert problem["type"] == "urn:releasegate:problem:ledger-blocked"
+                assert problem["blocked_before_seq"] == block.event_id
+            metrics = (await api.get("/metrics")).text
+            assert "releasegate_ledger_blocked 1.0" in metrics
+            assert 'releasegate_store_refused_total{activity="ledger.append"' in metrics
+
+            # the run is not drowned: it stays open, its ledger activity waits to be tried
+            # again (slowly, typed), and commands still land in the workflow
+            description = await handle.describe()
+            assert description.status is WorkflowExecutionStatus.RUNNING
+            (pending,) = [
+                p
+                for p in description.raw_description.pending_activities
+                if p.activity_type.name == LEDGER_APPEND
+            ]
+            assert pending.last_failure.application_failure_info.type == LEDGER_BLOCKED
+            r = await api.post(
+                f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions",
+                json={"decision": "approve"},
+                headers=auth("rita"),
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["stage"] == "ops_handoff"
+
+
+async def _blocked(url: str, workflow_id: str) -> LedgerBlock:
+    engine = make_engine(url)
+    try:
+        deadline = asyncio.get_running_loop().time() + SETTLE_S
+        while True:
+            async with session_scope(make_sessionmaker(engine)) as session:
+                block = await session.scalar(
+                    select(LedgerBlock).where(LedgerBlock.workflow_id == workflow_id)
+                )
+            if block is not None:
+                return block
+            assert asyncio.get_running_loop().time() < deadline, "the ledger was never blocked"
+            await asyncio.sleep(0.25)
+    finally:
+        await engine.dispose()
