@@ -124,6 +124,7 @@ def raise_change(
             "change": info,
             "carry": None,
             "state": None,
+            "deputies": {r: list(ds) for r, ds in state.deputies.items()},
         }
     )
     return info, child_input

@@ -347,6 +347,19 @@ class Deputy(BaseModel):
 
 DeputiesIn = dict[Role, list[DeputyIn]]
 Deputies = dict[Role, list[Deputy]]
+MAX_DEPUTIES_PER_ROLE = 20
+
+
+def deputy_roles_checked(deputies: DeputiesIn) -> DeputiesIn:
+    """Deputies only for owner roles that fill seats, and a bounded number of them."""
+    for role, entries in deputies.items():
+        if role not in DEPUTY_ROLES:
+            raise ValueError(
+                f"{role.value} takes no deputies (only {[r.value for r in DEPUTY_ROLES]})"
+            )
+        if len(entries) > MAX_DEPUTIES_PER_ROLE:
+            raise ValueError(f"{role.value}: at most {MAX_DEPUTIES_PER_ROLE} deputies")
+    return deputies
 
 
 class OwnersIn(BaseModel):
@@ -362,14 +375,7 @@ class OwnersIn(BaseModel):
     @field_validator("deputies")
     @classmethod
     def _deputy_roles(cls, v: DeputiesIn | None) -> DeputiesIn | None:
-        for role, entries in (v or {}).items():
-            if role not in DEPUTY_ROLES:
-                raise ValueError(
-                    f"{role.value} takes no deputies (only {[r.value for r in DEPUTY_ROLES]})"
-                )
-            if len(entries) > 20:
-                raise ValueError(f"{role.value}: at most 20 deputies")
-        return v
+        return None if v is None else deputy_roles_checked(v)
 
 
 class Owners(BaseModel):

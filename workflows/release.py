@@ -319,6 +319,7 @@ class UseCaseRelease:
                     "roster": {r.value: people for r, people in inp.roster.items()},
                     "request_sha256": "",
                     "change_raised_by": cmd.actor,
+                    "deputies": _deputy_memo(self.state_),
                 }
             },
             static_summary=f"{inp.title} — {info.change_id} ({cmd.materiality.value})",

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflows import limits
-from workflows.model import Decision, Evidence, Materiality, Severity, Sha256, UseCaseView
+from workflows.model import (
+    Decision,
+    DeputiesIn,
+    Evidence,
+    Materiality,
+    Severity,
+    Sha256,
+    UseCaseView,
+    deputy_roles_checked,
+)
 
 
 class CompleteStageBody(BaseModel):
@@ -80,6 +89,20 @@ class IncidentBody(BaseModel):
 class ReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=limits.TEXT_MAX)
+
+
+class DeputiesBody(BaseModel):
+    """Body of ``PUT /v1/use-cases/{id}/deputies``: the roles named here get these deputies
+    (an empty list removes a role's deputies); roles not named keep theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+    deputies: DeputiesIn
+    comment: str = Field(default="", max_length=limits.TEXT_MAX)
+
+    @field_validator("deputies")
+    @classmethod
+    def _roles(cls, v: DeputiesIn) -> DeputiesIn:
+        return deputy_roles_checked(v)
 
 
 class OptionalReasonBody(BaseModel):

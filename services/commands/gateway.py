@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -106,9 +106,14 @@ class RunFacts:
     policy_sha256: str
     request_sha256: str
     change_raised_by: str | None = None
+    # deputies per owner role: named at start, kept current by the run (memo "deputies")
+    deputies: dict[Role, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_memo(cls, workflow_id: str, raw: dict[str, Any]) -> RunFacts:
+    def from_memo(
+        cls, workflow_id: str, raw: dict[str, Any], deputies: dict[str, Any] | None = None
+    ) -> RunFacts:
+        named = deputies if deputies is not None else raw.get("deputies") or {}
         return cls(
             workflow_id=workflow_id,
             roster={Role(k): list(v) for k, v in raw.get("roster", {}).items()},
@@ -116,7 +121,16 @@ class RunFacts:
             policy_sha256=raw.get("policy_sha256", ""),
             request_sha256=raw.get("request_sha256", ""),
             change_raised_by=raw.get("change_raised_by"),
+            deputies={Role(k): list(v) for k, v in named.items()},
         )
+
+    @property
+    def people(self) -> dict[Role, list[str]]:
+        """Everyone the run names: its roster and its deputies (who may read it)."""
+        out = {role: list(ids) for role, ids in self.roster.items()}
+        for role, ids in self.deputies.items():
+            out[role] = sorted({*out.get(role, []), *ids})
+        return out
 
 
 def _unreachable(exc: BaseException | None = None) -> Unavailable:
@@ -309,10 +323,11 @@ class UseCaseGateway:
 
     # ------------------------------------------------------------------ reads
 
-    async def facts(self, wid: str) -> RunFacts:
-        """The run's pinned facts (memo), cached; ``RunNotFound`` for anything not a run."""
+    async def facts(self, wid: str, *, fresh: bool = False) -> RunFacts:
+        """The run's pinned facts (memo), cached unless ``fresh``; ``RunNotFound`` for
+        anything not a run."""
         observability.bind_workflow(wid)
-        cached = self._facts.get(wid)
+        cached = None if fresh else self._facts.get(wid)
         if cached is not None:
             self._facts.move_to_end(wid)
             return cached
@@ -328,7 +343,8 @@ class UseCaseGateway:
         if desc.workflow_type != WORKFLOW_TYPE:
             raise RunNotFound(f"no use case '{wid}'")
         raw: dict[str, Any] = await desc.memo_value("facts", default={})
-        facts = RunFacts.from_memo(wid, raw)
+        deputies: dict[str, Any] | None = await desc.memo_value("deputies", default=None)
+        facts = RunFacts.from_memo(wid, raw, deputies)
         self._remember(facts)
         return facts
 

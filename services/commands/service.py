@@ -32,6 +32,7 @@ from workflows.model import (
     CommandName,
     CompleteStage,
     Decision,
+    DeputiesIn,
     Evidence,
     Gate,
     GateDecision,
@@ -45,6 +46,7 @@ from workflows.model import (
     Retire,
     RiskTier,
     Role,
+    SetDeputies,
     Severity,
     Stage,
     Suspend,
@@ -132,8 +134,10 @@ class CommandService:
         """The run's pinned facts when ``person`` may read it. A run they may not read is
         ``RunNotFound`` with the very words of an unknown one, so nothing tells them apart."""
         facts = await self.gateway.facts(wid)
-        if not self.may_read(facts.roster, person):
-            raise RunNotFound(f"no use case '{wid}'")
+        if not self.may_read(facts.people, person):
+            facts = await self.gateway.facts(wid, fresh=True)  # a deputy named since
+            if not self.may_read(facts.people, person):
+                raise RunNotFound(f"no use case '{wid}'")
         return facts
 
     # ------------------------------------------------------------------ reads
@@ -162,15 +166,32 @@ class CommandService:
                 return  # this run pinned another policy version: leave it to the workflow
             rule = policy.gate_rule(self.policy.pin(RiskTier(facts.tier)), gate)
         try:
-            policy.check_actor(
-                command,
-                facts.roster,
-                person_id,
-                rule=rule,
-                change_raised_by=facts.change_raised_by,
-            )
+            self._check_actor(facts, command, person_id, rule)
+        except policy.PolicyViolation as exc:
+            if command != CommandName.DECIDE:
+                raise CommandRefused(exc.refusal, exc.detail) from None
+        else:
+            return
+        # Deputies change while a run lives and the cached facts may predate the change: a
+        # refused decider is judged once more on the run's current memo before the answer.
+        facts = await self.gateway.facts(wid, fresh=True)
+        try:
+            self._check_actor(facts, command, person_id, rule)
         except policy.PolicyViolation as exc:
             raise CommandRefused(exc.refusal, exc.detail) from None
+
+    @staticmethod
+    def _check_actor(
+        facts: RunFacts, command: CommandName, person_id: str, rule: policy.GateRule | None
+    ) -> None:
+        policy.check_actor(
+            command,
+            facts.roster,
+            person_id,
+            rule=rule,
+            change_raised_by=facts.change_raised_by,
+            deputies=facts.deputies,
+        )
 
     async def _send(
         self,
@@ -305,6 +326,24 @@ class CommandService:
     async def retire(self, wid: str, sender: Sender, *, reason: str = "") -> UseCaseView:
         cmd = Retire(actor=sender.person_id, reason=reason, channel=sender.channel)
         return await self._send(wid, sender, CommandName.RETIRE, cmd)
+
+    async def set_deputies(
+        self, wid: str, sender: Sender, deputies: DeputiesIn, *, comment: str = ""
+    ) -> UseCaseView:
+        """The business owner names deputies for owner roles (groups resolved now)."""
+        await self.authorize(wid, CommandName.SET_DEPUTIES, sender.person_id)
+        try:
+            resolved = policy.resolve_deputies(deputies, self.directory)
+        except policy.PolicyViolation as exc:
+            raise CommandRefused(exc.refusal, exc.detail) from None
+        cmd = SetDeputies(
+            actor=sender.person_id, deputies=resolved, comment=comment, channel=sender.channel
+        )
+        view = await self.gateway.execute(
+            wid, CommandName.SET_DEPUTIES, cmd, update_id=sender.update_id(CommandName.SET_DEPUTIES)
+        )
+        await self.gateway.facts(wid, fresh=True)  # this process's pre-checks see them at once
+        return view
 
     # ------------------------------------------------------------------ Slack cards
 

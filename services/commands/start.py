@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -18,6 +19,7 @@ from services.hook_targets import NO_HOOKS, HookAllowList, HookTargetRefused
 from workflows import policy, search
 from workflows.ids import use_case_workflow_id
 from workflows.model import (
+    Deputies,
     Hooks,
     Owners,
     PinnedPolicy,
@@ -70,16 +72,28 @@ def owners_of(body: UseCaseCreate, delivery_lead: str) -> Owners:
 
 
 def staffed_roster(
-    owners: Owners, pinned: PinnedPolicy, directory: policy.Directory
+    owners: Owners,
+    pinned: PinnedPolicy,
+    directory: policy.Directory,
+    deputies: Deputies | None = None,
 ) -> dict[Role, list[str]]:
     """Role -> people, groups resolved; refused when a gate cannot be staffed under the tier's
     separation-of-duties rules (``InvalidOwners`` naming the gate and seat)."""
     try:
         roster = policy.resolve_roster(owners, directory)
-        policy.check_staffing(pinned, roster)
+        in_force = policy.active_deputies(deputies or {}, datetime.now(UTC))
+        policy.check_staffing(pinned, roster, in_force)
     except policy.PolicyViolation as exc:
         raise InvalidOwners(exc.detail) from None
     return roster
+
+
+def named_deputies(body: UseCaseCreate, directory: policy.Directory) -> Deputies:
+    """The deputies a start names, groups resolved (``InvalidOwners`` for unknown people)."""
+    try:
+        return policy.resolve_deputies(body.owners.deputies, directory)
+    except policy.PolicyViolation as exc:
+        raise InvalidOwners(exc.detail) from None
 
 
 def check_hooks(hooks: Hooks | None, allowed: HookAllowList) -> None:
@@ -108,17 +122,19 @@ def plan_start(
     owners = owners_of(body, delivery_lead)
     pinned = loaded_policy.pin(body.risk_tier)
     digest = request_digest(body, delivery_lead)
+    deputies = named_deputies(body, directory)
     inp = UseCaseInput(
         key=body.key,
         title=body.title,
         summary=body.summary,
         risk_tier=body.risk_tier,
         owners=owners,
-        roster=staffed_roster(owners, pinned, directory),
+        roster=staffed_roster(owners, pinned, directory, deputies),
         policy=pinned,
         slack_channel=body.slack_channel,
         request_sha256=digest,
         hooks=body.hooks,
+        deputies=deputies,
     )
     return StartPlan(use_case_workflow_id(body.key), inp, digest)
 
@@ -131,6 +147,7 @@ def facts_memo(plan: StartPlan) -> dict[str, Any]:
         "tier": inp.risk_tier.value,
         "policy_sha256": inp.policy.sha256,
         "roster": {r.value: ids for r, ids in inp.roster.items()},
+        "deputies": {r.value: [d.person for d in ds] for r, ds in inp.deputies.items()},
     }
 
 

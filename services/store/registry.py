@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.store.models import LedgerEntry, PendingApproval, RosterEntry, UseCase, UseCasePerson
 from workflows.activities import RegistryRow
-from workflows.events import RunStarted, extras_as, parse_payload
+from workflows.events import DeputiesChanged, RunStarted, extras_as, parse_payload
 from workflows.model import EventKind
 
 GROUP_PREFIX = "group:"
@@ -173,21 +173,37 @@ class RegistryRepository:
 
     async def _pinned_roster(self, workflow_id: str) -> dict[str, list[str]] | None:
         """The roster the run's ``run_started`` ledger entry recorded (the one pinned at start,
-        like the workflow's memo); None while the ledger holds no start for the run. The
-        workflow appends its ledger entries before it syncs the registry."""
-        payload = await self.session.scalar(
+        like the workflow's memo), with the deputies in force after its latest
+        ``deputies_changed``; None while the ledger holds no start for the run. The workflow
+        appends its ledger entries before it syncs the registry."""
+        started = await self._first_payload(workflow_id, EventKind.RUN_STARTED, first=True)
+        if started is None:
+            return None
+        _, extras = parse_payload(EventKind.RUN_STARTED, started)
+        facts = extras_as(RunStarted, extras)
+        roster = dict(facts.roster)
+        deputies = facts.deputies or {}
+        changed = await self._first_payload(workflow_id, EventKind.DEPUTIES_CHANGED, first=False)
+        if changed is not None:
+            _, later = parse_payload(EventKind.DEPUTIES_CHANGED, changed)
+            deputies = extras_as(DeputiesChanged, later).deputies
+        for role, entries in deputies.items():
+            people = {str(d.get("person")) for d in entries if isinstance(d, dict)}
+            roster[f"deputy_{role}"] = sorted(people)
+        return roster or None
+
+    async def _first_payload(
+        self, workflow_id: str, kind: EventKind, *, first: bool
+    ) -> dict[str, Any] | None:
+        """The payload of the run's first (or latest) ledger entry of ``kind``."""
+        order = LedgerEntry.seq if first else LedgerEntry.seq.desc()
+        payload: dict[str, Any] | None = await self.session.scalar(
             select(LedgerEntry.payload)
-            .where(
-                LedgerEntry.workflow_id == workflow_id,
-                LedgerEntry.kind == EventKind.RUN_STARTED.value,
-            )
-            .order_by(LedgerEntry.seq)
+            .where(LedgerEntry.workflow_id == workflow_id, LedgerEntry.kind == kind.value)
+            .order_by(order)
             .limit(1)
         )
-        if payload is None:
-            return None
-        _, extras = parse_payload(EventKind.RUN_STARTED, payload)
-        return extras_as(RunStarted, extras).roster or None
+        return payload
 
     async def get(self, workflow_id: str) -> UseCase | None:
         return await self.session.get(UseCase, workflow_id)

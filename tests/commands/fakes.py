@@ -108,7 +108,10 @@ class FakeGateway:
     sent: list[Sent] = field(default_factory=list)
     started: list[StartPlan] = field(default_factory=list)
 
-    async def facts(self, wid: str) -> RunFacts:
+    fresh_reads: int = 0
+
+    async def facts(self, wid: str, *, fresh: bool = False) -> RunFacts:
+        self.fresh_reads += fresh
         return self.facts_by_id[wid]
 
     async def state(self, wid: str) -> UseCaseView:

@@ -15,6 +15,7 @@ from services.api.schemas import (
     CancelBody,
     CompleteStageBody,
     DecisionBody,
+    DeputiesBody,
     EvidenceBody,
     UseCasePage,
     UseCaseSummary,
@@ -151,6 +152,17 @@ async def reopen_gate(
     """After a gate expired (stage ``stalled``), the delivery lead opens it again."""
     return await commands.reopen_gate(
         workflow_id(use_case_id), sender, gate, comment=body.reason if body else ""
+    )
+
+
+@router.put("/{use_case_id}/deputies", response_model=UseCaseView)
+async def set_deputies(
+    use_case_id: str, body: DeputiesBody, sender: ApiSender, commands: Commands
+) -> UseCaseView:
+    """The business owner names the deputies who may fill an owner role's seats (delegation
+    of authority); recorded in the ledger, taken in at once by an open gate."""
+    return await commands.set_deputies(
+        workflow_id(use_case_id), sender, body.deputies, comment=body.comment
     )
 
 
