@@ -20,9 +20,10 @@ from typing import Any
 
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.store.errors import sqlstate
 from services.store.models import LedgerEntry, PendingApproval, RosterEntry, UseCase, UseCasePerson
 from workflows.activities import RegistryRow
 from workflows.events import DeputiesChanged, RunStarted, extras_as, parse_payload
@@ -34,7 +35,8 @@ MAX_PAGE_SIZE = 500
 
 
 # Bounds the retry after a lost insert race (see ``upsert``); one retry settles a real race.
-_MAX_RACE_ATTEMPTS = 3
+_MAX_RACE_ATTEMPTS = 5
+_RACE_LOST = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
 class RegistryKeyConflict(ValueError):
@@ -120,6 +122,12 @@ class RegistryRepository:
                     ) from exc
                 if attempt == _MAX_RACE_ATTEMPTS:
                     raise
+            except DBAPIError as exc:
+                # PostgreSQL may pick one of two racing rewrites of a run's side tables as a
+                # deadlock victim: the other one wins; this one re-runs its version check
+                if sqlstate(exc) not in _RACE_LOST or attempt == _MAX_RACE_ATTEMPTS:
+                    raise
+                await self.session.rollback()
         raise AssertionError("unreachable")
 
     async def _upsert(self, row: RegistryRow) -> bool:
