@@ -57,6 +57,7 @@ import httpx  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from services import command_keys  # noqa: E402
 from services.commands.gateway import UseCaseGateway  # noqa: E402
 from services.commands.service import CommandService, Sender  # noqa: E402
 from services.settings import Settings  # noqa: E402
@@ -328,7 +329,8 @@ def split(n: int, parts: int) -> list[int]:
 
 async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
     settings = stack.settings()
-    client = await connect(settings)
+    # the direct path is a front door like the API: it signs what it sends
+    client = await connect(settings, signer=command_keys.for_process(settings).signer)
     commands = CommandService(
         UseCaseGateway(client, settings),
         load_policy(settings.policy_path),

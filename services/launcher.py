@@ -45,6 +45,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 
+from services import command_keys
 from services.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
 from workflows import search
 from workflows.policy import ConfigFileError, load_directory, load_policy
@@ -784,6 +785,9 @@ def run(settings: Settings, signals: _Signals, policy: RestartPolicy | None = No
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_data_dir(data_dir)
+    if not settings.is_production:
+        # API and worker share one development key pair (the API signs, the worker verifies)
+        command_keys.ensure(settings.model_copy(update={"data_dir": data_dir}).command_keys_path)
     supervisor = Supervisor(log_dir, signals)
     try:
         _supervise(settings, signals, supervisor, data_dir, policy or RestartPolicy())

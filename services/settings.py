@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Payload encryption (services/codec.py): "kid:base64key,..."; the first key encrypts, all
     # decrypt. Unset = payloads stored as plain JSON.
     codec_keys: SecretStr | None = Field(default=None, alias="RELEASEGATE_CODEC_KEYS")
+    # JSON file with the command-signing key (API) and the trusted public keys (worker);
+    # default <data dir>/command-keys.json, made on first use in development
+    command_keys: Path | None = Field(default=None, alias="RELEASEGATE_COMMAND_KEYS")
     # A static Authorization value the codec endpoint also accepts (`temporal --codec-auth`).
     codec_auth: SecretStr | None = Field(default=None, alias="RELEASEGATE_CODEC_AUTH")
     # Observability (services/observability.py)
@@ -156,6 +159,14 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def command_keys_path(self) -> Path:
+        return self.command_keys or self.data_dir / "command-keys.json"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
 
     @property
     def resolved_database_url(self) -> str:

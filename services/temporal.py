@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
@@ -18,7 +18,9 @@ from temporalio.service import TLSConfig
 
 from services import observability
 from services.codec import EncryptionCodec
+from services.commands.signing import SigningInterceptor
 from services.settings import ConfigError, Settings
+from workflows.credentials import Signer
 
 
 class TemporalConnectError(ConfigError):
@@ -122,13 +124,20 @@ def _explain(settings: Settings, exc: BaseException) -> str:
 
 
 async def connect(
-    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    runtime: Runtime | None = None,
+    signer: Signer | None = None,
 ) -> Client:
     """Connect with the project's data converter, TLS/API key and interceptors. ``lazy`` defers
     the dial to the first call, so an API can start (and answer 503) while Temporal is still
     coming up. Bad TLS files raise ConfigError at once, lazy or not; a refused dial raises
     TemporalConnectError."""
     tls = tls_config(settings)
+    interceptors: list[Interceptor] = list(observability.client_interceptors())
+    if signer is not None:  # a front door: every command it sends is signed
+        interceptors.append(SigningInterceptor(signer))
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     try:
         return await Client.connect(
@@ -137,7 +146,7 @@ async def connect(
             data_converter=data_converter(settings),
             tls=tls,
             api_key=api_key,
-            interceptors=observability.client_interceptors(),
+            interceptors=interceptors,
             runtime=runtime,
             lazy=lazy,
         )

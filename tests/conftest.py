@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,16 +17,30 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from services import command_keys
+from services.commands.signing import SigningInterceptor
 from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker
 from services.store.migrate import upgrade_head
-from services.worker.main import release_activities
+from services.worker.main import release_activities, workflow_runner
 from services.worker.notify import LogAdapter
 from tests.harness import HOOK_ALLOWED_HOSTS, HOOK_SECRET, ReleaseHarness
-from workflows import search
+from workflows import credentials, search
 from workflows.release import UseCaseRelease
 
 BIN = Path(sys.executable).parent
+
+# One command-key pair for the whole suite, like one `make run` data dir: the suite's Temporal
+# clients sign as the API would, its workers verify, and every Settings and child process the
+# tests start read the same file. A client without the signing interceptor is an outsider.
+COMMAND_KEYS = Path(tempfile.mkdtemp(prefix="releasegate-keys-")) / "command-keys.json"
+command_keys.ensure(COMMAND_KEYS)
+os.environ["RELEASEGATE_COMMAND_KEYS"] = str(COMMAND_KEYS)
+KEYS = command_keys.load(COMMAND_KEYS)
+assert KEYS.signer is not None
+SIGNER = KEYS.signer
+credentials.configure(KEYS.keyring)
+SIGNING = [SigningInterceptor(SIGNER)]
 
 
 def _binary(name: str) -> str:
@@ -48,6 +64,7 @@ async def temporal_env(temporal_bin: str) -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=search.ALL,
         dev_server_log_level="error",
+        interceptors=SIGNING,
     )
     async with env:
         yield env
@@ -56,10 +73,14 @@ async def temporal_env(temporal_bin: str) -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (it supports updates), with the search attributes."""
+    # credentials are issued at the test server's time, which skips ahead of the wall clock
+    signing = SigningInterceptor(SIGNER)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
+        interceptors=[signing],
     )
+    signing.clock = env.get_current_time
     async with env:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
@@ -95,12 +116,14 @@ async def release(
             temporal_env.client,
             task_queue=task_queue,
             workflows=[UseCaseRelease],
+            workflow_runner=workflow_runner(),
             activities=release_activities(
                 sessionmaker,
                 [LogAdapter()],
                 http,
                 HOOK_SECRET,
                 Settings(RELEASEGATE_HOOK_ALLOWED_HOSTS=HOOK_ALLOWED_HOSTS).hook_allow_list,
+                temporal_env.client,
             ),
         ),
     ):

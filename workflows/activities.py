@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from workflows.model import (
     Approval,
+    ChangeStatus,
     Channel,
     EventKind,
     Evidence,
@@ -159,3 +160,23 @@ class HookRequest(BaseModel):
 class HookResult(BaseModel):
     status_code: int
     ok: bool
+
+
+# --------------------------------------------------------------------------- run-to-run facts
+
+CHANGE_OUTCOME = "runs.change_outcome"
+
+
+class ChangeCheck(BaseModel):
+    """Ask Temporal, not the signal, how a change request's run ended."""
+
+    parent_id: str
+    workflow_id: str
+    change_id: str
+
+
+class ChangeCheckResult(BaseModel):
+    """How the change's own run ended (None: it has not, or it is not this use case's)."""
+
+    outcome: ChangeStatus | None = None
+    reason: str = ""

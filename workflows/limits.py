@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from workflows.ids import CHANGE_INFIX, USE_CASE_PREFIX
+from workflows.ids import (
+    CHANGE_INFIX,
+    USE_CASE_KEY_MAX,
+    USE_CASE_KEY_MIN,
+    USE_CASE_KEY_PATTERN,
+    USE_CASE_PREFIX,
+)
 
 # ------------------------------------------------------------------ what the API accepts
 
-USE_CASE_KEY_MIN: Final = 3
-USE_CASE_KEY_MAX: Final = 63
-# a slug: lower-case letters, digits and dashes, starting with a letter or digit
-USE_CASE_KEY_PATTERN: Final = (
-    rf"^[a-z0-9][a-z0-9-]{{{USE_CASE_KEY_MIN - 1},{USE_CASE_KEY_MAX - 1}}}$"
-)
+# A key's length and slug pattern (USE_CASE_KEY_MIN, USE_CASE_KEY_MAX, USE_CASE_KEY_PATTERN) are
+# defined with the ids it becomes part of (``workflows.ids``, which also refuses the forms that
+# would alias another run's id) and exported from here with the other fields' limits.
 TITLE_MAX: Final = 200
 # summaries, comments, reasons: free text a person writes
 TEXT_MAX: Final = 4000

@@ -80,7 +80,12 @@ def resume(run: Run, cmd: Resume, now: datetime) -> None:
 
 
 def raise_change(
-    run: Run, cmd: RaiseChange, now: datetime, *, update_id: str | None
+    run: Run,
+    cmd: RaiseChange,
+    now: datetime,
+    *,
+    update_id: str | None,
+    hand_over_evidence: bool = False,
 ) -> tuple[ChangeInfo, UseCaseInput]:
     """Record a change request; returns what its child run is started with."""
     state, inp = run.state, run.inp
@@ -93,6 +98,7 @@ def raise_change(
         summary=cmd.summary,
         materiality=cmd.materiality,
         raised_by=cmd.actor,
+        evidence=list(cmd.evidence) if hand_over_evidence else [],
     )
     state.changes.append(
         ChangeSummary(
@@ -125,6 +131,7 @@ def raise_change(
             "carry": None,
             "state": None,
             "deputies": {r: list(ds) for r, ds in state.deputies.items()},
+            "credential": None,
         }
     )
     return info, child_input

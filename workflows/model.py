@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from workflows.credentials import Credential
+
 PersonId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
 ]
@@ -207,6 +209,7 @@ class Refusal(StrEnum):
     EVIDENCE_MISSING = "evidence_missing"  # 409
     EVIDENCE_CHANGED = "evidence_changed"  # 409
     INVALID = "invalid"  # 422
+    UNAUTHENTICATED = "unauthenticated"  # no credential the run can verify
 
 
 # --------------------------------------------------------------------------- policy payloads
@@ -422,6 +425,8 @@ class ChangeInfo(BaseModel):
     summary: str
     materiality: Materiality
     raised_by: str
+    # the evidence it was raised with: handed over in the input, never by a signal
+    evidence: list[Evidence] = Field(default_factory=list)
 
 
 class UseCaseInput(BaseModel):
@@ -441,6 +446,8 @@ class UseCaseInput(BaseModel):
     change: ChangeInfo | None = None
     # deputies per owner role, groups resolved at start; later changes live in the run's state
     deputies: Deputies = Field(default_factory=dict)
+    # the front door's signature of this start (see workflows/credentials.py)
+    credential: Credential | None = None
     # continue-as-new once a live run's history is this long (Temporal may suggest it earlier)
     continue_as_new_after: int = Field(default=10_000, ge=100)
     # the run's state, carried whole across continue-as-new; None on a fresh start
@@ -459,6 +466,7 @@ class CompleteStage(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
     comment: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class AddEvidence(BaseModel):
@@ -467,6 +475,7 @@ class AddEvidence(BaseModel):
     evidence: list[Evidence] = Field(min_length=1, max_length=100)
     comment: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class GateDecision(BaseModel):
@@ -479,6 +488,7 @@ class GateDecision(BaseModel):
     comment: str = Field(default="", max_length=4000)
     evidence_digests: list[Sha256] | None = None
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class Cancel(BaseModel):
@@ -486,6 +496,7 @@ class Cancel(BaseModel):
     actor: str
     reason: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class ReopenGate(BaseModel):
@@ -495,6 +506,7 @@ class ReopenGate(BaseModel):
     gate: Gate | None = None
     comment: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class ReportIncident(BaseModel):
@@ -503,6 +515,7 @@ class ReportIncident(BaseModel):
     severity: Severity
     summary: str = Field(min_length=1, max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class Suspend(BaseModel):
@@ -510,6 +523,7 @@ class Suspend(BaseModel):
     actor: str
     reason: str = Field(min_length=1, max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class Resume(BaseModel):
@@ -517,6 +531,7 @@ class Resume(BaseModel):
     actor: str
     reason: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class RaiseChange(BaseModel):
@@ -526,6 +541,7 @@ class RaiseChange(BaseModel):
     materiality: Materiality
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class Retire(BaseModel):
@@ -533,6 +549,7 @@ class Retire(BaseModel):
     actor: str
     reason: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class SetDeputies(BaseModel):
@@ -543,6 +560,7 @@ class SetDeputies(BaseModel):
     deputies: Deputies
     comment: str = Field(default="", max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
 
 
 class ChangeOutcome(BaseModel):
@@ -561,6 +579,7 @@ class Approval(BaseModel):
     actor: str
     at: datetime
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
     evidence_digests: list[str] = Field(default_factory=list)
     comment: str = ""
 

@@ -37,8 +37,10 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from workflows import (
         clock,
+        credentials,
         gates,
         ids,
+        limits,
         live,
         outbox,
         policy,
@@ -47,10 +49,13 @@ with workflow.unsafe.imports_passed_through():
         transitions,
     )
     from workflows.activities import (
+        CHANGE_OUTCOME,
         HOOK_CALL,
         LEDGER_APPEND,
         NOTIFY,
         REGISTRY_SYNC,
+        ChangeCheck,
+        ChangeCheckResult,
         HookFailure,
         HookResult,
         LedgerBatch,
@@ -69,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         GateDecision,
         HistoryEvent,
         RaiseChange,
+        Refusal,
         RefusedAttempt,
         ReopenGate,
         ReportIncident,
@@ -108,6 +114,9 @@ HOOK_TIMEOUT = timedelta(seconds=30)
 # workflow.patched id of the bounded-run changes: continue-as-new carries the outbox, notices
 # are sent in turns behind the ledger
 BOUNDED_RUNS = "bounded-runs"
+# workflow.patched id of authenticated commands: starts, Updates and the decision Signal carry
+# a front door's credential; run-to-run facts come from the runs themselves
+AUTHENTICATED_COMMANDS = "authenticated-commands"
 
 
 def _hook_failure(err: ActivityError) -> HookFailure:
@@ -133,16 +142,50 @@ class UseCaseRelease:
     @workflow.init
     def __init__(self, inp: UseCaseInput) -> None:
         wid = workflow.info().workflow_id
+        # why this run was not started by a front door, the run itself, or its use case
+        self.unauthenticated: str | None = None
         carried = inp.state or inp.carry  # ``carry``: what runs before ReleaseState handed on
-        if carried is not None:
+        if workflow.patched(AUTHENTICATED_COMMANDS):
+            self.unauthenticated = self._start_refusal(inp, carried is not None)
+        if carried is not None and self.unauthenticated is None:
             self.run_ = Run(inp, ReleaseState.model_validate(carried), wid)
             self.run_.state.outbox.read_model_stale = True
             gates.ensure_seats(self.run_)
             return
-        # Start here, not in run(): an update may be delivered before run() first executes.
         self.run_ = Run(inp, ReleaseState.fresh(inp, workflow.now()), wid)
+        if self.unauthenticated is not None:
+            workflow.logger.warning("refused to start %s: %s", wid, self.unauthenticated)
+            return  # records nothing: the run fails at once
+        # Start here, not in run(): an update may be delivered before run() first executes.
         transitions.start(self.run_, workflow.now())
+        if inp.change is not None and inp.change.evidence:
+            seed = AddEvidence(
+                actor=inp.change.raised_by, evidence=inp.change.evidence, channel=Channel.SYSTEM
+            )
+            live.seed_evidence(self.run_, seed, workflow.now())
         self._sync()
+
+    @staticmethod
+    def _start_refusal(inp: UseCaseInput, carried: bool) -> str | None:
+        """None when the start is authentic: a front door signed it, the run itself handed its
+        state on (continue-as-new), or its use case's run started it (a change request)."""
+        info = workflow.info()
+        if carried:
+            if info.continued_run_id is None:
+                return "a run's state is handed on only by continue-as-new"
+            return None
+        if inp.change is not None:
+            parent = info.parent
+            if parent is None or parent.workflow_id != inp.change.parent_id:
+                return "a change request's run is started only by its use case's run"
+            return None
+        try:
+            credentials.keyring().verify(
+                info.workflow_id, credentials.START, inp, inp.credential, now=workflow.now()
+            )
+        except credentials.Unauthenticated as exc:
+            return str(exc)
+        return None
 
     @property
     def state_(self) -> ReleaseState:
@@ -152,6 +195,8 @@ class UseCaseRelease:
 
     @workflow.run
     async def run(self, inp: UseCaseInput) -> UseCaseOutcome:
+        if self.unauthenticated is not None:
+            raise ApplicationError(self.unauthenticated, type="unauthenticated", non_retryable=True)
         state = self.state_
         while True:
             await self._wait_for_work_or_deadline()
@@ -239,10 +284,17 @@ class UseCaseRelease:
     def decide_signal(self, cmd: GateDecision) -> None:
         """The same decision as a Signal. Signals cannot be refused, so an invalid one is kept
         as a refused attempt and changes nothing else."""
+        signed = cmd
         cmd = cmd.model_copy(update={"channel": Channel.SIGNAL})
         try:
+            if workflow.patched(AUTHENTICATED_COMMANDS):
+                self._authenticate("decide_signal", signed)
             self._checked(CommandName.DECIDE, cmd)
         except policy.PolicyViolation as exc:
+            if exc.refusal == Refusal.UNAUTHENTICATED:
+                # the actor is only claimed: the ledger says so instead of naming them
+                claimed = f"unverified:{cmd.actor}"[: limits.ACTOR_MAX]
+                cmd = cmd.model_copy(update={"actor": claimed})
             transitions.refuse(self.run_, cmd, exc, workflow.now())
             return
         transitions.decide(self.run_, cmd, workflow.now())
@@ -302,8 +354,13 @@ class UseCaseRelease:
         """A change request runs as a child of this use case, with its own id and the same
         verbs; the live version keeps running until the change passes."""
         update = workflow.current_update_info()
+        hand_over = workflow.patched(AUTHENTICATED_COMMANDS)
         info, child_input = live.raise_change(
-            self.run_, cmd, workflow.now(), update_id=update.id if update else None
+            self.run_,
+            cmd,
+            workflow.now(),
+            update_id=update.id if update else None,
+            hand_over_evidence=hand_over,
         )
         inp = self.run_.inp
         handle = await workflow.start_child_workflow(
@@ -332,7 +389,7 @@ class UseCaseRelease:
                 ]
             ),
         )
-        if cmd.evidence:
+        if cmd.evidence and not hand_over:
             await handle.signal(
                 UseCaseRelease.seed_evidence,
                 AddEvidence(actor=cmd.actor, evidence=cmd.evidence, channel=cmd.channel),
@@ -345,13 +402,21 @@ class UseCaseRelease:
 
     @workflow.signal
     def seed_evidence(self, cmd: AddEvidence) -> None:
-        """Evidence a change request was raised with (sent by the parent, never by people)."""
+        """Evidence a change request was raised with, as runs before authenticated commands
+        handed it over. Its sender cannot be verified: a run now takes it from its input."""
+        if workflow.patched(AUTHENTICATED_COMMANDS):
+            workflow.logger.warning("seed_evidence signal ignored: its sender is unverifiable")
+            return
         live.seed_evidence(self.run_, cmd, workflow.now())
         self._sync()
 
     @workflow.signal
     def change_finished(self, result: ChangeOutcome) -> None:
-        """A change request's run reports how it ended."""
+        """A change request's run reports how it ended. Anyone can send a signal, so the report
+        is only a hint: the run loop asks Temporal how that change's run really ended."""
+        if workflow.patched(AUTHENTICATED_COMMANDS):
+            self.state_.outbox.change_reports.append(result)
+            return
         live.change_finished(self.run_, result, workflow.now())
         self._sync()
 
@@ -419,8 +484,27 @@ class UseCaseRelease:
         if command == CommandName.DECIDE:
             gates.check_counts(self.run_, cmd)
 
+    def _authenticate(self, signed_as: str, cmd: Any) -> None:
+        """The command carries a front door's credential for exactly this run and command
+        (and, for an Update, exactly this update id)."""
+        if self.unauthenticated is not None:
+            raise policy.PolicyViolation(Refusal.RUN_CLOSED, "the run was refused at its start")
+        credential = getattr(cmd, "credential", None)
+        try:
+            credentials.keyring().verify(
+                self.run_.workflow_id, signed_as, cmd, credential, now=workflow.now()
+            )
+        except credentials.Unauthenticated as exc:
+            raise policy.PolicyViolation(Refusal.UNAUTHENTICATED, str(exc)) from None
+        update = workflow.current_update_info()
+        if update is not None and credential is not None and credential.scope != update.id:
+            raise policy.PolicyViolation(
+                Refusal.UNAUTHENTICATED, "the credential was issued for another command"
+            )
+
     def _check(self, command: CommandName, cmd: Any) -> None:
         try:
+            self._authenticate(command.value, cmd)
             self._checked(command, cmd)
         except policy.PolicyViolation as exc:
             raise _refuse(exc) from None
@@ -480,6 +564,7 @@ class UseCaseRelease:
                 await self._call_hooks()
             if one_turn:
                 break
+        await self._confirm_change_reports()
         await self._send_notices()
         while box.cancel_runs:
             run_id = box.cancel_runs.pop(0)
@@ -498,6 +583,39 @@ class UseCaseRelease:
                 retry_policy=STORE_RETRY,
                 summary=f"read model: {self.state_.stage.value}",
             )
+
+    async def _confirm_change_reports(self) -> None:
+        """Apply a change's end only as its own run recorded it (its parent is this run)."""
+        box = self.state_.outbox
+        while box.change_reports:
+            report = box.change_reports.pop(0)
+            change = next((c for c in self.state_.changes if c.change_id == report.change_id), None)
+            if change is None:
+                workflow.logger.warning("report of unknown change %s ignored", report.change_id)
+                continue
+            check = ChangeCheck(
+                parent_id=self.run_.workflow_id,
+                workflow_id=change.workflow_id,
+                change_id=change.change_id,
+            )
+            result: ChangeCheckResult = await workflow.execute_activity(
+                CHANGE_OUTCOME,
+                check,
+                result_type=ChangeCheckResult,
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=f"confirm {change.change_id} with its run",
+            )
+            if result.outcome is None or result.outcome != report.outcome:
+                workflow.logger.warning(
+                    "report of %s as %s not confirmed: %s",
+                    report.change_id,
+                    report.outcome,
+                    result.reason or result.outcome,
+                )
+                continue
+            live.change_finished(self.run_, report, workflow.now())
+            self._sync()
 
     async def _call_hooks(self) -> None:
         box = self.state_.outbox

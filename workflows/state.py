@@ -46,13 +46,20 @@ class Outbox(BaseModel):
     hooks: list[HookRequest] = Field(default_factory=list)
     parent_report: ChangeOutcome | None = None
     cancel_runs: list[str] = Field(default_factory=list)
+    # change runs that say they ended: confirmed with Temporal before anything is applied
+    change_reports: list[ChangeOutcome] = Field(default_factory=list)
     read_model_stale: bool = True
     # how many times the state was published since the shell last synced search attributes
     publishes: int = 0
 
     def has_work(self) -> bool:
         return bool(
-            self.ledger or self.notices or self.hooks or self.read_model_stale or self.parent_report
+            self.ledger
+            or self.notices
+            or self.hooks
+            or self.read_model_stale
+            or self.parent_report
+            or self.change_reports
         )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services import observability
+from services import command_keys, observability
 from services.api import problems, security
 from services.api.deps import Resources
 from services.api.oidc import OidcVerifier
@@ -26,6 +26,7 @@ from services.api.routes import (
 )
 from services.api.routes.slack import install_slack
 from services.commands.gateway import UseCaseGateway
+from services.commands.idempotency import StoredIdempotencyKeys
 from services.commands.service import CommandService
 from services.settings import DEMO_DIRECTORY, ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
@@ -74,22 +75,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     loaded_policy = load_policy(settings.policy_path)
     directory = load_directory(settings.directory_path)
     refuse_development_directory(settings, directory)
+    signer = command_keys.for_process(settings).signer
+    if signer is None:
+        raise ConfigError(
+            f"{command_keys.VARIABLE}={settings.command_keys_path}: the API signs the commands "
+            "it sends, so its keys file needs a signing key"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = await connect(settings, lazy=True)
+        client = await connect(settings, lazy=True, signer=signer)
         engine = make_engine(settings.resolved_database_url)
         gateway = UseCaseGateway(client, settings)
+        sessionmaker = make_sessionmaker(engine)
         app.state.resources = Resources(
             settings=settings,
             policy=loaded_policy,
             directory=directory,
             gateway=gateway,
             commands=CommandService(
-                gateway, loaded_policy, directory, allowed_hooks=settings.hook_allow_list
+                gateway,
+                loaded_policy,
+                directory,
+                allowed_hooks=settings.hook_allow_list,
+                idempotency_keys=StoredIdempotencyKeys(sessionmaker),
             ),
             engine=engine,
-            sessionmaker=make_sessionmaker(engine),
+            sessionmaker=sessionmaker,
         )
         log.info(
             "policy %s (%s) loaded; %d people",

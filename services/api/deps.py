@@ -15,14 +15,16 @@ from services.api.auth import authenticate
 from services.api.oidc import looks_like_jwt
 from services.api.problems import Problem
 from services.commands.gateway import UseCaseGateway
+from services.commands.idempotency import body_document, request_sha256
 from services.commands.service import CommandService, Sender, workflow_id
 from services.settings import Settings
+from services.store.models import IDEMPOTENCY_KEY_MAX
 from services.store.registry import RegistryRepository
 from workflows.ids import use_case_workflow_id
 from workflows.model import Channel
 from workflows.policy import Directory, LoadedPolicy, Person
 
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,200}$")
+IDEMPOTENCY_KEY = re.compile(rf"^[A-Za-z0-9._:@-]{{1,{IDEMPOTENCY_KEY_MAX}}}$")
 
 
 @dataclass
@@ -66,17 +68,36 @@ CurrentPerson = Annotated[Person, Depends(current_person)]
 
 
 async def api_sender(
+    request: Request,
     person: CurrentPerson,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Sender:
-    """The caller of a command: the token's person, and the request's idempotency key."""
-    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+    """The caller of a command: the token's person, the request's idempotency key, and the
+    digest of the request the key is bound to (route, run, body as received, If-Match)."""
+    if idempotency_key is None:
+        return Sender(person.id, Channel.API)
+    if not IDEMPOTENCY_KEY.match(idempotency_key):
         raise Problem(
             422,
-            "Idempotency-Key: 1-200 characters of A-Z a-z 0-9 . _ : @ -",
+            f"Idempotency-Key: 1-{IDEMPOTENCY_KEY_MAX} characters of A-Z a-z 0-9 . _ : @ -",
             code="invalid-request",
         )
-    return Sender(person.id, Channel.API, idempotency_key)
+    return Sender(person.id, Channel.API, idempotency_key, await request_digest(request))
+
+
+async def request_digest(request: Request) -> str:
+    """``request_sha256`` of this request. The run is named by its id whether the path spelled
+    its key or its id, so both spellings are one request."""
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", request.url.path)
+    params = dict(request.path_params)
+    if "use_case_id" in params:
+        params["use_case_id"] = use_case_workflow_id(params["use_case_id"])
+    # FastAPI has read the body for the route already; this is its cached copy
+    body = body_document(await request.body())
+    return request_sha256(
+        f"{request.method} {template}", params, body, if_match=request.headers.get("if-match")
+    )
 
 
 ApiSender = Annotated[Sender, Depends(api_sender)]

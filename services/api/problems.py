@@ -12,11 +12,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.commands.errors import (
     CommandError,
     CommandRefused,
+    EvidenceChangedSince,
+    IdempotencyKeyReused,
     InvalidOwners,
     KeyConflict,
     Outage,
+    PreconditionRequired,
     ReplayUnresolved,
     RunNotFound,
+    SeenEvidence,
     Unavailable,
     WorkflowRejected,
 )
@@ -34,6 +38,9 @@ REFUSAL_STATUS: dict[Refusal, int] = {
     Refusal.ALREADY_DECIDED: 409,
     Refusal.EVIDENCE_MISSING: 409,
     Refusal.EVIDENCE_CHANGED: 409,
+    # the run could not verify the API's own signature: a key configuration fault, not the
+    # caller's (RELEASEGATE_COMMAND_KEYS differs between API and worker)
+    Refusal.UNAUTHENTICATED: 503,
 }
 
 TITLES: dict[int, str] = {
@@ -43,9 +50,11 @@ TITLES: dict[int, str] = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
+    428: "Precondition required",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -71,6 +80,7 @@ class Problem(Exception):  # noqa: N818 - it is a problem document, not an error
         *,
         code: str | None = None,
         retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -78,6 +88,7 @@ class Problem(Exception):  # noqa: N818 - it is a problem document, not an error
         self.detail = detail
         self.code = code or TITLES.get(status, "error").lower().replace(" ", "-")
         self.retry_after = retry_after
+        self.headers = headers
         self.extra = extra
 
     @classmethod
@@ -91,6 +102,10 @@ COMMAND_ERROR_STATUS: dict[type[CommandError], int] = {
     RunNotFound: 404,
     KeyConflict: 409,
     InvalidOwners: 422,
+    IdempotencyKeyReused: 422,
+    # an approval that names no evidence, or an If-Match that is not the current evidence's
+    PreconditionRequired: 428,
+    EvidenceChangedSince: 412,
     ReplayUnresolved: 409,
     Unavailable: 503,
     CommandError: 409,
@@ -102,6 +117,16 @@ def problem_of(exc: CommandError) -> Problem:
     if isinstance(exc, CommandRefused):
         return Problem.refused(exc.refusal, exc.detail)
     status = next(COMMAND_ERROR_STATUS[t] for t in type(exc).__mro__ if t in COMMAND_ERROR_STATUS)
+    if isinstance(exc, SeenEvidence):
+        # the current set, to review and approve again (its ETag also as the header)
+        return Problem(
+            status,
+            exc.detail,
+            code=exc.code,
+            headers={"ETag": exc.etag},
+            evidence_digests=exc.evidence_digests,
+            etag=exc.etag,
+        )
     extra = exc.facts if isinstance(exc, Unavailable) else {}
     return Problem(status, exc.detail, code=exc.code, **extra)
 
@@ -149,7 +174,8 @@ def problem_response(
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        headers.update(exc.headers or {})
         return problem_response(
             exc.status, exc.detail, exc.code, headers, retry_after=exc.retry_after, **exc.extra
         )

@@ -62,6 +62,37 @@ class ReplayUnresolved(CommandError):
     CODE = "idempotency-conflict"
 
 
+class IdempotencyKeyReused(CommandError):
+    """The caller sent this Idempotency-Key before with another request (body, path or
+    precondition); nothing was sent. A new request needs a new key."""
+
+    CODE = "idempotency-key-reused"
+
+
+class SeenEvidence(CommandError):
+    """An approval that does not name the run's current evidence; nothing was recorded.
+
+    ``evidence_digests`` and ``etag`` are the current set an approval would bind to, so the
+    caller can review it and approve again."""
+
+    def __init__(self, detail: str, *, evidence_digests: list[str], etag: str) -> None:
+        super().__init__(detail)
+        self.evidence_digests = evidence_digests
+        self.etag = etag
+
+
+class PreconditionRequired(SeenEvidence):
+    """An approval that names neither ``evidence_digests`` nor an ``If-Match`` ETag."""
+
+    CODE = "precondition-required"
+
+
+class EvidenceChangedSince(SeenEvidence):
+    """An approval whose ``If-Match`` ETag is not the current evidence set's."""
+
+    CODE = "evidence-changed"
+
+
 class Outage(StrEnum):
     """Why Temporal could not carry a command or answer a read (values are the slugs)."""
 
@@ -73,6 +104,8 @@ class Outage(StrEnum):
     # the run is open, but its workflow task keeps failing (a bug in the workflow code, or a
     # history it cannot replay): it takes nothing until an operator fixes and redeploys
     WORKFLOW_TASK_FAILING = "workflow-task-failing"
+    # the store that binds idempotency keys to requests cannot be reached: nothing was sent
+    DB_UNAVAILABLE = "db-unavailable"
 
 
 class Unavailable(CommandError):
@@ -90,11 +123,15 @@ class Unavailable(CommandError):
 __all__ = [
     "CommandError",
     "CommandRefused",
+    "EvidenceChangedSince",
+    "IdempotencyKeyReused",
     "InvalidOwners",
     "KeyConflict",
     "Outage",
+    "PreconditionRequired",
     "ReplayUnresolved",
     "RunNotFound",
+    "SeenEvidence",
     "Unavailable",
     "WorkflowRejected",
 ]

@@ -49,6 +49,7 @@ from services.commands.start import (
     static_summary,
 )
 from services.settings import Settings
+from workflows import ids
 from workflows.model import CommandName, HistoryEvent, Refusal, Role, UseCaseView
 from workflows.release import UseCaseRelease
 
@@ -127,9 +128,9 @@ class RunFacts:
     @property
     def people(self) -> dict[Role, list[str]]:
         """Everyone the run names: its roster and its deputies (who may read it)."""
-        out = {role: list(ids) for role, ids in self.roster.items()}
-        for role, ids in self.deputies.items():
-            out[role] = sorted({*out.get(role, []), *ids})
+        out = {role: list(people) for role, people in self.roster.items()}
+        for role, people in self.deputies.items():
+            out[role] = sorted({*out.get(role, []), *people})
         return out
 
 
@@ -340,7 +341,11 @@ class UseCaseGateway:
             raise _unreachable(exc) from None
         except RuntimeError as exc:
             raise _connect_failed(exc) from None
-        if desc.workflow_type != WORKFLOW_TYPE:
+        # The id says what a run is: ``…-change-<n>`` is a change request's run, which only its
+        # use case's run starts (as its child), anything else a use case's own. A run that is
+        # not what its id says — one started under an id another run owns, through Temporal or
+        # before keys were refused — is no run of ours, whatever its memo claims.
+        if desc.workflow_type != WORKFLOW_TYPE or desc.parent_id != ids.parent_workflow_id(wid):
             raise RunNotFound(f"no use case '{wid}'")
         raw: dict[str, Any] = await desc.memo_value("facts", default={})
         deputies: dict[str, Any] | None = await desc.memo_value("deputies", default=None)
@@ -408,6 +413,20 @@ class UseCaseGateway:
             # the run exists (its facts were read): Temporal's wording for a close depends on
             # how far it had got when the Update arrived, so ask what the run really is
             raise await self._closed_or_stuck(wid) from None
+        return self.decorate(view)
+
+    async def outcome(self, wid: str, command: CommandName, update_id: str) -> UseCaseView | None:
+        """The first answer the run gave the Update ``update_id`` (its state then, or the
+        refusal it raised); None when the run holds no such Update (never sent, or refused by
+        its validator, which keeps nothing)."""
+        await self.facts(wid)
+        handle = self.client.get_workflow_handle(wid).get_update_handle_for(
+            UPDATES[command], update_id
+        )
+        try:
+            view: UseCaseView = await _call(handle.result(rpc_timeout=RPC_TIMEOUT))
+        except (RunNotFound, _ServerSaysClosed):
+            return None  # NOT_FOUND: this run (or the run it continued as) has no such Update
         return self.decorate(view)
 
     async def ping(self) -> None:

@@ -2,7 +2,8 @@
 
 Each method builds the workflow's command model, pre-checks authorization with
 ``workflows.policy.check_actor`` from the run's pinned people (a fast "not eligible" before any
-worker is woken), and sends the Update whose id derives from the caller's idempotency key. The
+worker is woken), binds the caller's idempotency key to the request (a key reused with another
+request is refused, nothing sent), and sends the Update whose id derives from that key. The
 workflow's validator runs the same check and then the state check, and decides; its refusals
 come back as ``CommandRefused`` carrying the ``Refusal``.
 """
@@ -17,13 +18,27 @@ from typing import cast
 from pydantic import BaseModel
 
 from services import observability
-from services.commands.errors import CommandError, CommandRefused, ReplayUnresolved, RunNotFound
-from services.commands.evidence import evidence_fingerprint
+from services.commands.errors import (
+    CommandError,
+    CommandRefused,
+    EvidenceChangedSince,
+    IdempotencyKeyReused,
+    PreconditionRequired,
+    ReplayUnresolved,
+    RunNotFound,
+)
+from services.commands.evidence import (
+    bound_digests,
+    etag_matches,
+    evidence_etag,
+    evidence_fingerprint,
+)
 from services.commands.gateway import RunFacts, UseCaseGateway
+from services.commands.idempotency import IdempotencyKeys
 from services.commands.start import plan_start
 from services.hook_targets import NO_HOOKS, HookAllowList
 from workflows import policy
-from workflows.ids import change_workflow_id, is_change_id, use_case_workflow_id
+from workflows.ids import change_workflow_id, is_change_id, use_case_run_id
 from workflows.model import (
     AddEvidence,
     Cancel,
@@ -57,11 +72,14 @@ from workflows.model import (
 
 @dataclass(frozen=True)
 class Sender:
-    """Who sends a command, through which door, with which idempotency key (if any)."""
+    """Who sends a command, through which door, with which idempotency key (if any), and the
+    digest of the request it came with (``services.commands.idempotency.request_sha256``):
+    a key is bound to the first request it was sent with."""
 
     person_id: str
     channel: Channel
     idempotency_key: str | None = None
+    request_sha256: str | None = None
 
     def update_id(self, command: CommandName) -> str:
         """The Update's id: the key scoped to (caller, command), so another caller's key, or
@@ -80,8 +98,13 @@ class RaisedChange:
 
 
 def workflow_id(use_case_id: str, change_id: str | None = None) -> str:
-    """The run a path names: a use case (id or key), or one of its change requests."""
-    wid = use_case_workflow_id(use_case_id)
+    """The run a path names: a use case (id or key), or one of its change requests.
+
+    ``RunNotFound`` for a ``use_case_id`` that names no use case: a change request's run id
+    is not a use case's, so it reaches a change only by its own path."""
+    wid = use_case_run_id(use_case_id)
+    if wid is None:
+        raise RunNotFound(f"no use case '{use_case_id}'")
     if change_id is None:
         return wid
     if not is_change_id(change_id):
@@ -109,11 +132,14 @@ class CommandService:
         directory: policy.Directory,
         *,
         allowed_hooks: HookAllowList = NO_HOOKS,
+        idempotency_keys: IdempotencyKeys | None = None,
     ) -> None:
         self.gateway = gateway
         self.policy = loaded_policy
         self.directory = directory
         self.allowed_hooks = allowed_hooks  # RELEASEGATE_HOOK_ALLOWED_HOSTS
+        # None: keys are not bound to requests (Temporal's Update id dedup alone)
+        self.idempotency_keys = idempotency_keys
 
     # ------------------------------------------------------------------ need-to-know
 
@@ -193,6 +219,41 @@ class CommandService:
             deputies=facts.deputies,
         )
 
+    # ------------------------------------------------------------------ idempotency
+
+    async def bind_key(self, sender: Sender, command: CommandName) -> None:
+        """Bind the sender's idempotency key, scoped to (command, caller), to this request
+        before anything is sent: ``IdempotencyKeyReused`` when it was bound to another one.
+        The same request goes again, and Temporal answers its Update id with the first
+        outcome. Race-safe: of concurrent requests with one key, exactly one digest binds."""
+        if (
+            self.idempotency_keys is None
+            or sender.idempotency_key is None
+            or sender.request_sha256 is None
+        ):
+            return
+        bound = await self.idempotency_keys.bind(sender.update_id(command), sender.request_sha256)
+        if bound != sender.request_sha256:
+            raise _key_reused(command)
+
+    async def _first_outcome(
+        self, wid: str, sender: Sender, command: CommandName
+    ) -> UseCaseView | None:
+        """This very request's first answer, when it is a replay of one that was sent: its
+        key is bound to the same request digest and the run remembers its Update."""
+        if (
+            self.idempotency_keys is None
+            or sender.idempotency_key is None
+            or sender.request_sha256 is None
+        ):
+            return None
+        bound = await self.idempotency_keys.bound(sender.update_id(command))
+        if bound is None:
+            return None
+        if bound != sender.request_sha256:
+            raise _key_reused(command)
+        return await self.gateway.outcome(wid, command, sender.update_id(command))
+
     async def _send(
         self,
         wid: str,
@@ -204,6 +265,7 @@ class CommandService:
         update_id: str | None = None,
     ) -> UseCaseView:
         await self.authorize(wid, command, sender.person_id, gate=gate)
+        await self.bind_key(sender, command)
         return await self.gateway.execute(
             wid, command, cmd, update_id=update_id or sender.update_id(command)
         )
@@ -268,6 +330,53 @@ class CommandService:
             raise
         observability.record_accepted_decision(cmd, view)
         return view
+
+    async def decide_as_seen(
+        self,
+        wid: str,
+        sender: Sender,
+        gate: Gate,
+        decision: Decision,
+        *,
+        comment: str = "",
+        evidence_digests: Sequence[str] | None = None,
+        if_match: str | None = None,
+    ) -> UseCaseView:
+        """A decision whose approval names the evidence its approver saw: the digests, or the
+        ``ETag`` of the state they reviewed (``If-Match``, resolved here to the digests it
+        stands for). An approval naming neither is ``PreconditionRequired``; an ETag that is
+        not the current evidence set's is ``EvidenceChangedSince`` (unless this very request
+        was answered before: then its first answer). Both carry the current set; nothing is
+        sent. The workflow compares the digests with the gate's again when it decides."""
+        # "*" (any state at all) names no evidence
+        etag_seen = None if if_match is None or if_match.strip() in ("", "*") else if_match
+        if decision == Decision.APPROVE and (etag_seen is not None or evidence_digests is None):
+            # eligibility first: the current evidence is told only to who may decide the gate
+            await self.authorize(wid, CommandName.DECIDE, sender.person_id, gate=gate)
+            current = bound_digests(await self.gateway.state(wid))
+            etag = evidence_etag(current)
+            if etag_seen is None:
+                raise PreconditionRequired(
+                    "an approval names the evidence its approver saw: send evidence_digests, "
+                    "or If-Match with the ETag of the state you reviewed",
+                    evidence_digests=current,
+                    etag=etag,
+                )
+            if not etag_matches(etag_seen, etag):
+                first = await self._first_outcome(wid, sender, CommandName.DECIDE)
+                if first is not None:
+                    return first
+                raise EvidenceChangedSince(
+                    "the evidence changed since the state you reviewed (If-Match); review the "
+                    "current evidence and approve again",
+                    evidence_digests=current,
+                    etag=etag,
+                )
+            if evidence_digests is None:
+                evidence_digests = current
+        return await self.decide(
+            wid, sender, gate, decision, comment=comment, evidence_digests=evidence_digests
+        )
 
     async def reopen_gate(
         self, wid: str, sender: Sender, gate: Gate, *, comment: str = ""
@@ -339,6 +448,7 @@ class CommandService:
         cmd = SetDeputies(
             actor=sender.person_id, deputies=resolved, comment=comment, channel=sender.channel
         )
+        await self.bind_key(sender, CommandName.SET_DEPUTIES)
         view = await self.gateway.execute(
             wid, CommandName.SET_DEPUTIES, cmd, update_id=sender.update_id(CommandName.SET_DEPUTIES)
         )
@@ -382,6 +492,13 @@ class CommandService:
                 "and approve again",
             )
         return list(open_gate.evidence_digests)
+
+
+def _key_reused(command: CommandName) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        f"this Idempotency-Key was already used for another {command.value} request (another "
+        "body, path or If-Match); use a new key for a new request"
+    )
 
 
 __all__ = [

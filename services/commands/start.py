@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from services.commands.errors import CommandRefused, InvalidOwners
 from services.hook_targets import NO_HOOKS, HookAllowList, HookTargetRefused
 from workflows import policy, search
-from workflows.ids import use_case_workflow_id
+from workflows.ids import key_refusal, use_case_workflow_id
 from workflows.model import (
     Deputies,
     Hooks,
@@ -96,6 +96,15 @@ def named_deputies(body: UseCaseCreate, directory: policy.Directory) -> Deputies
         raise InvalidOwners(exc.detail) from None
 
 
+def check_key(key: str) -> None:
+    """Refuse a key whose run id could alias another run's (``CommandRefused(INVALID)``
+    naming ``key``): see ``workflows.ids``. Checked here as well as by the request model, so
+    no door can start a run under an id another run owns."""
+    reason = key_refusal(key)
+    if reason is not None:
+        raise CommandRefused(Refusal.INVALID, f"key: {reason}")
+
+
 def check_hooks(hooks: Hooks | None, allowed: HookAllowList) -> None:
     """Refuse a hook URL the operator's allow-list does not cover (``CommandRefused(INVALID)``
     naming the field). Static: the worker resolves and checks the host again at each call."""
@@ -118,6 +127,7 @@ def plan_start(
     *,
     allowed_hooks: HookAllowList = NO_HOOKS,
 ) -> StartPlan:
+    check_key(body.key)
     check_hooks(body.hooks, allowed_hooks)
     owners = owners_of(body, delivery_lead)
     pinned = loaded_policy.pin(body.risk_tier)
@@ -180,6 +190,7 @@ def static_details(inp: UseCaseInput) -> str:
 __all__ = [
     "StartPlan",
     "check_hooks",
+    "check_key",
     "facts_memo",
     "owners_of",
     "plan_start",

@@ -14,6 +14,7 @@ from services.commands.errors import InvalidOwners
 from services.commands.start import owners_of, staffed_roster
 from services.slack.actions import InputId
 from workflows import policy
+from workflows.ids import key_refusal
 from workflows.model import UseCaseCreate
 
 Errors = dict[str, str]
@@ -114,6 +115,9 @@ def start_request(
         for err in exc.errors():
             errors.setdefault(_block_for(tuple(err.get("loc", ()))), str(err.get("msg", "")))
         return errors
+    reason = key_refusal(body.key)  # the run id would alias another run's (workflows.ids)
+    if reason is not None:
+        return {InputId.KEY.value: f"key {reason}"}
     try:
         staffed_roster(owners_of(body, delivery_lead), loaded_policy.pin(body.risk_tier), directory)
     except InvalidOwners as exc:

@@ -247,3 +247,31 @@ class LedgerBlock(Base):
     reason: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
     blocked_at: Mapped[datetime]
+
+
+# --------------------------------------------------------------------------- idempotency
+
+# An ``Idempotency-Key`` header (services/api/deps.py validates it)
+IDEMPOTENCY_KEY_MAX = 200
+# ``<command>:<person id>:<Idempotency-Key>`` (``services.commands.service.Sender.update_id``):
+# a command name (32 at most), a directory person id and the key
+IDEMPOTENCY_SCOPE_MAX = 32 + 1 + limits.PERSON_ID_MAX + 1 + IDEMPOTENCY_KEY_MAX
+
+
+class IdempotencyKey(Base):
+    """The request an Idempotency-Key was first sent with, per (command, caller, key).
+
+    Written once, before the command is sent: the same scope with another request digest is
+    refused, the same digest is sent again (Temporal answers it with the first outcome). Rows
+    matter only while a client may still retry; ``created_at`` lets old ones be pruned
+    (``services.store.idempotency``).
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(IDEMPOTENCY_SCOPE_MAX), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
+    created_at: Mapped[datetime]
+
+    # pruning deletes by age
+    __table_args__ = (Index(None, "created_at"),)

@@ -15,8 +15,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from services import observability
+from services import command_keys, observability
 from services.hook_targets import NO_HOOKS, HookAllowList
 from services.settings import ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
@@ -24,7 +25,9 @@ from services.temporal import connect
 from services.worker.activities import StoreActivities
 from services.worker.hooks import HookActivities
 from services.worker.notify import Adapter, LogAdapter, NotificationActivities, WebhookAdapter
+from services.worker.runs import RunActivities
 from services.worker.slack_adapter import slack_adapter
+from workflows import credentials
 from workflows.release import UseCaseRelease
 
 log = logging.getLogger("releasegate.worker")
@@ -46,16 +49,29 @@ def release_activities(
     http: httpx.AsyncClient,
     hook_secret: str | None,
     hook_hosts: HookAllowList = NO_HOOKS,
+    client: Client | None = None,
 ) -> list[Callable[..., Any]]:
     """Every activity UseCaseRelease calls, wired to its dependencies (tests use this too).
-    ``hook_hosts`` is ``RELEASEGATE_HOOK_ALLOWED_HOSTS``; by default no hook may be called."""
+    ``hook_hosts`` is ``RELEASEGATE_HOOK_ALLOWED_HOSTS``; by default no hook may be called.
+    ``client``: the worker's Temporal client, to confirm how a change's run ended."""
     store = StoreActivities(sessionmaker)
-    return [
+    activities: list[Callable[..., Any]] = [
         store.append_ledger,
         store.sync_registry,
         NotificationActivities(adapters).notify,
         HookActivities(http, hook_secret, hook_hosts).call,
     ]
+    if client is not None:
+        activities.append(RunActivities(client).change_outcome)
+    return activities
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox, sharing ``workflows.credentials`` with the worker process: the
+    sandbox imports workflow modules afresh, and the trusted keys the worker configured must be
+    the ones its workflow code verifies with."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("workflows.credentials")
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 def build_worker(
@@ -66,6 +82,7 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[UseCaseRelease],
         activities=activities,
+        workflow_runner=workflow_runner(),
         # log lines from activities name their workflow and use case (JSON logs)
         interceptors=[observability.ActivityLogContext()],
     )
@@ -76,6 +93,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     try:
         observability.setup_tracing(settings, "releasegate-worker")
         # Temporal's worker metrics for Prometheus, when RELEASEGATE_WORKER_METRICS_PORT is set
+        # the trusted public keys that workflow code verifies commands with
+        credentials.configure(command_keys.for_process(settings).keyring)
         client = await connect(settings, runtime=observability.worker_runtime(settings))
         http = httpx.AsyncClient(timeout=httpx.Timeout(20.0))
         activities = release_activities(
@@ -84,6 +103,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             http,
             settings.hook_secret,
             settings.hook_allow_list,
+            client,
         )
         async with http, build_worker(client, settings, activities):
             log.info(

@@ -32,7 +32,7 @@ from services.store.ledger import GENESIS_HASH, LedgerRepository, entry_hash
 from services.store.migrate import upgrade_head
 from services.store.models import EvidenceItem, LedgerEntry
 from services.store.tempdb import temporary_sqlite_database
-from tests.api.conftest import auth
+from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import PROBLEM, create, ev, walk
 from tests.harness import ReleaseHarness
 from tests.store.factories import batch, new_workflow_id
@@ -147,13 +147,12 @@ async def test_evidence_pack_binds_decisions_to_evidence(
     uc = await create(api, "high")
     uc_id = uc["id"]
     await walk(api, uc, "risk_signoff")
-    decide = f"/v1/use-cases/{uc_id}/gates/risk_signoff/decisions"
     first = ev("risk_assessment")
     r = await api.post(
         f"/v1/use-cases/{uc_id}/evidence", json={"evidence": [first]}, headers=auth("tom")
     )
     assert r.status_code == 201, r.text
-    r = await api.post(decide, json={"decision": "approve"}, headers=auth("rita"))
+    r = await approve(api, f"/v1/use-cases/{uc_id}", "risk_signoff", "rita")
     assert r.status_code == 200, r.text
 
     # new evidence while the gate is open voids rita's approval
@@ -171,7 +170,7 @@ async def test_evidence_pack_binds_decisions_to_evidence(
         GateDecision(actor="olga", gate=Gate.RISK_SIGNOFF, decision=Decision.APPROVE),
     )
     for person in ("rita", "raj"):
-        r = await api.post(decide, json={"decision": "approve"}, headers=auth(person))
+        r = await approve(api, f"/v1/use-cases/{uc_id}", "risk_signoff", person)
         assert r.status_code == 200, r.text
     await walk(api, r.json(), "live")
     entries = await settled(api, uc_id)

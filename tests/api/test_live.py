@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import auth
+from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import create, walk
 
 PROBLEM = "application/problem+json"
@@ -47,11 +47,7 @@ async def test_incident_suspend_resume_over_http(api: httpx.AsyncClient) -> None
     assert r.status_code == 200
     assert r.json()["open_gate"]["gate"] == "resume_approval"
     for person in ("raj", "bo"):
-        r = await api.post(
-            f"{base}/gates/resume_approval/decisions",
-            json={"decision": "approve"},
-            headers=auth(person),
-        )
+        r = await approve(api, base, "resume_approval", person)
         assert r.status_code == 200, r.text
     assert r.json()["stage"] == "live"
 

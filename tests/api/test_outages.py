@@ -28,7 +28,7 @@ from services.settings import Settings
 from services.store.blocked import BlockedRepository
 from services.store.db import session_scope
 from services.store.errors import Permanent
-from services.worker.main import release_activities
+from services.worker.main import release_activities, workflow_runner
 from services.worker.notify import LogAdapter
 from tests.api.conftest import auth
 from tests.api.test_use_cases import create, new_body
@@ -116,6 +116,7 @@ async def test_without_a_worker_readiness_and_commands_fail_fast(
                 temporal_env.client,
                 task_queue=task_queue,
                 workflows=[UseCaseRelease],
+                workflow_runner=workflow_runner(),
                 activities=release_activities(
                     release.sessionmaker, [LogAdapter()], http, HOOK_SECRET
                 ),

@@ -8,9 +8,12 @@ from services.api.problems import problem_of
 from services.commands.errors import (
     CommandError,
     CommandRefused,
+    EvidenceChangedSince,
+    IdempotencyKeyReused,
     InvalidOwners,
     KeyConflict,
     Outage,
+    PreconditionRequired,
     ReplayUnresolved,
     RunNotFound,
     Unavailable,
@@ -38,6 +41,10 @@ from workflows.model import Refusal
         (Unavailable(Outage.UNREACHABLE, "x"), 503, "temporal-unavailable"),
         (Unavailable(Outage.REFUSED_START, "x"), 503, "temporal-error"),
         (Unavailable(Outage.QUERY_FAILED, "x"), 503, "query-failed"),
+        (Unavailable(Outage.DB_UNAVAILABLE, "x"), 503, "db-unavailable"),
+        (IdempotencyKeyReused("x"), 422, "idempotency-key-reused"),
+        (PreconditionRequired("x", evidence_digests=[], etag='"e"'), 428, "precondition-required"),
+        (EvidenceChangedSince("x", evidence_digests=[], etag='"e"'), 412, "evidence-changed"),
     ],
 )
 def test_command_errors_keep_their_status_and_type(
@@ -45,6 +52,12 @@ def test_command_errors_keep_their_status_and_type(
 ) -> None:
     problem = problem_of(error)
     assert (problem.status, problem.code, problem.detail) == (status, code, "x")
+
+
+def test_an_approval_refused_for_what_it_saw_carries_the_current_set() -> None:
+    problem = problem_of(PreconditionRequired("x", evidence_digests=["a" * 64], etag='"e"'))
+    assert problem.extra == {"evidence_digests": ["a" * 64], "etag": '"e"'}
+    assert problem.headers == {"ETag": '"e"'}
 
 
 def test_every_refusal_has_a_status() -> None:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from services.api.app import create_app
 from services.settings import Settings
-from tests.api.conftest import auth
+from tests.api.conftest import approve, auth, seen
 from tests.workflows.helpers import (
     GATE_APPROVERS,
     GATE_EVIDENCE,
-    ROOT,
     STAGE_EVIDENCE,
     evidence,
 )
@@ -76,11 +72,7 @@ async def walk(api: httpx.AsyncClient, uc: dict[str, Any], until: str) -> dict[s
                 )
                 assert r.status_code == 201, r.text
             for person in GATE_APPROVERS[tier][stage]:
-                r = await api.post(
-                    f"/v1/use-cases/{uc['id']}/gates/{stage}/decisions",
-                    json={"decision": "approve"},
-                    headers=auth(person),
-                )
+                r = await approve(api, f"/v1/use-cases/{uc['id']}", stage, person)
                 assert r.status_code == 200, r.text
         assert r.status_code == 200, r.text
         state = r.json()
@@ -152,11 +144,7 @@ async def test_gate_state_lists_eligible_and_required_evidence(api: httpx.AsyncC
     assert gate["approvals"] == []
     assert state["required_evidence"] == ["risk_assessment"]
 
-    r = await api.post(
-        f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions",
-        json={"decision": "approve"},
-        headers=auth("rita"),
-    )
+    r = await approve(api, f"/v1/use-cases/{uc['id']}", "risk_signoff", "rita")
     assert r.status_code == 409
     assert r.json()["type"].endswith("evidence-missing")
 
@@ -174,7 +162,7 @@ async def test_ineligible_decision_is_403_and_records_nothing(
     headers = auth(person) if person != "nobody" else {"Authorization": "Bearer nope-nope"}
     r = await api.post(
         f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions",
-        json={"decision": "approve"},
+        json={"decision": "approve"},  # names no evidence: eligibility is judged first
         headers=headers,
     )
     assert r.status_code == status
@@ -291,11 +279,7 @@ async def test_wrong_stage_and_bad_paths(api: httpx.AsyncClient) -> None:
         f"/v1/use-cases/{uc['id']}/stages/scoping/complete", json={}, headers=auth("rita")
     )
     assert r.status_code == 403
-    r = await api.post(
-        f"/v1/use-cases/{uc['id']}/gates/go_live/decisions",
-        json={"decision": "approve"},
-        headers=auth("bo"),
-    )
+    r = await approve(api, f"/v1/use-cases/{uc['id']}", "go_live", "bo")
     assert r.status_code == 409
     assert r.json()["type"].endswith("gate-not-open")
 
@@ -349,7 +333,11 @@ async def test_idempotency_key_makes_one_decision(api: httpx.AsyncClient) -> Non
         headers=auth("dana"),
     )
     url = f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions"
-    headers = {**auth("rita"), "Idempotency-Key": "approve-once-42"}
+    headers = {
+        **auth("rita"),
+        **await seen(api, f"/v1/use-cases/{uc['id']}", "rita"),
+        "Idempotency-Key": "approve-once-42",
+    }
     first, second = await asyncio.gather(
         api.post(url, json={"decision": "approve"}, headers=headers),
         api.post(url, json={"decision": "approve"}, headers=headers),
@@ -359,7 +347,7 @@ async def test_idempotency_key_makes_one_decision(api: httpx.AsyncClient) -> Non
     assert third.status_code == 200
     assert [a["actor"] for a in third.json()["open_gate"]["approvals"]] == ["rita"]
     # a fresh key for the same person is a second attempt, and refused
-    r = await api.post(url, json={"decision": "approve"}, headers=auth("rita"))
+    r = await approve(api, f"/v1/use-cases/{uc['id']}", "risk_signoff", "rita")
     assert r.status_code == 409
     assert r.json()["type"].endswith("already-decided")
 
@@ -400,11 +388,7 @@ async def test_pending_inbox_follows_the_gate(api: httpx.AsyncClient) -> None:
 
     await eventually("olga", True)
     assert uc["id"] not in await pending("rita")
-    r = await api.post(
-        f"/v1/use-cases/{uc['id']}/gates/ops_handoff/decisions",
-        json={"decision": "approve"},
-        headers=auth("olga"),
-    )
+    r = await approve(api, f"/v1/use-cases/{uc['id']}", "ops_handoff", "olga")
     assert r.status_code == 200
     await eventually("olga", False)
     await eventually("bo", True)
@@ -456,26 +440,6 @@ async def test_temporal_unreachable_is_503(api_settings: Settings) -> None:
 
 
 # --------------------------------------------------------------------------- reopen
-
-
-@pytest.fixture(scope="module")
-async def expiring_api(
-    api_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with a policy whose low-tier risk_signoff expires about a second after it
-    opens (the dev server has no time skipping; the worker runs whatever policy a run pins)."""
-    doc = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
-    doc["version"] = "2026.1-expiring"
-    gate = doc["tiers"]["low"]["gates"][0]
-    assert gate["gate"] == "risk_signoff"
-    gate.update(sla_hours=0.0002, remind_before_hours=[], expire_after_hours=0.0003)
-    path: Path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    app = create_app(api_settings.model_copy(update={"policy_path": path}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
 
 
 async def stalled(api: httpx.AsyncClient) -> dict[str, Any]:

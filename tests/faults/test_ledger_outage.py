@@ -30,7 +30,7 @@ from services.store.db import make_engine, make_sessionmaker, session_scope
 from services.store.migrate import upgrade_head
 from services.store.models import LedgerEntry
 from services.store.tempdb import admin_engine
-from services.worker.main import release_activities
+from services.worker.main import release_activities, workflow_runner
 from services.worker.notify import LogAdapter
 from tests.api.conftest import auth
 from tests.api.test_use_cases import create, walk
@@ -82,6 +82,7 @@ async def stack(temporal_env: WorkflowEnvironment, url: str) -> AsyncIterator[ht
                 temporal_env.client,
                 task_queue=task_queue,
                 workflows=[UseCaseRelease],
+                workflow_runner=workflow_runner(),
                 activities=release_activities(
                     make_sessionmaker(engine), [LogAdapter()], http, HOOK_SECRET
                 ),

@@ -18,6 +18,7 @@ import logging
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
@@ -61,6 +62,22 @@ async def _registry_row(url: str, workflow_id: str, timeout: float = SETTLE_S) -
         await engine.dispose()
 
 
+async def _caught_up(api: httpx.AsyncClient, run: str, state_path: str) -> list[dict[str, Any]]:
+    """The run's ledger once it holds every event the run has recorded (its state at
+    ``/v1/use-cases/<state_path>``)."""
+    deadline = asyncio.get_running_loop().time() + SETTLE_S
+    last = ""
+    while asyncio.get_running_loop().time() < deadline:
+        state = (await api.get(f"/v1/use-cases/{state_path}", headers=auth("eve"))).json()
+        r = await api.get(f"/v1/use-cases/{run}/ledger", headers=auth("eve"))
+        last = f"{r.status_code} {r.text[:200]}"
+        if r.status_code == 200 and len(r.json()) == state["event_count"]:
+            entries: list[dict[str, Any]] = r.json()
+            return entries
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"the ledger of {run} did not catch up in {SETTLE_S} s: {last}")
+
+
 async def test_longest_key_and_title_reach_postgresql(temporal_env: WorkflowEnvironment) -> None:
     async with fresh_database("postgresql") as url:
         await upgrade_head(url)
@@ -82,8 +99,12 @@ async def test_longest_key_and_title_reach_postgresql(temporal_env: WorkflowEnvi
             assert row.key == limits.change_run_key(body["key"], "change-1")
             assert len(row.key) == limits.RUN_KEY_MAX - len("99999")  # change-1, not -999999
             assert row.title == limits.change_run_title(body["title"], "change-1", "S" * 4000)
-            for run in (uc["id"], change["id"]):
-                entries = await caught_up(api, run, SETTLE_S)
+            # a change's run is read through its use case (its id names no use case)
+            for run, state_path in (
+                (uc["id"], uc["id"]),
+                (change["id"], f"{uc['id']}/changes/change-1"),
+            ):
+                entries = await _caught_up(api, run, state_path)
                 verify = await api.get(f"/v1/use-cases/{run}/ledger/verify", headers=auth("eve"))
                 assert verify.json() == {
                     "ok": True,

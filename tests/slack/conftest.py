@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 from services.api.app import create_app
 from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import build_adapters, release_activities
+from services.worker.main import build_adapters, release_activities, workflow_runner
 from tests.harness import HOOK_SECRET
 from tests.slack.double import SlackDouble
 from tests.slack.helpers import SECRET, TOKEN, Slack
@@ -57,7 +57,10 @@ async def slack_worker(
             temporal_env.client,
             task_queue=slack_settings.task_queue,
             workflows=[UseCaseRelease],
-            activities=release_activities(make_sessionmaker(engine), adapters, http, HOOK_SECRET),
+            workflow_runner=workflow_runner(),
+            activities=release_activities(
+                make_sessionmaker(engine), adapters, http, HOOK_SECRET, client=temporal_env.client
+            ),
         ):
             yield
     await engine.dispose()

@@ -25,6 +25,7 @@ STORE_TABLES = {
     "pending_approvals",
     "ledger_entries",
     "evidence",
+    "idempotency_keys",
 }
 
 

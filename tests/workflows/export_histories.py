@@ -79,7 +79,7 @@ async def _scenarios(client: Client, task_queue: str) -> dict[str, WorkflowHandl
 async def export(target: Path = HERE) -> list[Path]:
     from services.store.db import make_engine, make_sessionmaker
     from services.store.migrate import upgrade_head
-    from services.worker.main import release_activities
+    from services.worker.main import release_activities, workflow_runner
     from services.worker.notify import LogAdapter
     from workflows import search
     from workflows.release import UseCaseRelease
@@ -103,6 +103,7 @@ async def export(target: Path = HERE) -> list[Path]:
                 env.client,
                 task_queue=task_queue,
                 workflows=[UseCaseRelease],
+                workflow_runner=workflow_runner(),
                 activities=release_activities(
                     make_sessionmaker(engine), [LogAdapter()], http, None
                 ),

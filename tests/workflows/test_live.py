@@ -13,14 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 
 from services.store.ledger import LedgerRepository
 from tests.harness import HOOK_SECRET, ReleaseHarness
 from tests.workflows.drive import advance_to, complete, decide, pass_gate, refusal_of
 from tests.workflows.helpers import make_input
 from tests.workflows.test_release import wait_ledger
-from workflows.activities import LedgerBatch
 from workflows.model import (
     Gate,
     Hooks,
@@ -344,34 +344,45 @@ async def test_retiring_cancels_open_changes(release: ReleaseHarness) -> None:
     assert desc.status.name == "CANCELED"
 
 
-async def test_a_run_carried_by_the_previous_version_continues(release: ReleaseHarness) -> None:
-    """Runs that continued-as-new before ReleaseState hand on ``carry`` (the old field-by-field
-    shape, without the gate's seats): the new shell restores it and the run stays operable."""
-    from tests.workflows.test_pure_modules import T0, new_run, to_live
+def test_a_state_carried_by_the_previous_version_restores() -> None:
+    """Runs that continued-as-new before ReleaseState handed on ``carry`` (the old
+    field-by-field shape, without the gate's seats): it restores whole and the seats of a gate
+    it carries are computed on restore."""
+    from tests.workflows.test_pure_modules import T0, new_run, to_gate
+    from workflows import gates
+    from workflows.state import ReleaseState, Run
+
+    run = new_run(inp=make_input("low"))
+    to_gate(run)
+    state = run.state.model_dump(mode="json")
+    legacy = {k: v for k, v in state.items() if k not in ("closed", "outcome", "outbox")}
+    assert legacy["gate"] is not None
+    legacy["gate"] = {k: v for k, v in legacy["gate"].items() if k not in ("seats", "pending")}
+    restored = Run(run.inp, ReleaseState.model_validate(legacy), run.workflow_id)
+    gates.ensure_seats(restored)
+    assert restored.state.started_at == T0
+    assert restored.state.event_id == run.state.event_id
+    assert restored.state.gate is not None
+    assert restored.state.gate.seats == run.state.gate.seats  # type: ignore[union-attr]
+    assert restored.state.gate.pending == ["raj", "rita"]
+
+
+async def test_a_client_cannot_start_a_run_with_a_carried_state(release: ReleaseHarness) -> None:
+    """Only continue-as-new hands a state on: a start that carries one (forged owners, stage,
+    approvals…) fails at once and records nothing."""
+    from tests.workflows.test_pure_modules import new_run, to_live
 
     inp = make_input("low")
     run = new_run(inp=inp)
     to_live(run)
-    # what the previous run had already shipped to the ledger
-    async with release.sessionmaker() as session, session.begin():
-        await LedgerRepository(session).append(LedgerBatch(records=run.state.outbox.ledger))
-    state = run.state.model_dump(mode="json")
-    legacy = {k: v for k, v in state.items() if k not in ("closed", "outcome", "outbox")}
-    legacy["runs"] = 2
-    handle = await release.start(inp.model_copy(update={"carry": legacy}))
-    view = await handle.query(UseCaseRelease.state)
-    assert view.stage == Stage.LIVE
-    assert view.live_version == 1
-    assert view.event_count == run.state.event_id
-    assert view.started_at == T0
-    view = await handle.execute_update(
-        UseCaseRelease.suspend, Suspend(actor="olga", reason="carried and still operable")
-    )
-    assert view.stage == Stage.SUSPENDED
-    view = await handle.execute_update(UseCaseRelease.resume, Resume(actor="tom"))
-    assert view.open_gate is not None
-    assert view.open_gate.pending  # seats computed for a gate opened after the carry
-    await wait_ledger(release, handle.id, view.event_count)
+    forged = inp.model_copy(update={"state": run.state.model_dump(mode="json")})
+    handle = await release.start(forged)
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert isinstance(info.value.cause, ApplicationError)
+    assert info.value.cause.type == "unauthenticated"
+    async with release.sessionmaker() as session:
+        assert await LedgerRepository(session).entries(handle.id) == []
 
 
 async def test_a_change_passed_while_suspended_waits_for_resume(

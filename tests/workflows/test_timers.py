@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import release_activities
+from services.worker.main import release_activities, workflow_runner
 from services.worker.notify import LogAdapter
 from tests.workflows.drive import advance_to, decide, refusal_of
 from tests.workflows.helpers import make_input
@@ -31,6 +31,7 @@ async def ts(time_skipping_env: WorkflowEnvironment, store_url: str) -> AsyncIte
             time_skipping_env.client,
             task_queue=task_queue,
             workflows=[UseCaseRelease],
+            workflow_runner=workflow_runner(),
             activities=release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
         ),
     ):

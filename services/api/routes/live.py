@@ -20,6 +20,7 @@ from services.api.schemas import (
     OptionalReasonBody,
     ReasonBody,
 )
+from services.api.state import SEEN_RESPONSES, IfMatch, with_etag
 from services.commands.service import workflow_id
 from workflows.model import Gate, Stage, UseCaseView
 
@@ -28,20 +29,23 @@ router = APIRouter(prefix="/v1/use-cases", tags=["live operation"])
 
 @router.post("/{use_case_id}/incidents", status_code=201, response_model=UseCaseView)
 async def report_incident(
-    use_case_id: str, body: IncidentBody, sender: ApiSender, commands: Commands
+    use_case_id: str, body: IncidentBody, sender: ApiSender, commands: Commands, response: Response
 ) -> UseCaseView:
     """Any owner or operations; a sev1 suspends the use case when the policy says so."""
-    return await commands.report_incident(
+    view = await commands.report_incident(
         workflow_id(use_case_id), sender, body.severity, body.summary
     )
+    return with_etag(response, view)
 
 
 @router.post("/{use_case_id}/suspend", response_model=UseCaseView)
 async def suspend(
-    use_case_id: str, body: ReasonBody, sender: ApiSender, commands: Commands
+    use_case_id: str, body: ReasonBody, sender: ApiSender, commands: Commands, response: Response
 ) -> UseCaseView:
     """Stop-ship by a stop-authority holder: state ``suspended``, the rollback hook is called."""
-    return await commands.suspend(workflow_id(use_case_id), sender, body.reason)
+    return with_etag(
+        response, await commands.suspend(workflow_id(use_case_id), sender, body.reason)
+    )
 
 
 @router.post("/{use_case_id}/resume", response_model=UseCaseView)
@@ -49,12 +53,14 @@ async def resume(
     use_case_id: str,
     sender: ApiSender,
     commands: Commands,
+    response: Response,
     body: OptionalReasonBody | None = None,
 ) -> UseCaseView:
     """Opens gate ``resume_approval`` (risk + business per policy)."""
-    return await commands.resume(
+    view = await commands.resume(
         workflow_id(use_case_id), sender, reason=body.reason if body else ""
     )
+    return with_etag(response, view)
 
 
 @router.post("/{use_case_id}/changes", status_code=201, response_model=ChangeState)
@@ -72,7 +78,8 @@ async def raise_change(
         wid, sender, body.summary, body.materiality, evidence=body.evidence
     )
     response.headers["Location"] = f"/v1/use-cases/{wid}/changes/{raised.change_id}"
-    return ChangeState.model_validate({**raised.view.model_dump(), "change_id": raised.change_id})
+    state = ChangeState.model_validate({**raised.view.model_dump(), "change_id": raised.change_id})
+    return with_etag(response, state)
 
 
 @router.post("/{use_case_id}/retire", response_model=UseCaseView)
@@ -80,16 +87,18 @@ async def retire(
     use_case_id: str,
     sender: ApiSender,
     commands: Commands,
+    response: Response,
     body: OptionalReasonBody | None = None,
 ) -> UseCaseView:
-    return await commands.retire(
+    view = await commands.retire(
         workflow_id(use_case_id), sender, reason=body.reason if body else ""
     )
+    return with_etag(response, view)
 
 
 @router.get("/{use_case_id}/changes/{change_id}", response_model=UseCaseView)
-async def get_change(wid: ReadableChange, commands: Commands) -> UseCaseView:
-    return await commands.state(wid)
+async def get_change(wid: ReadableChange, commands: Commands, response: Response) -> UseCaseView:
+    return with_etag(response, await commands.state(wid))
 
 
 @router.post(
@@ -102,29 +111,39 @@ async def complete_change_stage(
     body: CompleteStageBody,
     sender: ApiSender,
     commands: Commands,
+    response: Response,
 ) -> UseCaseView:
-    return await commands.complete_stage(
+    view = await commands.complete_stage(
         workflow_id(use_case_id, change_id),
         sender,
         stage,
         evidence=body.evidence,
         comment=body.comment,
     )
+    return with_etag(response, view)
 
 
 @router.post(
     "/{use_case_id}/changes/{change_id}/evidence", status_code=201, response_model=UseCaseView
 )
 async def add_change_evidence(
-    use_case_id: str, change_id: str, body: EvidenceBody, sender: ApiSender, commands: Commands
+    use_case_id: str,
+    change_id: str,
+    body: EvidenceBody,
+    sender: ApiSender,
+    commands: Commands,
+    response: Response,
 ) -> UseCaseView:
-    return await commands.add_evidence(
+    view = await commands.add_evidence(
         workflow_id(use_case_id, change_id), sender, body.evidence, comment=body.comment
     )
+    return with_etag(response, view)
 
 
 @router.post(
-    "/{use_case_id}/changes/{change_id}/gates/{gate}/decisions", response_model=UseCaseView
+    "/{use_case_id}/changes/{change_id}/gates/{gate}/decisions",
+    response_model=UseCaseView,
+    responses=SEEN_RESPONSES,
 )
 async def decide_change_gate(
     use_case_id: str,
@@ -133,12 +152,17 @@ async def decide_change_gate(
     body: DecisionBody,
     sender: ApiSender,
     commands: Commands,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> UseCaseView:
-    return await commands.decide(
+    """As for a use case: an approval names what its approver saw."""
+    view = await commands.decide_as_seen(
         workflow_id(use_case_id, change_id),
         sender,
         gate,
         body.decision,
         comment=body.comment,
         evidence_digests=body.evidence_digests,
+        if_match=if_match,
     )
+    return with_etag(response, view)

@@ -1,6 +1,7 @@
 """Use cases: start, read, complete stages, add evidence, decide gates, reopen, cancel.
 
 Routes only authenticate and call the command layer, which authorizes and sends the Update.
+Every state they answer with carries its evidence ``ETag`` (``services.api.state``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.api.schemas import (
     UseCasePage,
     UseCaseSummary,
 )
+from services.api.state import SEEN_RESPONSES, IfMatch, with_etag
 from services.commands.service import Sender, workflow_id
 from services.store.registry import RegistryRepository
 from workflows.model import (
@@ -45,7 +47,7 @@ async def start_use_case(
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/use-cases/{view.id}"
-    return view
+    return with_etag(response, view)
 
 
 @router.get("", response_model=UseCasePage)
@@ -95,8 +97,8 @@ async def list_use_cases(
 
 
 @router.get("/{use_case_id}", response_model=UseCaseView)
-async def get_use_case(wid: ReadableUseCase, commands: Commands) -> UseCaseView:
-    return await commands.state(wid)
+async def get_use_case(wid: ReadableUseCase, commands: Commands, response: Response) -> UseCaseView:
+    return with_etag(response, await commands.state(wid))
 
 
 @router.get("/{use_case_id}/history", response_model=list[HistoryEvent])
@@ -111,34 +113,49 @@ async def complete_stage(
     body: CompleteStageBody,
     sender: ApiSender,
     commands: Commands,
+    response: Response,
 ) -> UseCaseView:
-    return await commands.complete_stage(
+    view = await commands.complete_stage(
         workflow_id(use_case_id), sender, stage, evidence=body.evidence, comment=body.comment
     )
+    return with_etag(response, view)
 
 
 @router.post("/{use_case_id}/evidence", status_code=201, response_model=UseCaseView)
 async def add_evidence(
-    use_case_id: str, body: EvidenceBody, sender: ApiSender, commands: Commands
+    use_case_id: str, body: EvidenceBody, sender: ApiSender, commands: Commands, response: Response
 ) -> UseCaseView:
-    return await commands.add_evidence(
+    view = await commands.add_evidence(
         workflow_id(use_case_id), sender, body.evidence, comment=body.comment
     )
+    return with_etag(response, view)
 
 
-@router.post("/{use_case_id}/gates/{gate}/decisions", response_model=UseCaseView)
+@router.post(
+    "/{use_case_id}/gates/{gate}/decisions", response_model=UseCaseView, responses=SEEN_RESPONSES
+)
 async def decide_gate(
-    use_case_id: str, gate: Gate, body: DecisionBody, sender: ApiSender, commands: Commands
+    use_case_id: str,
+    gate: Gate,
+    body: DecisionBody,
+    sender: ApiSender,
+    commands: Commands,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> UseCaseView:
-    """Approve, request changes or reject. ``Idempotency-Key`` makes retries one decision."""
-    return await commands.decide(
+    """Approve, request changes or reject. An approval names what its approver saw:
+    ``evidence_digests``, or ``If-Match`` with the ``ETag`` of the state they reviewed.
+    ``Idempotency-Key`` makes retries one decision."""
+    view = await commands.decide_as_seen(
         workflow_id(use_case_id),
         sender,
         gate,
         body.decision,
         comment=body.comment,
         evidence_digests=body.evidence_digests,
+        if_match=if_match,
     )
+    return with_etag(response, view)
 
 
 @router.post("/{use_case_id}/gates/{gate}/reopen", response_model=UseCaseView)
@@ -147,23 +164,26 @@ async def reopen_gate(
     gate: Gate,
     sender: ApiSender,
     commands: Commands,
+    response: Response,
     body: CancelBody | None = None,
 ) -> UseCaseView:
     """After a gate expired (stage ``stalled``), the delivery lead opens it again."""
-    return await commands.reopen_gate(
+    view = await commands.reopen_gate(
         workflow_id(use_case_id), sender, gate, comment=body.reason if body else ""
     )
+    return with_etag(response, view)
 
 
 @router.put("/{use_case_id}/deputies", response_model=UseCaseView)
 async def set_deputies(
-    use_case_id: str, body: DeputiesBody, sender: ApiSender, commands: Commands
+    use_case_id: str, body: DeputiesBody, sender: ApiSender, commands: Commands, response: Response
 ) -> UseCaseView:
     """The business owner names the deputies who may fill an owner role's seats (delegation
     of authority); recorded in the ledger, taken in at once by an open gate."""
-    return await commands.set_deputies(
+    view = await commands.set_deputies(
         workflow_id(use_case_id), sender, body.deputies, comment=body.comment
     )
+    return with_etag(response, view)
 
 
 @router.post("/{use_case_id}/cancel", response_model=UseCaseView)
@@ -171,8 +191,10 @@ async def cancel_use_case(
     use_case_id: str,
     sender: ApiSender,
     commands: Commands,
+    response: Response,
     body: CancelBody | None = None,
 ) -> UseCaseView:
-    return await commands.cancel(
+    view = await commands.cancel(
         workflow_id(use_case_id), sender, reason=body.reason if body else ""
     )
+    return with_etag(response, view)
