@@ -166,6 +166,11 @@ def evidence_for(key: str) -> list[dict[str, str]]:
     ]
 
 
+def digests_of(key: str) -> list[str]:
+    """What an approver of ``key``'s gates saw: the digests of ``evidence_for(key)``."""
+    return [e["sha256"] for e in evidence_for(key)]
+
+
 class Recorder:
     """Latency of each call, and of each decision call, of one phase."""
 
@@ -201,11 +206,11 @@ class HttpDriver:
         for stage in WORK_STAGES:
             body = {"evidence": evidence_for(key) if stage == "validation" else [], "comment": ""}
             await rec.time(self._post(f"{base}/stages/{stage}/complete", "dev-dana", body, 200))
+        # an approval names the evidence its approver saw: the one item this driver submitted
+        seen = {"decision": "approve", "evidence_digests": digests_of(key)}
         for gate, actor in GATES:
             state = await rec.time(
-                self._post(
-                    f"{base}/gates/{gate}/decisions", f"dev-{actor}", {"decision": "approve"}, 200
-                ),
+                self._post(f"{base}/gates/{gate}/decisions", f"dev-{actor}", seen, 200),
                 decision=True,
             )
         return str(state["stage"])
@@ -237,9 +242,9 @@ class DirectDriver:
             evidence=[Evidence.model_validate(e) for e in evidence],
         )
 
-    async def _decide(self, wid: str, gate: str, actor: str) -> UseCaseView:
-        return await self.commands.decide(
-            wid, Sender(actor, Channel.API), Gate(gate), Decision.APPROVE
+    async def _decide(self, wid: str, gate: str, actor: str, digests: list[str]) -> UseCaseView:
+        return await self.commands.decide_as_seen(
+            wid, Sender(actor, Channel.API), Gate(gate), Decision.APPROVE, evidence_digests=digests
         )
 
     async def run(self, key: str, n: int, rec: Recorder) -> str:
@@ -249,7 +254,9 @@ class DirectDriver:
                 self._complete(view.id, stage, evidence_for(key) if stage == "validation" else [])
             )
         for gate, actor in GATES:
-            view = await rec.time(self._decide(view.id, gate, actor), decision=True)
+            view = await rec.time(
+                self._decide(view.id, gate, actor, digests_of(key)), decision=True
+            )
         return str(view.stage.value)
 
 

@@ -102,3 +102,24 @@ def for_process(settings: Settings) -> CommandKeys:
 
 
 __all__ = ["CommandKeys", "ensure", "for_process", "generate", "load"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m services.command_keys new [KID]`` prints a new keys file (signing + trusted);
+    ``python -m services.command_keys public < keys.json`` prints the trusted part only, for
+    the worker."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["new"]:
+        json.dump(generate(args[1] if len(args) > 1 else "k1"), sys.stdout, indent=2)
+    elif args[:1] == ["public"]:
+        doc = json.load(sys.stdin)
+        json.dump({"trusted": doc.get("trusted", [])}, sys.stdout, indent=2)
+    else:
+        raise SystemExit("usage: python -m services.command_keys new [KID] | public < FILE")
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

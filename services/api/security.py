@@ -1,6 +1,7 @@
-"""HTTP hardening: CORS closed unless configured, a request body limit, security headers.
+"""HTTP hardening: CORS closed unless configured, a request body limit, no NUL in a path or
+query, security headers.
 
-``install(app, settings)`` wires all three. The headers wrap the whole middleware stack, so
+``install(app, settings)`` wires them all. The headers wrap the whole middleware stack, so
 they are on every response, the 500s Starlette's error middleware writes included.
 """
 
@@ -36,6 +37,7 @@ CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Namespace
 
 def install(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NulGuardMiddleware)
     origins = settings.cors_origin_list
     if origins:
         # Bearer tokens, no cookies: credentials stay off, so a page can never ride a session.
@@ -164,3 +166,27 @@ class BodyLimitMiddleware:
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+class NulGuardMiddleware:
+    """400 problem+json for a path or query string holding U+0000 (``%00``), before any route.
+
+    Every path id and query value ends up in a SQL parameter, and PostgreSQL refuses NUL in
+    text: the driver's error would answer 503 "database unreachable" for what is bad input.
+    (NUL in bodies is refused by the command layer, naming the field.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+        ):
+            response = problem_response(
+                400,
+                "the request's path or query holds a NUL character (U+0000)",
+                "bad-request",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

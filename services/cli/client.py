@@ -30,7 +30,7 @@ def segment(value: str) -> str:
 
 
 def exit_code_for(status: int) -> int:
-    if status in (403, 409, 422):
+    if status in (403, 409, 412, 422, 428):
         return EXIT_REFUSED
     if status == 404:
         return EXIT_NOT_FOUND

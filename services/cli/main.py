@@ -2,7 +2,7 @@
 
 Every command is one or a few calls to the HTTP API; the CLI holds no rules of its own, so it
 can never disagree with the workflow. Exit codes: 0 ok, 1 server failure or broken ledger,
-2 usage or configuration, 3 refused by policy (403/409/422), 4 not found, 5 unreachable
+2 usage or configuration, 3 refused by policy (403/409/412/422/428), 4 not found, 5 unreachable
 (connection error, timeout, 503), 6 ``--wait`` timed out.
 """
 
@@ -435,6 +435,22 @@ def evidence(
     show_state(state, as_json)
 
 
+def show_evidence_to_approve(api: Api, key: str, gate: str) -> list[str]:
+    """Read the run, show (on stderr) the evidence an approval of ``gate`` binds to, and
+    return its digests: what the approval names, so it records what was shown or nothing
+    (the workflow refuses it when the evidence changed since)."""
+    state = api.get(use_case_path(key))
+    open_gate = state.get("open_gate") or {}
+    items = [e for e in state.get("evidence") or [] if isinstance(e, dict)]
+    if open_gate:
+        digests = sorted({str(d).lower() for d in open_gate.get("evidence_digests") or []})
+    else:  # no gate open (yet): what one binds to when it opens, the run's evidence
+        digests = sorted({str(e.get("sha256", "")).lower() for e in items})
+    shown = [e for e in items if str(e.get("sha256", "")).lower() in digests]
+    render.stderr().print(render.evidence_table(shown, f"Approving {gate} of {key} on:"))
+    return digests
+
+
 @app.command()
 def decide(
     ctx: typer.Context,
@@ -448,13 +464,17 @@ def decide(
     poll_interval: PollInterval = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Decide a gate. A comment (-m) is required unless you approve."""
+    """Decide a gate. A comment (-m) is required unless you approve. An approval shows the
+    evidence it binds to first (kind, name, sha256) and names exactly those digests."""
     gate_name = enum_value(Gate, gate, "gate")
     verdict = enum_value(Decision, decision, "decision")
     api = session(ctx).api()
+    body: dict[str, Any] = {"decision": verdict, "comment": message}
+    if verdict == Decision.APPROVE:
+        body["evidence_digests"] = show_evidence_to_approve(api, key, gate_name)
     state = api.post(
         use_case_path(key, "gates", gate_name, "decisions"),
-        json={"decision": verdict, "comment": message},
+        json=body,
         headers=idem_headers(idempotency_key),
     )
     if wait:

@@ -124,6 +124,26 @@ def history_table(events: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
+SHA256_SHOWN = 12  # hex characters of a digest a reader compares by eye
+
+
+def evidence_table(items: list[dict[str, Any]], title: str) -> Table:
+    """Evidence items: kind, name and the first hex of their sha256."""
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    for name in ("kind", "name", "sha256"):
+        table.add_column(name, overflow="fold")
+    for e in items:
+        row(
+            table,
+            e.get("kind", ""),
+            e.get("name", ""),
+            f"{str(e.get('sha256', ''))[:SHA256_SHOWN]}…",
+        )
+    if not items:
+        row(table, "(no evidence)", "", "")
+    return table
+
+
 def pending_table(items: list[dict[str, Any]]) -> Table:
     table = Table(title="Gates waiting on you", box=box.SIMPLE_HEAVY)
     for name in ("use case", "title", "tier", "gate", "approvals", "round", "due"):

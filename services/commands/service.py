@@ -36,6 +36,7 @@ from services.commands.evidence import (
 from services.commands.gateway import RunFacts, UseCaseGateway
 from services.commands.idempotency import IdempotencyKeys
 from services.commands.start import plan_start
+from services.commands.storable import refuse_unstorable
 from services.hook_targets import NO_HOOKS, HookAllowList
 from workflows import policy
 from workflows.ids import change_workflow_id, is_change_id, use_case_run_id
@@ -265,6 +266,7 @@ class CommandService:
         update_id: str | None = None,
     ) -> UseCaseView:
         await self.authorize(wid, command, sender.person_id, gate=gate)
+        refuse_unstorable(cmd)
         await self.bind_key(sender, command)
         return await self.gateway.execute(
             wid, command, cmd, update_id=update_id or sender.update_id(command)
@@ -448,6 +450,7 @@ class CommandService:
         cmd = SetDeputies(
             actor=sender.person_id, deputies=resolved, comment=comment, channel=sender.channel
         )
+        refuse_unstorable(cmd)
         await self.bind_key(sender, CommandName.SET_DEPUTIES)
         view = await self.gateway.execute(
             wid, CommandName.SET_DEPUTIES, cmd, update_id=sender.update_id(CommandName.SET_DEPUTIES)

@@ -15,6 +15,7 @@ from typing import Any
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from services.commands.errors import CommandRefused, InvalidOwners
+from services.commands.storable import refuse_unstorable
 from services.hook_targets import NO_HOOKS, HookAllowList, HookTargetRefused
 from workflows import policy, search
 from workflows.ids import key_refusal, use_case_workflow_id
@@ -128,6 +129,7 @@ def plan_start(
     allowed_hooks: HookAllowList = NO_HOOKS,
 ) -> StartPlan:
     check_key(body.key)
+    refuse_unstorable(body)
     check_hooks(body.hooks, allowed_hooks)
     owners = owners_of(body, delivery_lead)
     pinned = loaded_policy.pin(body.risk_tier)

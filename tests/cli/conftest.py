@@ -106,6 +106,8 @@ async def api_url(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASEGATE_")}
     env.update(
         {
+            # the suite's command keys (tests/conftest.py): the API signs what the worker trusts
+            "RELEASEGATE_COMMAND_KEYS": os.environ["RELEASEGATE_COMMAND_KEYS"],
             "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
             "RELEASEGATE_TASK_QUEUE": release.task_queue,
             "RELEASEGATE_DATABASE_URL": store_url,

@@ -47,6 +47,20 @@ def failed(result: Result, code: int) -> str:
     return result.err
 
 
+async def decisions_in_ledger(cli: Cli, key: str) -> list[dict[str, Any]]:
+    """The payloads of the use case's decisions, as its ledger recorded them."""
+    async with httpx.AsyncClient(base_url=cli.url, timeout=30) as api:
+        for _ in range(100):  # the ledger follows the run
+            r = await api.get(
+                f"/v1/use-cases/{key}/ledger", headers={"Authorization": "Bearer dev-eve"}
+            )
+            decided = [e["payload"] for e in r.json() if e["kind"] == "decision"]
+            if decided:
+                return decided
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no decision of {key} reached the ledger")
+
+
 def artifact(tmp_path: Path, name: str, content: str) -> tuple[Path, str]:
     path = tmp_path / name
     path.write_text(content)
@@ -107,8 +121,14 @@ async def test_low_tier_use_case_walked_to_live_and_retired_by_cli(
     assert key in ok(await cli("pending", person="rita")).out
 
     approve = ("decide", key, "risk_signoff", "approve", "-m", "ok", "--idempotency-key")
-    state = ok(await cli(*approve, f"{key}-rita", "--json", person="rita")).json()
+    approved = ok(await cli(*approve, f"{key}-rita", "--json", person="rita"))
+    state = approved.json()
     assert state["stage"] == "ops_handoff"
+    # the approval showed what it binds to, and bound to exactly that
+    for shown in ("evaluation_report", "eval.md", digest[:12]):
+        assert shown in approved.err
+    [risk] = [d for d in await decisions_in_ledger(cli, key) if d["gate"] == "risk_signoff"]
+    assert risk["evidence_digests"] == [digest]
     # the same idempotency key again is the same decision, not a second one (or a refusal)
     again = ok(await cli(*approve, f"{key}-rita", "--json", person="rita")).json()
     assert again["stage"] == "ops_handoff"
@@ -297,7 +317,8 @@ async def test_exit_codes(cli: Cli, tmp_path: Path) -> None:
 
     # 3: refused by policy — 403 not eligible, 409 gate not open, 422 invalid
     err = failed(await cli("decide", key, "risk_signoff", "approve", person="olga"), 3)
-    assert err.strip() == "error: Forbidden: not eligible for this gate"
+    # an approval shows the evidence it would bind to before it is sent (and refused)
+    assert err.strip().splitlines()[-1] == "error: Forbidden: not eligible for this gate"
     assert "Conflict:" in failed(await cli("decide", key, "go_live", "approve", person="bo"), 3)
     assert "Unprocessable" in failed(
         await cli("decide", key, "risk_signoff", "request-changes", person="rita"), 3

@@ -3,6 +3,7 @@ answers a current server never gives (an older server without the live verbs).""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,9 @@ def test_bad_config_is_a_usage_error(tmp_path: Path, text: str, message: str) ->
 
 
 def test_exit_codes_per_status() -> None:
-    assert [exit_code_for(s) for s in (403, 409, 422, 404, 503, 400, 401, 500, 502)] == [
-        3, 3, 3, 4, 5, 2, 2, 1, 1,
+    statuses = (403, 409, 412, 422, 428, 404, 503, 400, 401, 500, 502)
+    assert [exit_code_for(s) for s in statuses] == [
+        3, 3, 3, 3, 3, 4, 5, 2, 2, 1, 1,
     ]  # fmt: skip
 
 
@@ -127,3 +129,70 @@ def test_answers_of_an_older_or_failing_server(
     assert result.exit_code == code, result.output
     assert message in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+GATE_STATE = {
+    "key": "kyc",
+    "stage": "risk_signoff",
+    "open_gate": {"gate": "risk_signoff", "evidence_digests": [B, A]},
+    "evidence": [
+        {"kind": "evaluation_report", "name": "eval.pdf", "sha256": A},
+        {"kind": "risk_assessment", "name": "risk.pdf", "sha256": B},
+    ],
+}
+
+
+def recording_server(sent: list[httpx.Request]) -> httpx.MockTransport:
+    """Answers a use case's state with ``GATE_STATE`` and records every request."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json=GATE_STATE)
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[httpx.Request]:
+    sent: list[httpx.Request] = []
+
+    def api(base_url: str, token: str | None, **kwargs: Any) -> Api:
+        return Api(base_url, token, transport=recording_server(sent))
+
+    monkeypatch.setattr(cli_main, "Api", api)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("RELEASEGATE_TOKEN", "dev-rita")
+    monkeypatch.setenv("COLUMNS", "200")
+    return sent
+
+
+def test_an_approval_shows_the_evidence_and_sends_the_digests_it_showed(
+    recorded: list[httpx.Request],
+) -> None:
+    result = CliRunner().invoke(cli_main.app, ["decide", "kyc", "risk_signoff", "approve"])
+    assert result.exit_code == 0, result.output
+    for shown in ("evaluation_report", "eval.pdf", A[:12], "risk_assessment", "risk.pdf", B[:12]):
+        assert shown in result.output
+    read, decided = recorded
+    assert (read.method, read.url.path) == ("GET", "/v1/use-cases/kyc")
+    assert (decided.method, decided.url.path) == (
+        "POST",
+        "/v1/use-cases/kyc/gates/risk_signoff/decisions",
+    )
+    assert json.loads(decided.content) == {
+        "decision": "approve",
+        "comment": "",
+        "evidence_digests": [A, B],
+    }
+
+
+def test_other_decisions_read_and_show_nothing_first(recorded: list[httpx.Request]) -> None:
+    result = CliRunner().invoke(
+        cli_main.app, ["decide", "kyc", "risk_signoff", "reject", "-m", "no"]
+    )
+    assert result.exit_code == 0, result.output
+    [decided] = recorded
+    assert json.loads(decided.content) == {"decision": "reject", "comment": "no"}
+    assert "eval.pdf" not in result.output

@@ -132,11 +132,32 @@ class FakeGateway:
         self.started.append(plan)
         return view_of(wid=plan.workflow_id), True
 
+    async def outcome(self, wid: str, command: CommandName, update_id: str) -> UseCaseView | None:
+        """The first answer of an Update sent (and not refused) with ``update_id``."""
+        for sent in self.sent:
+            if (sent.workflow_id, sent.command, sent.update_id) == (wid, command, update_id):
+                return self.answer if isinstance(self.answer, UseCaseView) else self.views[wid]
+        return None
+
+
+@dataclass
+class FakeIdempotencyKeys:
+    """``IdempotencyKeys`` in a dict: the first digest bound to a scope stays."""
+
+    bindings: dict[str, str] = field(default_factory=dict)
+
+    async def bind(self, scope: str, request_sha256: str) -> str:
+        return self.bindings.setdefault(scope, request_sha256)
+
+    async def bound(self, scope: str) -> str | None:
+        return self.bindings.get(scope)
+
 
 __all__ = [
     "DIRECTORY",
     "POLICY",
     "FakeGateway",
+    "FakeIdempotencyKeys",
     "Sent",
     "change",
     "facts_of",

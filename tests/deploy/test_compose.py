@@ -195,15 +195,27 @@ def test_each_service_runs_a_real_entry_point(service: str, expected: str) -> No
     assert check_python_command([str(a) for a in spec["command"]]) == expected
 
 
+COMMAND_KEYS_IN_CONTAINER = "/etc/releasegate/command-keys.json"
+
+
 def compose_api_environment(monkeypatch: pytest.MonkeyPatch, directory_file: Path) -> None:
     """The api container's environment, here: the image's /app is this checkout, and the
-    operator's directory file is mounted where the stack expects it."""
+    operator's directory and command-keys files are mounted where the stack expects them."""
+    keys = os.environ["RELEASEGATE_COMMAND_KEYS"]  # the suite's pair stands in for the secret
     for name in os.environ:
         if name.startswith(("RELEASEGATE_", "TEMPORAL_", "SLACK_")):
             monkeypatch.delenv(name)
     for name, value in environment(services()["api"]).items():
         value = value.replace("/app/", f"{PROJECT_ROOT}/")
-        monkeypatch.setenv(name, value.replace(DIRECTORY_IN_CONTAINER, str(directory_file)))
+        value = value.replace(DIRECTORY_IN_CONTAINER, str(directory_file))
+        monkeypatch.setenv(name, value.replace(COMMAND_KEYS_IN_CONTAINER, keys))
+
+
+def test_the_compose_stack_mounts_the_command_keys() -> None:
+    for name in ("api", "worker"):
+        service = services()[name]
+        assert environment(service)["RELEASEGATE_COMMAND_KEYS"] == COMMAND_KEYS_IN_CONTAINER
+        assert any(COMMAND_KEYS_IN_CONTAINER in str(v) for v in service["volumes"])
 
 
 def test_the_api_factory_builds_under_the_compose_environment(

@@ -149,6 +149,20 @@ def call(client: httpx.Client, method: str, path: str, person: str, **kw: Any) -
     return r.json()
 
 
+def approve(client: httpx.Client, uc: str, gate: str, person: str) -> Any:
+    """``person`` reviews the use case's state and approves ``gate`` on the evidence it showed
+    (``If-Match: <ETag>``), as a client does."""
+    seen = client.get(f"/v1/use-cases/{uc}", headers=token(person))
+    assert seen.status_code == 200, f"GET {uc}: {seen.status_code} {seen.text}"
+    r = client.post(
+        f"/v1/use-cases/{uc}/gates/{gate}/decisions",
+        json={"decision": "approve"},
+        headers={**token(person), "If-Match": seen.headers["etag"]},
+    )
+    assert r.status_code == 200, f"approve {gate} of {uc}: {r.status_code} {r.text}"
+    return r.json()
+
+
 OWNERS = {
     "business_owner": "bo",
     "technical_owner": "tom",

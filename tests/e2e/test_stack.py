@@ -11,19 +11,13 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.stack import OWNERS, Stack, call, evidence
+from tests.e2e.stack import OWNERS, Stack, approve, call, evidence
 
 
 def walk_high_tier_to_live(client: httpx.Client, uc: str) -> dict[str, Any]:
     call(client, "POST", f"/v1/use-cases/{uc}/stages/scoping/complete", "dana", json={})
     for person in ("bo", "rita"):
-        state = call(
-            client,
-            "POST",
-            f"/v1/use-cases/{uc}/gates/scope_approval/decisions",
-            person,
-            json={"decision": "approve"},
-        )
+        state = approve(client, uc, "scope_approval", person)
     assert state["stage"] == "specification"
     for stage in ("specification", "implementation"):
         call(client, "POST", f"/v1/use-cases/{uc}/stages/{stage}/complete", "tom", json={})
@@ -44,13 +38,7 @@ def walk_high_tier_to_live(client: httpx.Client, uc: str) -> dict[str, Any]:
         json={"evidence": [evidence("risk_assessment")]},
     )
     for person in ("rita", "raj"):
-        state = call(
-            client,
-            "POST",
-            f"/v1/use-cases/{uc}/gates/risk_signoff/decisions",
-            person,
-            json={"decision": "approve"},
-        )
+        state = approve(client, uc, "risk_signoff", person)
     assert state["stage"] == "ops_handoff"
     call(
         client,
@@ -59,22 +47,10 @@ def walk_high_tier_to_live(client: httpx.Client, uc: str) -> dict[str, Any]:
         "tom",
         json={"evidence": [evidence("runbook"), evidence("monitoring_plan")]},
     )
-    state = call(
-        client,
-        "POST",
-        f"/v1/use-cases/{uc}/gates/ops_handoff/decisions",
-        "olga",
-        json={"decision": "approve"},
-    )
+    state = approve(client, uc, "ops_handoff", "olga")
     assert state["stage"] == "go_live"
     for person in ("bo", "tom"):
-        state = call(
-            client,
-            "POST",
-            f"/v1/use-cases/{uc}/gates/go_live/decisions",
-            person,
-            json={"decision": "approve"},
-        )
+        state = approve(client, uc, "go_live", person)
     return state
 
 

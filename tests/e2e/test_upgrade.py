@@ -88,11 +88,24 @@ def assert_stands_where_it_stood(view: dict[str, Any], at: dict[str, Any]) -> No
     assert gate["required_evidence"] == want["required_evidence"]
 
 
+def seen(client: httpx.Client, step: dict[str, Any]) -> dict[str, str]:
+    """For an approval: ``If-Match`` with the ETag of the run's state as its approver reads
+    it now. The manifest's steps come from the previous version, whose approvals named no
+    evidence; this version wants them to name what was reviewed (README: migration notes)."""
+    body = step["body"] or {}
+    run, sep, _ = step["path"].partition("/gates/")
+    if not sep or body.get("decision") != "approve" or "evidence_digests" in body:
+        return {}
+    r = client.get(run, headers={"Authorization": f"Bearer {step['token']}"})
+    assert r.status_code == 200, f"GET {run}: {r.status_code} {r.text}"
+    return {"If-Match": r.headers["etag"]}
+
+
 def perform(client: httpx.Client, step: dict[str, Any]) -> dict[str, Any]:
     r = client.request(
         step["method"],
         step["path"],
-        headers={"Authorization": f"Bearer {step['token']}"},
+        headers={"Authorization": f"Bearer {step['token']}", **seen(client, step)},
         json=step["body"],
     )
     assert r.status_code in (200, 201), f"{step['method']} {step['path']}: {r.status_code} {r.text}"

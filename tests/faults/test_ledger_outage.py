@@ -32,7 +32,7 @@ from services.store.models import LedgerEntry
 from services.store.tempdb import admin_engine
 from services.worker.main import release_activities, workflow_runner
 from services.worker.notify import LogAdapter
-from tests.api.conftest import auth
+from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import create, walk
 from tests.harness import HOOK_SECRET
 from tests.store.conftest import POSTGRES_ADMIN_URL, fresh_database
@@ -149,11 +149,7 @@ async def test_ledger_outage_loses_nothing(temporal_env: WorkflowEnvironment) ->
                     ("risk_signoff", "rita", "ops_handoff"),
                     ("ops_handoff", "olga", "go_live"),
                 ):
-                    r = await api.post(
-                        f"/v1/use-cases/{uc_id}/gates/{gate}/decisions",
-                        json={"decision": "approve"},
-                        headers=auth(person),
-                    )
+                    r = await approve(api, f"/v1/use-cases/{uc_id}", gate, person)
                     assert r.status_code == 200, r.text
                     assert r.json()["stage"] == next_stage
                 state = (await api.get(f"/v1/use-cases/{uc_id}", headers=auth("eve"))).json()

@@ -28,7 +28,7 @@ from services.store.db import make_engine, make_sessionmaker, session_scope
 from services.store.migrate import upgrade_head
 from services.store.models import LedgerBlock, UseCase
 from services.worker.activities import LEDGER_BLOCKED
-from tests.api.conftest import auth
+from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import new_body, walk
 from tests.faults.test_ledger_outage import caught_up, stack
 from tests.store.conftest import fresh_database
@@ -166,11 +166,7 @@ async def test_a_value_no_retry_can_store_blocks_the_ledger_loudly(
                 if p.activity_type.name == LEDGER_APPEND
             ]
             assert pending.last_failure.application_failure_info.type == LEDGER_BLOCKED
-            r = await api.post(
-                f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions",
-                json={"decision": "approve"},
-                headers=auth("rita"),
-            )
+            r = await approve(api, f"/v1/use-cases/{uc['id']}", "risk_signoff", "rita")
             assert r.status_code == 200, r.text
             assert r.json()["stage"] == "ops_handoff"
 

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.settings import Settings
 from services.worker.main import run_worker
-from tests.api.conftest import auth
+from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import create, walk
 from tests.security.nginx import free_port
 from tests.workflows.helpers import make_input
@@ -52,11 +52,7 @@ async def test_metrics_count_requests_decisions_and_gate_wait(
     uc = await create(api, "low")
     await walk(api, uc, "live")
     # the same gate again: the workflow refuses, and that is counted with the problem code
-    r = await api.post(
-        f"/v1/use-cases/{uc['id']}/gates/go_live/decisions",
-        json={"decision": "approve"},
-        headers=auth("bo"),
-    )
+    r = await approve(api, f"/v1/use-cases/{uc['id']}", "go_live", "bo")
     assert r.status_code == 409
     refused_code = r.json()["type"].rpartition(":")[2]
     await api.get("/no/such/path", headers=auth("bo"))
@@ -115,11 +111,7 @@ async def test_gate_wait_of_a_gate_this_replica_never_saw_open(
     uc = await create(first, "low")
     await walk(first, uc, "go_live")
     before = await scrape(second)
-    r = await second.post(
-        f"/v1/use-cases/{uc['id']}/gates/go_live/decisions",
-        json={"decision": "approve"},
-        headers=auth("bo"),
-    )
+    r = await approve(second, f"/v1/use-cases/{uc['id']}", "go_live", "bo")
     assert r.status_code == 200, r.text
     after = await scrape(second)
     name = "releasegate_gate_wait_seconds_count"

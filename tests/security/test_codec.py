@@ -30,7 +30,7 @@ from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
 from services.worker.main import build_worker, release_activities
 from services.worker.notify import LogAdapter
-from tests.api.conftest import auth
+from tests.api.conftest import auth, seen
 from tests.harness import HOOK_SECRET
 from tests.workflows.helpers import make_input
 from workflows.release import UseCaseRelease
@@ -120,7 +120,7 @@ async def approve(api: httpx.AsyncClient, wid: str, gate: str, person: str) -> d
         await api.post(
             f"/v1/use-cases/{wid}/gates/{gate}/decisions",
             json={"decision": "approve"},
-            headers=auth(person),
+            headers={**auth(person), **await seen(api, f"/v1/use-cases/{wid}", person)},
         )
     )
 
@@ -211,7 +211,7 @@ async def test_history_holds_only_ciphertext_and_the_endpoint_decrypts(
         r = await api.post(
             f"/v1/use-cases/{wid}/gates/risk_signoff/decisions",
             json={"decision": "approve"},
-            headers=auth("rita"),
+            headers={**auth("rita"), **await seen(api, f"/v1/use-cases/{wid}", "rita")},
         )
         assert r.status_code == 409, r.text
         assert r.json()["detail"] != "Encoded failure"

@@ -19,6 +19,7 @@ from tests.api.conftest import auth
 from tests.harness import ReleaseHarness
 from tests.security.runs import PROBLEM, body, ev, start, walk
 from tests.workflows.helpers import make_input
+from workflows import ids
 from workflows.release import UseCaseRelease
 
 
@@ -137,3 +138,35 @@ async def test_a_use_case_is_named_by_id_or_key_and_nothing_else(api: httpx.Asyn
     r = await api.get(f"/v1/use-cases/{uc['key']}/changes/change-1", headers=auth("carla"))
     assert r.status_code == 200, r.text
     assert r.json()["id"] == change_wid
+    r = await api.get(f"/v1/use-cases/{uc['key']}/changes/change-1/history", headers=auth("bo"))
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["kind"] == "run_started"
+
+
+@pytest.mark.parametrize(
+    ("named", "run"),
+    [
+        ("kyc-bot", "usecase-kyc-bot"),
+        ("usecase-kyc-bot", "usecase-kyc-bot"),
+        ("kyc-change-bot", "usecase-kyc-change-bot"),  # "-change-" inside a key is fine
+        ("kyc-change-1", None),  # a change's run
+        ("usecase-kyc-change-1", None),
+        ("usecase-usecase-kyc", None),  # an id of an id
+        ("usecase-", None),
+        ("KYC", None),
+        ("a" * 64, None),
+    ],
+)
+def test_a_path_names_one_use_case_or_none(named: str, run: str | None) -> None:
+    assert ids.use_case_run_id(named) == run
+
+
+def test_a_change_run_id_parses_one_way() -> None:
+    assert ids.parent_workflow_id("usecase-kyc-change-2") == "usecase-kyc"
+    assert ids.parent_workflow_id("usecase-kyc") is None
+    assert ids.parent_workflow_id("usecase-kyc-change-bot") is None
+    assert ids.key_refusal("kyc") is None
+    for key in ("kyc-change-1", "kyc-change-0", "usecase-kyc", "k"):
+        assert ids.key_refusal(key) is not None, key
+        with pytest.raises(ValueError, match="must"):
+            ids.check_use_case_key(key)

@@ -17,6 +17,7 @@ import pytest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.testing import WorkflowEnvironment
 
+from services import command_keys
 from services.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import TemporalConnectError, connect, describe_transport, tls_config
@@ -82,7 +83,8 @@ async def test_client_certificate_works_end_to_end(
 ) -> None:
     """A client and a worker with the right certificate run a use case through the proxy."""
     settings = mtls(pki, proxy, RELEASEGATE_TASK_QUEUE=f"tls-{uuid.uuid4().hex[:8]}")
-    client = await connect(settings)
+    # a front door's connection: it signs what it starts
+    client = await connect(settings, signer=command_keys.for_process(settings).signer)
     ns = await client.workflow_service.describe_namespace(
         DescribeNamespaceRequest(namespace=settings.temporal_namespace)
     )

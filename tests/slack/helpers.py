@@ -202,11 +202,19 @@ async def walk_to(api: httpx.AsyncClient, uc: dict[str, Any], target: str) -> di
                 r = await api.post(
                     f"/v1/use-cases/{uc['id']}/gates/{stage}/decisions",
                     json={"decision": "approve"},
-                    headers=auth(person),
+                    headers={**auth(person), **await seen(api, uc, person)},
                 )
         assert r.status_code == 200, r.text
         state = r.json()
     return state
+
+
+async def seen(api: httpx.AsyncClient, uc: dict[str, Any], person: str) -> dict[str, str]:
+    """``If-Match`` of ``person`` having reviewed the run's state: an approval over REST names
+    the evidence its approver saw."""
+    r = await api.get(f"/v1/use-cases/{uc['id']}", headers=auth(person))
+    assert r.status_code == 200, r.text
+    return {"If-Match": r.headers["etag"]}
 
 
 async def decisions(api: httpx.AsyncClient, uc: dict[str, Any], gate: str) -> list[dict[str, Any]]:

@@ -265,6 +265,20 @@ def test_start_form_reads_into_the_api_request_or_errors_per_field() -> None:
     assert errors == {"escalation_owner": "owners.escalation_owner: unknown person 'nobody-here'"}
 
 
+@pytest.mark.parametrize("key", ["fraud-alerts-change-1", "usecase-fraud-alerts"])
+def test_start_form_refuses_a_key_that_aliases_another_run(key: str) -> None:
+    """``<key>-change-<n>`` is a change's run id, ``usecase-<key>`` a use case's id."""
+    errors = forms.start_request(
+        start_state(escalation_owner={"selected_option": {"value": "eve"}}, key={"value": key}),
+        "dana",
+        DIRECTORY,
+        POLICY,
+    )
+    assert isinstance(errors, dict)
+    assert set(errors) == {"key"}
+    assert "must not" in errors["key"]
+
+
 def test_start_modal_fits_slack_limits() -> None:
     people = sorted(DIRECTORY.people.values(), key=lambda p: p.name)
     modal = blocks.start_modal(people, ["risk-committee"], blocks.StartContext("C1", "https://x"))

@@ -17,6 +17,7 @@ from tests.slack.helpers import (
     auth,
     comment_values,
     decisions,
+    seen,
     start_use_case,
     state_of,
     walk_to,
@@ -233,7 +234,7 @@ async def test_click_on_a_decided_gate_refreshes_the_card(slack: Slack) -> None:
     r = await slack.api.post(
         f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions",
         json={"decision": "approve"},
-        headers=auth("raj"),
+        headers={**auth("raj"), **await seen(slack.api, uc, "raj")},
     )
     assert r.status_code == 200
     await closed(slack, uc, "risk_signoff", "passed")
@@ -258,7 +259,7 @@ async def test_slack_and_api_at_the_same_moment_make_one_decision(slack: Slack) 
     api_call = slack.api.post(
         f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions",
         json={"decision": "approve"},
-        headers=auth("raj"),
+        headers={**auth("raj"), **await seen(slack.api, uc, "raj")},
     )
     click, api = await asyncio.gather(slack.click("U01RITA", in_channel(cards), APPROVE), api_call)
     assert click.status_code == 200
@@ -343,7 +344,7 @@ async def test_a_decision_through_the_api_updates_the_slack_cards(slack: Slack) 
     r = await slack.api.post(
         f"/v1/use-cases/{uc['id']}/gates/risk_signoff/decisions",
         json={"decision": "approve"},
-        headers=auth("rita"),
+        headers={**auth("rita"), **await seen(slack.api, uc, "rita")},
     )
     assert r.status_code == 200
     for card in await closed(slack, uc, "risk_signoff", "passed"):

@@ -5,7 +5,12 @@ Run after a deliberate, compatible workflow change to refresh the fixtures:
     .venv/bin/python -m tests.workflows.export_histories
 
 Each scenario runs against a fresh dev server with the real activities (SQLite ledger), and
-the history lands in tests/workflows/histories/<scenario>.json.
+the history lands in tests/workflows/histories/<scenario><suffix>.json; ``--suffix`` keeps the
+histories of earlier versions beside the new ones (``ids.json`` gains the new entries). The
+commands are signed with a fresh key pair whose public key is kept in ``keys.json``: replaying
+a signed start or decision Signal verifies it again.
+
+    .venv/bin/python -m tests.workflows.export_histories --suffix _2026_12
 """
 
 from __future__ import annotations
@@ -76,16 +81,32 @@ async def _scenarios(client: Client, task_queue: str) -> dict[str, WorkflowHandl
     return out
 
 
-async def export(target: Path = HERE) -> list[Path]:
+async def export(target: Path = HERE, suffix: str = "") -> list[Path]:
+    from services import command_keys
+    from services.commands.signing import SigningInterceptor
     from services.store.db import make_engine, make_sessionmaker
     from services.store.migrate import upgrade_head
     from services.worker.main import release_activities, workflow_runner
     from services.worker.notify import LogAdapter
-    from workflows import search
+    from workflows import credentials, search
     from workflows.release import UseCaseRelease
 
     target.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(__import__("sys").executable).parent
+    keys_file = target / "keys.json"
+    pair = command_keys.generate(f"export{suffix or '-default'}")
+    signing = pair["signing"]
+    assert isinstance(signing, dict)
+    signer = credentials.Signer.from_text(str(signing["kid"]), str(signing["private_key"]))
+    trusted = json.loads(keys_file.read_text()) if keys_file.exists() else {"trusted": []}
+    trusted["trusted"] = [k for k in trusted["trusted"] if k["kid"] != signer.kid] + [
+        {"kid": signer.kid, "public_key": signer.public_key().public_key}
+    ]
+    credentials.configure(
+        credentials.Keyring(
+            credentials.TrustedKey(k["kid"], k["public_key"]) for k in trusted["trusted"]
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/ledger.db"
         await upgrade_head(url)
@@ -95,6 +116,7 @@ async def export(target: Path = HERE) -> list[Path]:
             data_converter=pydantic_data_converter,
             search_attributes=search.ALL,
             dev_server_log_level="error",
+            interceptors=[SigningInterceptor(signer)],
         )
         written: list[Path] = []
         async with env, httpx.AsyncClient() as http:
@@ -105,25 +127,32 @@ async def export(target: Path = HERE) -> list[Path]:
                 workflows=[UseCaseRelease],
                 workflow_runner=workflow_runner(),
                 activities=release_activities(
-                    make_sessionmaker(engine), [LogAdapter()], http, None
+                    make_sessionmaker(engine), [LogAdapter()], http, None, client=env.client
                 ),
             ):
                 handles = await _scenarios(env.client, task_queue)
-            ids: dict[str, str] = {}
+            ids_file = target / "ids.json"
+            ids: dict[str, str] = json.loads(ids_file.read_text()) if ids_file.exists() else {}
             for name, handle in handles.items():
                 history = await handle.fetch_history()
-                path = target / f"{name}.json"
+                path = target / f"{name}{suffix}.json"
                 path.write_text(history.to_json())
-                ids[name] = handle.id
+                ids[f"{name}{suffix}"] = handle.id
                 written.append(path)
+            keys_file.write_text(json.dumps(trusted, indent=2, sort_keys=True) + "\n")
             # replay needs each history's original workflow id (child ids derive from it)
             (target / "ids.json").write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
         await engine.dispose()
     return written
 
 
-def main(run: Callable[[], Awaitable[list[Path]]] = export) -> None:
-    for path in asyncio.run(run()):
+def main(run: Callable[..., Awaitable[list[Path]]] = export) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suffix", default="", help="appended to each scenario's file name")
+    args = parser.parse_args()
+    for path in asyncio.run(run(HERE, args.suffix)):
         print(f"wrote {path}")  # noqa: T201
 
 

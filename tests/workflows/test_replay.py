@@ -8,6 +8,7 @@ An unguarded change to what the workflow does fails replay; the same change behi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,12 +19,31 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from services.worker.main import workflow_runner
+from workflows import credentials
 from workflows.model import UseCaseInput, UseCaseOutcome
 from workflows.release import UseCaseRelease
 
 FOLDER = Path(__file__).parent / "histories"
 IDS: dict[str, str] = json.loads((FOLDER / "ids.json").read_text())
 HISTORIES = sorted(p for p in FOLDER.glob("*.json") if p.stem in IDS)
+# the public keys that signed the exported histories' commands: replay verifies them again
+FIXTURE_KEYS = (
+    [
+        credentials.TrustedKey(k["kid"], k["public_key"])
+        for k in json.loads((FOLDER / "keys.json").read_text())["trusted"]
+    ]
+    if (FOLDER / "keys.json").exists()
+    else []
+)
+
+
+@pytest.fixture(autouse=True)
+def _fixture_keys_trusted() -> Iterator[None]:
+    before = credentials.keyring()
+    credentials.configure(credentials.Keyring([*before.keys.values(), *FIXTURE_KEYS]))
+    yield
+    credentials.configure(before)
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -44,7 +64,11 @@ def test_the_representative_histories_are_there() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[UseCaseRelease], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[UseCaseRelease],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     await replayer.replay_workflow(load(path))
 
 

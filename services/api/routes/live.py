@@ -22,7 +22,7 @@ from services.api.schemas import (
 )
 from services.api.state import SEEN_RESPONSES, IfMatch, with_etag
 from services.commands.service import workflow_id
-from workflows.model import Gate, Stage, UseCaseView
+from workflows.model import Gate, HistoryEvent, Stage, UseCaseView
 
 router = APIRouter(prefix="/v1/use-cases", tags=["live operation"])
 
@@ -99,6 +99,12 @@ async def retire(
 @router.get("/{use_case_id}/changes/{change_id}", response_model=UseCaseView)
 async def get_change(wid: ReadableChange, commands: Commands, response: Response) -> UseCaseView:
     return with_etag(response, await commands.state(wid))
+
+
+@router.get("/{use_case_id}/changes/{change_id}/history", response_model=list[HistoryEvent])
+async def get_change_history(wid: ReadableChange, commands: Commands) -> list[HistoryEvent]:
+    """The change's own stage and decision events (its run id names no use case)."""
+    return await commands.history(wid)
 
 
 @router.post(

@@ -27,14 +27,15 @@ def parse_instant(name: str, value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # an offset that takes the instant past year 1 or 9999 in UTC is OverflowError
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise Problem(
             422,
-            f"{name}: {value!r} is not an ISO-8601 date or date-time "
+            f"{name}: {value!r} is not an ISO-8601 date or date-time within years 1-9999 UTC "
             "(e.g. 2026-11-01 or 2026-11-01T09:00:00Z)",
             code="invalid-request",
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @router.get("/flow", response_model=FlowMetrics)
