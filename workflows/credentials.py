@@ -84,34 +84,39 @@ def signed_bytes(
 
 @dataclass(frozen=True)
 class Signer:
-    """A front door's signing key."""
+    """A front door's signing key (kept as its seed: cryptography's key objects are bound to
+    the thread that made them, and a front door may sign from several)."""
 
     kid: str
-    key: Ed25519PrivateKey
+    seed: bytes
 
     @classmethod
     def generate(cls, kid: str) -> Signer:
-        return cls(kid, Ed25519PrivateKey.generate())
-
-    @classmethod
-    def from_text(cls, kid: str, private_key: str) -> Signer:
-        return cls(kid, Ed25519PrivateKey.from_private_bytes(_unb64(private_key)))
-
-    def private_text(self) -> str:
         from cryptography.hazmat.primitives import serialization
 
-        raw = self.key.private_bytes(
+        raw = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        return _b64(raw)
+        return cls(kid, raw)
+
+    @classmethod
+    def from_text(cls, kid: str, private_key: str) -> Signer:
+        seed = _unb64(private_key)
+        Ed25519PrivateKey.from_private_bytes(seed)  # malformed: fails here, at configuration
+        return cls(kid, seed)
+
+    def private_text(self) -> str:
+        return _b64(self.seed)
 
     def public_key(self) -> TrustedKey:
         from cryptography.hazmat.primitives import serialization
 
-        raw = self.key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        raw = (
+            Ed25519PrivateKey.from_private_bytes(self.seed)
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
         return TrustedKey(self.kid, _b64(raw))
 
@@ -119,9 +124,8 @@ class Signer:
         self, workflow_id: str, command: str, payload: BaseModel, *, scope: str, now: datetime
     ) -> Credential:
         data = signed_bytes(workflow_id, command, payload, scope=scope, issued_at=now, kid=self.kid)
-        return Credential(
-            kid=self.kid, issued_at=now, scope=scope, signature=_b64(self.key.sign(data))
-        )
+        signature = Ed25519PrivateKey.from_private_bytes(self.seed).sign(data)
+        return Credential(kid=self.kid, issued_at=now, scope=scope, signature=_b64(signature))
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,8 @@ class Keyring:
 
     def __init__(self, keys: Iterable[TrustedKey] = ()) -> None:
         self.keys = {k.kid: k for k in keys}
-        self._verifiers = {k.kid: k.verifier() for k in self.keys.values()}
+        for key in self.keys.values():
+            key.verifier()  # a malformed key fails here, at configuration
 
     def verify(
         self,
@@ -174,7 +179,9 @@ class Keyring:
             kid=credential.kid,
         )
         try:
-            self._verifiers[credential.kid].verify(_unb64(credential.signature), data)
+            # A key object per call: cryptography's key objects are bound to the thread that
+            # made them, and workflow code runs on the worker's workflow threads.
+            key.verifier().verify(_unb64(credential.signature), data)
         except (InvalidSignature, ValueError):
             raise Unauthenticated("the credential does not match the command") from None
 

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from workflows import ids
 from workflows.credentials import Credential
 
 PersonId = Annotated[
@@ -29,7 +31,12 @@ EvidenceKind = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
 ]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
-UseCaseKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
+# a slug that can never alias another run's id (no `usecase-` prefix, no `-change-N` suffix)
+UseCaseKey = Annotated[
+    str,
+    StringConstraints(pattern=ids.USE_CASE_KEY_PATTERN),
+    AfterValidator(ids.check_use_case_key),
+]
 
 
 class RiskTier(StrEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows import gates, outbox, policy
+from workflows import gates, limits, outbox, policy
 from workflows.activities import NotificationKind
 from workflows.model import (
     GATE_STAGES,
@@ -231,8 +231,19 @@ def expire(run: Run, now: datetime) -> None:
     outbox.publish(run)
 
 
+def _storable(text: str, limit: int) -> str:
+    """Text from an unverified sender, as the ledger can hold it (no NUL, bounded)."""
+    return text.replace("\x00", "\ufffd")[:limit]
+
+
 def refuse(run: Run, cmd: GateDecision, err: policy.PolicyViolation, now: datetime) -> None:
     """A decision that arrived as a Signal and was refused: kept, and changes nothing else."""
+    cmd = cmd.model_copy(
+        update={
+            "actor": _storable(cmd.actor, limits.ACTOR_MAX),
+            "comment": _storable(cmd.comment, limits.TEXT_MAX),
+        }
+    )
     run.state.refused.append(
         RefusedAttempt(
             at=now,

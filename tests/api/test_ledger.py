@@ -175,9 +175,13 @@ async def test_evidence_pack_binds_decisions_to_evidence(
     await walk(api, r.json(), "live")
     entries = await settled(api, uc_id)
 
-    r = await api.get(f"/v1/use-cases/{uc_id}/evidence-pack", headers=auth("eve"))
-    assert r.status_code == 200, r.text
-    pack = r.json()
+    for _ in range(100):  # the pack's stage comes from the read model, synced after the ledger
+        r = await api.get(f"/v1/use-cases/{uc_id}/evidence-pack", headers=auth("eve"))
+        assert r.status_code == 200, r.text
+        pack = r.json()
+        if pack["use_case"]["stage"] == "live":
+            break
+        await asyncio.sleep(0.05)
 
     assert pack["use_case"]["id"] == uc_id
     assert pack["use_case"]["key"] == uc["key"]
