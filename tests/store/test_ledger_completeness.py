@@ -117,10 +117,11 @@ async def test_gap_in_the_middle_names_the_first_missing_seq(sessionmaker: Sessi
 
 
 async def test_a_read_model_that_lags_the_ledger_is_no_fault(sessionmaker: Sessions) -> None:
-    # the registry is synced after the ledger: a chain may briefly be ahead of it
+    # the registry is synced after the ledger: a chain may briefly be ahead of it, and then
+    # the run has recorded at least what the intact chain shows
     wf = await _run(sessionmaker, registered=EVENTS - 2)
     result = await _verify(sessionmaker, wf)
-    assert (result.ok, result.entries, result.expected_entries) == (True, EVENTS, EVENTS - 2)
+    assert (result.ok, result.entries, result.expected_entries) == (True, EVENTS, EVENTS)
 
 
 async def test_an_unregistered_chain_has_no_expected_count(sessionmaker: Sessions) -> None:
