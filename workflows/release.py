@@ -117,6 +117,9 @@ BOUNDED_RUNS = "bounded-runs"
 # workflow.patched id of authenticated commands: starts, Updates and the decision Signal carry
 # a front door's credential; run-to-run facts come from the runs themselves
 AUTHENTICATED_COMMANDS = "authenticated-commands"
+# workflow.patched id of the prompt hand-over: once continue-as-new is due, shipping stops
+# between steps and the rest of the outbox crosses with the state
+PROMPT_HANDOVER = "prompt-handover"
 
 
 def _hook_failure(err: ActivityError) -> HookFailure:
@@ -144,6 +147,7 @@ class UseCaseRelease:
         wid = workflow.info().workflow_id
         # why this run was not started by a front door, the run itself, or its use case
         self.unauthenticated: str | None = None
+        self._prompt_handover = False
         carried = inp.state or inp.carry  # ``carry``: what runs before ReleaseState handed on
         if workflow.patched(AUTHENTICATED_COMMANDS):
             self.unauthenticated = self._start_refusal(inp, carried is not None)
@@ -547,6 +551,9 @@ class UseCaseRelease:
         # One turn per call: what arrives while this turn ships waits for the run loop's next
         # turn, so steady traffic never keeps the loop from its continue-as-new check.
         one_turn = workflow.patched(BOUNDED_RUNS)
+        self._prompt_handover = workflow.patched(PROMPT_HANDOVER)
+        if self._handover_due():
+            return
         while box.ledger or box.hooks:
             while box.ledger:
                 batch, box.ledger = box.ledger, []
@@ -560,12 +567,16 @@ class UseCaseRelease:
                 )
                 if one_turn:
                     break
-            if box.hooks:
+            if box.hooks and not self._handover_due():
                 await self._call_hooks()
             if one_turn:
                 break
+        if self._handover_due():
+            return
         await self._confirm_change_reports()
         await self._send_notices()
+        if self._handover_due():
+            return
         while box.cancel_runs:
             run_id = box.cancel_runs.pop(0)
             await workflow.get_external_workflow_handle(run_id).cancel()
@@ -583,6 +594,10 @@ class UseCaseRelease:
                 retry_policy=STORE_RETRY,
                 summary=f"read model: {self.state_.stage.value}",
             )
+
+    def _handover_due(self) -> bool:
+        """Continue-as-new is due and the rest of the outbox may cross with the state."""
+        return self._prompt_handover and self._should_continue_as_new()
 
     async def _confirm_change_reports(self) -> None:
         """Apply a change's end only as its own run recorded it (its parent is this run)."""
@@ -652,7 +667,7 @@ class UseCaseRelease:
         # Notices queued while these are sent wait for the next turn, behind the ledger: a
         # stream of notices never starves the facts recorded meanwhile.
         turn = len(box.notices) if workflow.patched(BOUNDED_RUNS) else None
-        while box.notices and (turn is None or turn > 0):
+        while box.notices and (turn is None or turn > 0) and not self._handover_due():
             if turn is not None:
                 turn -= 1
             notice = box.notices.pop(0)
