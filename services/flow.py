@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from services.controls.coverage import ControlCoverage
 from workflows.events import (
     EventBody,
     Extras,
@@ -97,6 +98,10 @@ DEFINITIONS: dict[str, str] = {
     "workflow escalates exactly at the due time) marks the breach.",
     "decisions_per_approver": "Decision entries per actor (approve, request_changes, reject), "
     "refused attempts excluded.",
+    "controls": "Live use cases (stage live or suspended, not closed) the caller may read, "
+    "whatever their start, judged against the control catalog from their ledger: per framework, "
+    "those at least one of its controls applies to, those with at least one gap under it, and "
+    "the gap controls summed.",
 }
 
 
@@ -280,6 +285,9 @@ class FlowMetrics(BaseModel):
     approvers: list[ApproverFlow]
     definitions: dict[str, str] = Field(default_factory=lambda: dict(DEFINITIONS))
     run_rows: list[RunFlow] | None = None
+    # open control gaps of the live use cases, per framework (``services.controls``); filled by
+    # the route from the catalog, None where no catalog is loaded
+    controls: ControlCoverage | None = None
 
 
 # --------------------------------------------------------------------------- arithmetic

@@ -46,7 +46,9 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 
 from services import command_keys
+from services.controls.catalog import load_catalog
 from services.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
+from services.tlog import keys as checkpoint_keys
 from workflows import search
 from workflows.policy import ConfigFileError, load_directory, load_policy
 
@@ -788,6 +790,10 @@ def run(settings: Settings, signals: _Signals, policy: RestartPolicy | None = No
     if not settings.is_production:
         # API and worker share one development key pair (the API signs, the worker verifies)
         command_keys.ensure(settings.model_copy(update={"data_dir": data_dir}).command_keys_path)
+        # the worker signs ledger checkpoints with it, the API publishes its public key
+        checkpoint_keys.ensure(
+            settings.model_copy(update={"data_dir": data_dir}).checkpoint_keys_path
+        )
     supervisor = Supervisor(log_dir, signals)
     try:
         _supervise(settings, signals, supervisor, data_dir, policy or RestartPolicy())
@@ -822,7 +828,7 @@ def main() -> None:
         settings = load_settings()
         split_address(settings.temporal_address)
         # Fail here, before any process starts, rather than in the worker's log.
-        load_policy(settings.policy_path)
+        load_catalog(settings.controls_path, load_policy(settings.policy_path))
         load_directory(settings.directory_path)
     except (ConfigError, ConfigFileError) as exc:
         print(f"releasegate: {exc}", file=sys.stderr)

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     policy_path: Path = Field(
         default=PROJECT_ROOT / "config" / "policy.yaml", alias="RELEASEGATE_POLICY"
     )
+    # the control catalog (frameworks -> what satisfies each control), pinned into runs at start
+    controls_path: Path = Field(
+        default=PROJECT_ROOT / "config" / "controls.yaml", alias="RELEASEGATE_CONTROLS"
+    )
     env: str = Field(default="development", alias="RELEASEGATE_ENV")
     slack_bot_token: str | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: str | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
@@ -53,6 +57,18 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = Field(
         default="groups", alias="RELEASEGATE_OIDC_GROUPS_CLAIM", min_length=1
     )
+    # Approver console sign-in (services/api/ui): OIDC Authorization Code with PKCE when a client
+    # id is set (with the OIDC settings above); endpoints from the issuer's discovery document
+    # unless given. The session secret defaults to one derived from the command-signing key.
+    oidc_client_id: str | None = Field(default=None, alias="RELEASEGATE_OIDC_CLIENT_ID")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, alias="RELEASEGATE_OIDC_CLIENT_SECRET"
+    )
+    oidc_authorization_url: str | None = Field(
+        default=None, alias="RELEASEGATE_OIDC_AUTHORIZATION_URL"
+    )
+    oidc_token_url: str | None = Field(default=None, alias="RELEASEGATE_OIDC_TOKEN_URL")
+    session_secret: SecretStr | None = Field(default=None, alias="RELEASEGATE_SESSION_SECRET")
     # Browser origins allowed to call the API, comma-separated; empty keeps CORS closed.
     cors_origins: str = Field(default="", alias="RELEASEGATE_CORS_ORIGINS")
     max_body_bytes: int = Field(default=1024 * 1024, alias="RELEASEGATE_MAX_BODY_BYTES", ge=1)
@@ -71,6 +87,21 @@ class Settings(BaseSettings):
     # JSON file with the command-signing key (API) and the trusted public keys (worker);
     # default <data dir>/command-keys.json, made on first use in development
     command_keys: Path | None = Field(default=None, alias="RELEASEGATE_COMMAND_KEYS")
+    # Transparency log (services/tlog): signed checkpoints of the ledger's Merkle tree, written
+    # outside the ledger database. Keys: <data dir>/checkpoint-keys.json, made on first use in
+    # development; checkpoints: <data dir>/checkpoints. A checkpoint every N entries or T
+    # seconds (and at every gate decision of a high-tier run); an optional tlog-witness.
+    checkpoints_enabled: bool = Field(default=True, alias="RELEASEGATE_CHECKPOINTS")
+    checkpoint_dir: Path | None = Field(default=None, alias="RELEASEGATE_CHECKPOINT_DIR")
+    checkpoint_keys: Path | None = Field(default=None, alias="RELEASEGATE_CHECKPOINT_KEYS")
+    checkpoint_every: int = Field(default=256, alias="RELEASEGATE_CHECKPOINT_EVERY", ge=1)
+    checkpoint_seconds: float = Field(default=30.0, alias="RELEASEGATE_CHECKPOINT_SECONDS", gt=0)
+    checkpoint_witness_url: str | None = Field(
+        default=None, alias="RELEASEGATE_CHECKPOINT_WITNESS_URL"
+    )
+    checkpoint_witness_key: str | None = Field(
+        default=None, alias="RELEASEGATE_CHECKPOINT_WITNESS_KEY"
+    )
     # A static Authorization value the codec endpoint also accepts (`temporal --codec-auth`).
     codec_auth: SecretStr | None = Field(default=None, alias="RELEASEGATE_CODEC_AUTH")
     # Observability (services/observability.py)
@@ -103,6 +134,15 @@ class Settings(BaseSettings):
             loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
             if url.scheme != "https" and not (url.scheme == "http" and loopback):
                 raise ValueError("RELEASEGATE_OIDC_JWKS_URL must be https (http only on loopback)")
+        for name, value in (
+            ("RELEASEGATE_OIDC_AUTHORIZATION_URL", self.oidc_authorization_url),
+            ("RELEASEGATE_OIDC_TOKEN_URL", self.oidc_token_url),
+        ):
+            if value:
+                url = urlsplit(value)
+                loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+                if url.scheme != "https" and not (url.scheme == "http" and loopback):
+                    raise ValueError(f"{name} must be https (http only on loopback)")
         for origin in self.cors_origin_list:
             parts = urlsplit(origin)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
@@ -125,6 +165,11 @@ class Settings(BaseSettings):
         if self.log_format not in ("text", "json"):
             raise ValueError("RELEASEGATE_LOG_FORMAT must be text or json")
         self.hook_allow_list  # noqa: B018 - parsing it fails fast, naming the bad entry
+        if bool(self.checkpoint_witness_url) != bool(self.checkpoint_witness_key):
+            raise ValueError(
+                "RELEASEGATE_CHECKPOINT_WITNESS_URL and RELEASEGATE_CHECKPOINT_WITNESS_KEY go "
+                "together: the witness's cosignatures are checked with its vkey"
+            )
         return self
 
     @property
@@ -163,6 +208,14 @@ class Settings(BaseSettings):
     @property
     def command_keys_path(self) -> Path:
         return self.command_keys or self.data_dir / "command-keys.json"
+
+    @property
+    def checkpoint_keys_path(self) -> Path:
+        return self.checkpoint_keys or self.data_dir / "checkpoint-keys.json"
+
+    @property
+    def checkpoint_dir_path(self) -> Path:
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
 
     @property
     def is_production(self) -> bool:

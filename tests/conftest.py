@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -73,6 +74,13 @@ async def temporal_env(temporal_bin: str) -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (it supports updates), with the search attributes."""
+    async with time_skipping_server() as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server of one's own (a module whose runs must not share a clock)."""
     # credentials are issued at the test server's time, which skips ahead of the wall clock
     signing = SigningInterceptor(SIGNER)
     env = await WorkflowEnvironment.start_time_skipping(

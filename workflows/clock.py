@@ -1,7 +1,8 @@
 """Time: the next thing the clock owes a run, and doing what is due.
 
 An open gate owes reminders before its SLA, an escalation to the escalation owner at the SLA
-and, when the policy sets one, an expiry. A live use case owes its periodic review. The
+and, when the policy sets one, an expiry. A live use case owes its periodic review; a
+break-glass override, its retrospective review by the end of the policy's window. The
 workflow's run loop sleeps until ``next_deadline`` (or until a handler changes the schedule)
 and then calls ``fire_due``; each reminder or escalation happens once.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows import gates, outbox, presentation, transitions
+from workflows import breakglass, gates, outbox, presentation, transitions
 from workflows.activities import NotificationKind
 from workflows.model import EventKind, Gate, Stage
 from workflows.state import Run
@@ -36,6 +37,9 @@ def next_deadline(run: Run) -> Deadline | None:
             options.append((gate.expires_at, f"expire {gate.gate.value}"))
     elif state.stage == Stage.LIVE and state.next_review_at is not None and not run.change:
         options.append((state.next_review_at, "periodic review due"))
+    review = breakglass.next_deadline(run)
+    if review is not None:
+        options.append(review)
     return min(options) if options else None
 
 
@@ -47,6 +51,10 @@ def fire_due(run: Run, now: datetime) -> None:
 
 
 def _fire_one(run: Run, now: datetime) -> bool:
+    review = breakglass.next_deadline(run)
+    if review is not None and review[0] <= now:
+        breakglass.review_expired(run, now)
+        return True
     gate = run.state.gate
     if gate is None:
         transitions.open_beside(run, Gate.PERIODIC_REVIEW, actor=outbox.SYSTEM, now=now)

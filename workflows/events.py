@@ -64,6 +64,9 @@ class RunStarted(Extras):
     path: list[Stage] = Field(default_factory=list)
     change: dict[str, Any] | None = None
     deputies: dict[str, list[dict[str, Any]]] | None = None
+    # the control catalog pinned at start, and the EU AI Act marker (runs since the catalog)
+    controls: PolicyPin | None = None
+    eu_ai_act: dict[str, Any] | None = None
 
 
 class DeputiesChanged(Extras):
@@ -131,7 +134,28 @@ class Refused(Extras):
     detail: str = ""
 
 
+class Overridden(Extras):
+    """``override``: a stalled gate passed by break-glass (the justification is the comment)."""
+
+    round: int | None = None
+    waited_on: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+    evidence_digests: list[str] = Field(default_factory=list)
+    review_due_at: str | None = None
+    reviewers: list[str] = Field(default_factory=list)
+
+
+class OverrideNotUpheld(Extras):
+    """``override_not_upheld``: its review rejected it or did not pass in time."""
+
+    overridden_gate: Gate | None = None
+    reason: str = ""
+    consequence: str = ""
+
+
 EXTRAS: dict[EventKind, type[Extras]] = {
+    EventKind.OVERRIDE: Overridden,
+    EventKind.OVERRIDE_NOT_UPHELD: OverrideNotUpheld,
     EventKind.RUN_STARTED: RunStarted,
     EventKind.APPROVALS_VOIDED: ApprovalsVoided,
     EventKind.DECISION: DecisionMade,

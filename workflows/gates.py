@@ -144,6 +144,8 @@ def refresh_evidence(run: Run) -> None:
 def check_counts(run: Run, cmd: GateDecision) -> None:
     """An approval must fill an empty quorum seat; a person never counts twice."""
     gate = run.state.gate
+    if cmd.gate == Gate.OVERRIDE_REVIEW:  # a break-glass override's retrospective review
+        gate = run.state.override.review if run.state.override else None
     if cmd.decision != Decision.APPROVE or gate is None:
         return
     if not Seats.of(gate).counts(approvers(gate), cmd.actor):

@@ -40,7 +40,7 @@ def report_incident(run: Run, cmd: ReportIncident, now: datetime) -> None:
     state = run.state
     suspends = state.stage == Stage.LIVE and policy.sev1_suspends(run.policy, cmd.severity)
     incident = Incident(
-        id=f"inc-{len(state.incidents) + 1}",
+        id=f"inc-{state.incidents_before + len(state.incidents) + 1}",
         severity=cmd.severity,
         summary=cmd.summary,
         reported_by=cmd.actor,
@@ -89,7 +89,7 @@ def raise_change(
 ) -> tuple[ChangeInfo, UseCaseInput]:
     """Record a change request; returns what its child run is started with."""
     state, inp = run.state, run.inp
-    number = len(state.changes) + 1
+    number = state.changes_before + len(state.changes) + 1
     change = ids.change_id(number)
     info = ChangeInfo(
         parent_id=run.workflow_id,

@@ -16,8 +16,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -80,6 +82,8 @@ class Gate(StrEnum):
     CHANGE_APPROVAL = "change_approval"
     RESUME_APPROVAL = "resume_approval"
     PERIODIC_REVIEW = "periodic_review"
+    # the retrospective review a break-glass override opens beside the run's path
+    OVERRIDE_REVIEW = "override_review"
 
 
 RELEASE_GATES: tuple[Gate, ...] = (
@@ -94,6 +98,8 @@ LIVE_POLICY_GATES: tuple[Gate, ...] = (
     Gate.RESUME_APPROVAL,
     Gate.PERIODIC_REVIEW,
 )
+# Gates a break-glass override may pass: the gates of a run's path (never a resume or a review).
+OVERRIDABLE_GATES: tuple[Gate, ...] = (*RELEASE_GATES, Gate.CHANGE_APPROVAL)
 # Gates that open beside a live or suspended use case without moving its stage.
 GATES_BESIDE_STAGE: tuple[Gate, ...] = (Gate.RESUME_APPROVAL, Gate.PERIODIC_REVIEW)
 # Stages that are gates: the stage a run is at while that gate is open.
@@ -114,11 +120,14 @@ class Role(StrEnum):
     RISK_APPROVER = "risk_approver"
     ESCALATION_OWNER = "escalation_owner"
     STOP_AUTHORITY = "stop_authority"
+    # the policy's break-glass group, pinned at start: may override a stalled gate
+    BREAK_GLASS = "break_glass"
 
 
 class Channel(StrEnum):
     API = "api"
     SLACK = "slack"
+    WEB = "web"  # the approver console (services/api/ui)
     SIGNAL = "signal"
     SYSTEM = "system"
 
@@ -154,6 +163,10 @@ class EventKind(StrEnum):
     HOOK_FAILED = "hook_failed"
     REFUSED = "refused"
     DEPUTIES_CHANGED = "deputies_changed"
+    # break-glass: a stalled gate passed by the emergency group, never an approval
+    OVERRIDE = "override"
+    # the override's retrospective review did not uphold it (rejected or not passed in time)
+    OVERRIDE_NOT_UPHELD = "override_not_upheld"
 
 
 class GateOutcome(StrEnum):
@@ -164,6 +177,7 @@ class GateOutcome(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     CANCELLED = "cancelled"  # the run was cancelled, suspended or retired while it was open
+    OVERRIDDEN = "overridden"  # passed by a break-glass override, never by its seats
 
 
 class ChangeStatus(StrEnum):
@@ -203,6 +217,7 @@ class CommandName(StrEnum):
     RAISE_CHANGE = "raise_change"
     RETIRE = "retire"
     SET_DEPUTIES = "set_deputies"
+    OVERRIDE_GATE = "override_gate"
 
 
 class Refusal(StrEnum):
@@ -217,6 +232,8 @@ class Refusal(StrEnum):
     EVIDENCE_CHANGED = "evidence_changed"  # 409
     INVALID = "invalid"  # 422
     UNAUTHENTICATED = "unauthenticated"  # no credential the run can verify
+    OVER_LIMIT = "over_limit"  # 422: beyond a per-run cap of the policy's ``limits``
+    RATE_LIMITED = "rate_limited"  # 429 with Retry-After: too many in the policy's window
 
 
 # --------------------------------------------------------------------------- policy payloads
@@ -280,6 +297,38 @@ class LiveRule(BaseModel):
     hooks: Hooks = Field(default_factory=Hooks)
 
 
+class RunLimits(BaseModel):
+    """Per-run caps the policy states (``limits:``), so a run's size and its history stay
+    bounded whatever channel sends the commands. Runs pinned before the section existed get
+    these defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    # evidence items one run holds, all stages and gates together (a change request's run
+    # counts its own)
+    max_evidence_items: int = Field(default=200, ge=1, le=10_000)
+    # incidents one person may report on one use case within the window
+    max_incidents_per_reporter: int = Field(default=20, ge=1, le=10_000)
+    incident_window_seconds: int = Field(default=60, ge=1, le=86_400)
+
+
+class BreakGlassRule(BaseModel):
+    """Break-glass (``break_glass:``): who may override a stalled gate, and the retrospective
+    review every override opens, which must pass within the window."""
+
+    model_config = ConfigDict(extra="forbid")
+    # a directory group, pinned into each run at start
+    group: str = Field(min_length=1, max_length=64)
+    review_within_hours: float = Field(default=72, gt=0, le=24 * 90)
+    review: list[Requirement] = Field(
+        default_factory=lambda: [
+            Requirement(role=Role.RISK_APPROVER, count=1),
+            Requirement(role=Role.BUSINESS_OWNER),
+        ],
+        min_length=1,
+    )
+    justification_min_chars: int = Field(default=20, ge=1, le=2000)
+
+
 class PinnedPolicy(BaseModel):
     """The slice of the policy a run is bound to, pinned into its input at start."""
 
@@ -288,6 +337,27 @@ class PinnedPolicy(BaseModel):
     tier: RiskTier
     rules: TierRule
     live: LiveRule = Field(default_factory=LiveRule)
+    # the policy's ``limits:`` (None: pinned before the section existed; the defaults apply)
+    limits: RunLimits | None = None
+    break_glass: BreakGlassRule | None = None
+
+    @property
+    def run_limits(self) -> RunLimits:
+        return self.limits if self.limits is not None else RunLimits()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Fields added after signed starts existed are left out while unset, so the canonical
+        # bytes of a start signed before them (``workflows.credentials``) stay the same.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in PINNED_FIELDS_OMITTED_WHEN_UNSET:
+                if name in data and data[name] is None:
+                    del data[name]
+        return data
+
+
+PINNED_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("limits", "break_glass")
 
 
 # --------------------------------------------------------------------------- use case payloads
@@ -398,6 +468,17 @@ class Owners(BaseModel):
     stop_authority: list[str]
 
 
+class EuAiActMarker(BaseModel):
+    """Where a use case falls under the EU AI Act's Annex III (high-risk areas), as its
+    business declares it at start: points such as ``5b`` (creditworthiness) or ``5c`` (life and
+    health insurance pricing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    annex_iii: list[Annotated[str, StringConstraints(pattern=r"^[1-8][a-h]?$")]] = Field(
+        min_length=1, max_length=16
+    )
+
+
 class UseCaseCreate(BaseModel):
     """Body of ``POST /v1/use-cases``."""
 
@@ -409,6 +490,9 @@ class UseCaseCreate(BaseModel):
     owners: OwnersIn
     slack_channel: str | None = Field(default=None, max_length=80)
     hooks: Hooks | None = None
+    # EU AI Act marker: the Annex III points the use case falls under (e.g. ["5b"] for credit
+    # scoring); the control catalog makes a FRIA applicable only where it is set
+    eu_ai_act: EuAiActMarker | None = None
 
 
 class Materiality(StrEnum):
@@ -436,6 +520,19 @@ class ChangeInfo(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
 
 
+class PinnedCatalog(BaseModel):
+    """The control catalog (``config/controls.yaml``) a run was started under, pinned like the
+    policy: its version and the file's sha256."""
+
+    version: str
+    sha256: str
+
+
+# Input fields added after signed starts existed: left out of the dump while unset, so the
+# canonical bytes of a start signed before them (``workflows.credentials``) stay the same.
+INPUT_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("controls", "eu_ai_act")
+
+
 class UseCaseInput(BaseModel):
     """Workflow input: the request, resolved against the directory and pinned policy."""
 
@@ -461,6 +558,19 @@ class UseCaseInput(BaseModel):
     state: dict[str, Any] | None = None
     # what runs before ReleaseState carried across continue-as-new (read, never written)
     carry: dict[str, Any] | None = None
+    # the control catalog pinned at start, and the use case's EU AI Act marker (None on runs
+    # started before either existed)
+    controls: PinnedCatalog | None = None
+    eu_ai_act: EuAiActMarker | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in INPUT_FIELDS_OMITTED_WHEN_UNSET:
+                if name in data and data[name] is None:
+                    del data[name]
+        return data
 
 
 # --------------------------------------------------------------------------- commands
@@ -502,6 +612,17 @@ class Cancel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     actor: str
     reason: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
+
+
+class OverrideGate(BaseModel):
+    """Break-glass: pass a stalled gate now, on the record, with a justification."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    gate: Gate
+    justification: str = Field(max_length=4000)
     channel: Channel = Channel.API
     credential: Credential | None = None  # minted by a front door, verified by the run
 
@@ -613,6 +734,17 @@ class OpenGate(BaseModel):
     requested_by: str | None = None
 
 
+class Override(BaseModel):
+    """A break-glass override and its retrospective review (open until it passes)."""
+
+    gate: Gate
+    round: int
+    by: str
+    at: datetime
+    justification: str
+    review: OpenGate
+
+
 class ClosedGate(BaseModel):
     """The gate most recently closed by a decision: what it waited, for metrics and clients."""
 
@@ -674,6 +806,11 @@ class RefusedAttempt(BaseModel):
 
 
 class UseCaseView(BaseModel):
+    """A run's state as every reader and every command's answer sees it. Bounded: lists that
+    grow with a run's life hold only the latest few (``workflows.presentation``'s ``VIEW_*``)
+    beside their counts; the whole lists are pages of the ledger
+    (``GET /v1/use-cases/{id}/incidents|evidence|changes|history?limit=&cursor=``)."""
+
     id: str
     key: str
     title: str
@@ -687,6 +824,7 @@ class UseCaseView(BaseModel):
     slack_channel: str | None = None
     open_gate: OpenGate | None
     required_evidence: list[str]
+    # the latest evidence items, oldest first; ``evidence_count`` counts them all
     evidence: list[EvidenceRecord]
     policy: PolicyRef
     stage_entered_at: datetime
@@ -698,11 +836,20 @@ class UseCaseView(BaseModel):
     next_review_at: datetime | None = None
     stalled_gate: Gate | None = None
     last_closed_gate: ClosedGate | None = None
+    # the latest incidents and change requests, oldest first (counts below)
     incidents: list[Incident] = Field(default_factory=list)
     changes: list[ChangeSummary] = Field(default_factory=list)
     change: ChangeInfo | None = None
     deputies: Deputies = Field(default_factory=dict)
     temporal_ui_url: str | None = None
+    evidence_count: int = 0
+    # the digests of all the run's evidence (sorted): what a gate binds to when it opens
+    evidence_digests: list[str] = Field(default_factory=list)
+    incident_count: int = 0
+    change_count: int = 0
+    open_change_count: int = 0
+    # a break-glass override whose retrospective review is still open
+    override: Override | None = None
 
 
 class UseCaseOutcome(BaseModel):

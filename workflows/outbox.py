@@ -123,6 +123,13 @@ def live_notice(run: Run, text: str, now: datetime) -> None:
     )
 
 
+def notice(
+    run: Run, kind: NotificationKind, text: str, now: datetime, recipients: list[str]
+) -> None:
+    """Queue a plain notice to the people named."""
+    run.state.outbox.notices.append(_notice(run, kind, text, now, recipients=recipients))
+
+
 def _notice(
     run: Run,
     kind: NotificationKind,
@@ -181,4 +188,13 @@ def report_to_parent(run: Run, outcome: ChangeStatus, now: datetime) -> None:
     )
 
 
-__all__ = ["SYSTEM", "gate_notice", "hook", "live_notice", "publish", "record", "report_to_parent"]
+__all__ = [
+    "SYSTEM",
+    "gate_notice",
+    "hook",
+    "live_notice",
+    "notice",
+    "publish",
+    "record",
+    "report_to_parent",
+]

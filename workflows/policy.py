@@ -10,9 +10,10 @@ answer. Nothing here does I/O except the two loaders at the bottom, which the wo
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from workflows.model import (
     DEPUTY_ROLES,
     GATE_STAGES,
     LIVE_POLICY_GATES,
+    OVERRIDABLE_GATES,
     RELEASE_GATES,
     TERMINAL_STAGES,
     WORK_STAGES,
     AddEvidence,
+    BreakGlassRule,
     Cancel,
     CommandName,
     CompleteStage,
@@ -39,6 +42,7 @@ from workflows.model import (
     LiveRule,
     Materiality,
     OpenGate,
+    OverrideGate,
     Owners,
     PinnedPolicy,
     RaiseChange,
@@ -49,6 +53,7 @@ from workflows.model import (
     Retire,
     RiskTier,
     Role,
+    RunLimits,
     SetDeputies,
     Severity,
     Stage,
@@ -64,10 +69,12 @@ Roster = Mapping[Role, list[str]]  # role -> person ids, groups resolved, pinned
 class PolicyViolation(Exception):
     """A command the rules refuse. ``refusal`` says why in a word the API maps to a status."""
 
-    def __init__(self, refusal: Refusal, detail: str) -> None:
+    def __init__(self, refusal: Refusal, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.refusal = refusal
         self.detail = detail
+        # seconds until the command may succeed (a rate limit's window), else None
+        self.retry_after = retry_after
 
 
 class ConfigFileError(ValueError):
@@ -85,6 +92,10 @@ class PolicyDocument(BaseModel):
     # directory groups that may read every run (auditors, operations); everyone else reads
     # only the runs they are one of the people of (need-to-know)
     readers: list[str] = Field(default_factory=list, max_length=50)
+    # break-glass: the group that may override a stalled gate, and the review that follows
+    break_glass: BreakGlassRule | None = None
+    # per-run caps: evidence items, incidents per reporter per window (pinned with the tier)
+    limits: RunLimits = Field(default_factory=RunLimits)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -149,6 +160,8 @@ class LoadedPolicy:
             tier=tier,
             rules=self.document.tiers[tier],
             live=self.document.live,
+            limits=self.document.limits,
+            break_glass=self.document.break_glass,
         )
 
 
@@ -527,6 +540,51 @@ def check_gate_staffable(
     )
 
 
+def review_rule(rule: BreakGlassRule) -> GateRule:
+    """The retrospective review a break-glass override opens, as a gate rule."""
+    return GateRule(
+        gate=Gate.OVERRIDE_REVIEW, deciders=rule.review, sla_hours=rule.review_within_hours
+    )
+
+
+def review_seats(
+    rule: BreakGlassRule,
+    roster: Roster,
+    overrider: str,
+    *,
+    change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> list[set[str]]:
+    """The review's seats: never the overrider, never whoever asked for the run."""
+    excluded = requesters(Gate.OVERRIDE_REVIEW, roster, change_raised_by=change_raised_by)
+    excluded.add(overrider)
+    return seat_candidates(
+        review_rule(rule), roster, excluded, change_raised_by=change_raised_by, deputies=deputies
+    )
+
+
+def check_review_staffable(
+    rule: BreakGlassRule,
+    roster: Roster,
+    overrider: str,
+    *,
+    change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> None:
+    """An override is refused when nobody could review it."""
+    seats = review_seats(
+        rule, roster, overrider, change_raised_by=change_raised_by, deputies=deputies
+    )
+    role = unstaffed_seat(seats, seat_roles(review_rule(rule)))
+    if role is not None:
+        raise PolicyViolation(
+            Refusal.INVALID,
+            f"the retrospective review of an override by {overrider} cannot be staffed: seat "
+            f"{role.value} has nobody but the overrider or whoever asked; name a deputy for "
+            f"{role.value}",
+        )
+
+
 def check_staffing(
     policy: PinnedPolicy,
     roster: Roster,
@@ -628,6 +686,10 @@ SENDERS: dict[CommandName, tuple[tuple[Role, ...], str]] = {
         (Role.BUSINESS_OWNER,),
         "only the business owner names or changes deputies",
     ),
+    CommandName.OVERRIDE_GATE: (
+        (Role.BREAK_GLASS,),
+        "only a member of the policy's break-glass group overrides a gate",
+    ),
 }
 NOT_ELIGIBLE_FOR_GATE = "not eligible for this gate"
 
@@ -679,6 +741,12 @@ def check_actor(
     roles, refusal = SENDERS[command]
     if not any(actor in roster.get(role, []) for role in roles):
         raise PolicyViolation(Refusal.NOT_ELIGIBLE, refusal)
+    if command == CommandName.OVERRIDE_GATE and actor in requesters(
+        Gate.GO_LIVE, roster, change_raised_by=change_raised_by
+    ):
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE, "whoever asked for a run never overrides its gates"
+        )
 
 
 def _check_open(view: UseCaseView) -> None:
@@ -712,6 +780,8 @@ def check_add_evidence(view: UseCaseView, cmd: AddEvidence) -> None:
 def check_decision(view: UseCaseView, cmd: GateDecision) -> None:
     _check_open(view)
     gate = view.open_gate
+    if cmd.gate == Gate.OVERRIDE_REVIEW:
+        gate = view.override.review if view.override else None
     if gate is None or gate.gate != cmd.gate:
         raise PolicyViolation(
             Refusal.GATE_NOT_OPEN,
@@ -739,6 +809,36 @@ def check_decision(view: UseCaseView, cmd: GateDecision) -> None:
                 "the evidence changed since it was reviewed; review the current evidence "
                 "and approve again",
             )
+
+
+def check_override(view: UseCaseView, cmd: OverrideGate, rule: BreakGlassRule | None) -> None:
+    """Break-glass passes only a stalled gate of the run's path (escalated past its SLA, or
+    expired), with a justification, and never while the last override is still under review."""
+    _check_open(view)
+    if rule is None:
+        raise PolicyViolation(Refusal.INVALID, "the pinned policy names no break-glass group")
+    if cmd.gate not in OVERRIDABLE_GATES:
+        raise PolicyViolation(Refusal.INVALID, f"{cmd.gate.value} cannot be overridden")
+    if len(cmd.justification.strip()) < rule.justification_min_chars:
+        raise PolicyViolation(
+            Refusal.INVALID,
+            f"a justification of at least {rule.justification_min_chars} characters is required",
+        )
+    gate = view.open_gate
+    stalled = (gate is not None and gate.gate == cmd.gate and gate.escalated_at is not None) or (
+        view.stage == Stage.STALLED and view.stalled_gate == cmd.gate
+    )
+    if not stalled:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE,
+            f"gate {cmd.gate.value} is not stalled (only an open gate past its SLA, or an "
+            "expired one, can be overridden)",
+        )
+    if view.override is not None:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE,
+            f"the override of {view.override.gate.value} is still under retrospective review",
+        )
 
 
 def check_cancel(view: UseCaseView, cmd: Cancel) -> None:
@@ -831,16 +931,87 @@ def check_staffed_request(
     roster: Roster,
     cmd: Any,
     deputies: Mapping[Role, Collection[str]] | None = None,
+    change_raised_by: str | None = None,
 ) -> None:
     """A request that opens gates decided without the requester must leave them staffable:
     a change raised by the technical owner needs a technical deputy, a resume asked by the
     business owner a business deputy (the refusal says whom to name)."""
     if command == CommandName.RAISE_CHANGE:
         check_change_staffing(policy, roster, cmd.materiality, cmd.actor, deputies)
+    elif command == CommandName.OVERRIDE_GATE and policy.break_glass is not None:
+        check_review_staffable(
+            policy.break_glass,
+            roster,
+            cmd.actor,
+            change_raised_by=change_raised_by,
+            deputies=deputies,
+        )
     elif command == CommandName.RESUME:
         rule = gate_rule(policy, Gate.RESUME_APPROVAL)
         if rule is not None:
             check_gate_staffable(rule, roster, deputies=deputies, resume_requested_by=cmd.actor)
+
+
+# --------------------------------------------------------------------------- per-run limits
+#
+# Checked last, by the workflow's validators (so every channel obeys): a command that is
+# allowed and fits the run's state is refused only because the run is full or its sender too
+# fast. The API maps ``OVER_LIMIT`` to 422 and ``RATE_LIMITED`` to 429 with ``Retry-After``.
+
+
+def evidence_in(command: CommandName, cmd: Any) -> int:
+    """How many evidence items ``cmd`` adds to the run it is sent to."""
+    if command in (CommandName.COMPLETE_STAGE, CommandName.ADD_EVIDENCE):
+        return len(cmd.evidence)
+    return 0
+
+
+def check_evidence_cap(limits: RunLimits, held: int, adding: int) -> None:
+    """A run holds at most ``limits.max_evidence_items`` evidence items."""
+    if adding and held + adding > limits.max_evidence_items:
+        raise PolicyViolation(
+            Refusal.OVER_LIMIT,
+            f"evidence: the run holds {held} of at most {limits.max_evidence_items} evidence "
+            f"items; {adding} more do not fit",
+        )
+
+
+def check_incident_rate(
+    limits: RunLimits, reported: Iterable[tuple[str, datetime]], actor: str, now: datetime
+) -> None:
+    """At most ``limits.max_incidents_per_reporter`` incidents by one person within the
+    window; ``reported`` are (reporter, at) of the run's incidents. The refusal says when the
+    oldest of them leaves the window."""
+    window = timedelta(seconds=limits.incident_window_seconds)
+    recent = sorted(at for who, at in reported if who == actor and at > now - window)
+    if len(recent) < limits.max_incidents_per_reporter:
+        return
+    # the one whose leaving makes room for one more
+    frees_at = recent[len(recent) - limits.max_incidents_per_reporter] + window
+    wait = max(1, math.ceil((frees_at - now).total_seconds()))
+    raise PolicyViolation(
+        Refusal.RATE_LIMITED,
+        f"{actor} reported {len(recent)} incidents in the last "
+        f"{limits.incident_window_seconds} s (at most {limits.max_incidents_per_reporter}); "
+        f"try again in {wait} s",
+        retry_after=wait,
+    )
+
+
+def check_limits(
+    command: CommandName,
+    view: UseCaseView,
+    cmd: Any,
+    limits: RunLimits,
+    *,
+    reported: Iterable[tuple[str, datetime]] = (),
+    now: datetime | None = None,
+) -> None:
+    """The policy's per-run caps for ``cmd``: evidence items per run, incidents per reporter
+    per window (checked when ``now`` is given, over ``reported``)."""
+    check_evidence_cap(limits, view.evidence_count, evidence_in(command, cmd))
+    if command == CommandName.REPORT_INCIDENT and now is not None:
+        check_incident_rate(limits, reported, cmd.actor, now)
 
 
 def check_command(
@@ -853,15 +1024,22 @@ def check_command(
     change_raised_by: str | None = None,
     pinned: PinnedPolicy | None = None,
     deputies: Mapping[Role, Collection[str]] | None = None,
+    reported: Iterable[tuple[str, datetime]] = (),
+    now: datetime | None = None,
 ) -> None:
     """The whole check the workflow's validator runs: authorization, then the run's state,
-    then that what the command opens can be staffed."""
+    then that what the command opens can be staffed, then the policy's per-run limits
+    (``reported``: (reporter, at) of the run's incidents, for the incident rate)."""
     check_actor(
         command, roster, cmd.actor, rule=rule, change_raised_by=change_raised_by, deputies=deputies
     )
-    STATE_CHECKS[command](view, cmd)
+    if command == CommandName.OVERRIDE_GATE:
+        check_override(view, cmd, pinned.break_glass if pinned else None)
+    else:
+        STATE_CHECKS[command](view, cmd)
     if pinned is not None:
-        check_staffed_request(command, pinned, roster, cmd, deputies)
+        check_staffed_request(command, pinned, roster, cmd, deputies, change_raised_by)
+        check_limits(command, view, cmd, pinned.run_limits, reported=reported, now=now)
 
 
 def resolve_deputies(

@@ -8,8 +8,23 @@ from datetime import datetime
 
 from workflows import policy
 from workflows.activities import GateCard, NotificationKind, RegistryRow
-from workflows.model import WORK_STAGES, GateOutcome, PolicyRef, Stage, UseCaseView
+from workflows.model import (
+    WORK_STAGES,
+    ChangeStatus,
+    GateOutcome,
+    PolicyRef,
+    Stage,
+    UseCaseView,
+)
 from workflows.state import Run
+
+# How many of the lists that grow with a run's life the view carries (the latest ones). Every
+# command's answer is a view and enters the run's history, so these keep the history a run
+# adds per command constant; the whole lists are pages of the ledger.
+VIEW_INCIDENTS = 5
+VIEW_CHANGES = 5
+VIEW_EVIDENCE = 20
+_OPEN_CHANGE = (ChangeStatus.OPEN, ChangeStatus.AWAITING_RESUME)
 
 
 def _approvers(run: Run) -> list[str]:
@@ -49,7 +64,9 @@ def view(run: Run) -> UseCaseView:
         slack_channel=inp.slack_channel,
         open_gate=state.gate.model_copy(deep=True) if state.gate else None,
         required_evidence=required_evidence(run),
-        evidence=list(state.evidence),
+        evidence=list(state.evidence[-VIEW_EVIDENCE:]),
+        evidence_count=len(state.evidence),
+        evidence_digests=policy.evidence_digests(state.evidence),
         policy=PolicyRef(version=run.policy.version, sha256=run.policy.sha256),
         stage_entered_at=state.stage_entered_at,
         started_at=state.started_at,
@@ -60,10 +77,14 @@ def view(run: Run) -> UseCaseView:
         next_review_at=state.next_review_at,
         stalled_gate=state.stalled_gate,
         last_closed_gate=state.last_closed_gate,
-        incidents=list(state.incidents),
-        changes=[c.model_copy() for c in state.changes],
+        incidents=list(state.incidents[-VIEW_INCIDENTS:]),
+        incident_count=state.incidents_before + len(state.incidents),
+        changes=[c.model_copy() for c in state.changes[-VIEW_CHANGES:]],
+        change_count=state.changes_before + len(state.changes),
+        open_change_count=sum(1 for c in state.changes if c.status in _OPEN_CHANGE),
         change=run.change,
         deputies={r: list(ds) for r, ds in state.deputies.items()},
+        override=state.override.model_copy(deep=True) if state.override else None,
     )
 
 
@@ -81,6 +102,8 @@ def search_values(run: Run) -> SearchValues:
     waiting = pending(run)
     if gate is not None and gate.escalated_at is not None:
         waiting.append(run.inp.owners.escalation_owner)
+    if run.state.override is not None:
+        waiting += run.state.override.review.pending
     due = None
     if gate is not None:
         due = gate.expires_at if gate.escalated_at and gate.expires_at else gate.due_at
@@ -123,6 +146,12 @@ def details(run: Run) -> str:
             lines.append(f"**Next review:** {state.next_review_at.isoformat()}")
     elif state.closed:
         lines.append(f"**Closed:** {state.outcome.value if state.outcome else ''}")
+    if state.override is not None:
+        review = state.override.review
+        lines.append(
+            f"**Break-glass:** {state.override.gate.value} overridden by {state.override.by}; "
+            f"review waiting on {', '.join(review.pending) or '—'}, due {review.due_at.isoformat()}"
+        )
     return "\n".join(lines)
 
 
@@ -192,6 +221,9 @@ def registry_row(run: Run) -> RegistryRow:
 
 
 __all__ = [
+    "VIEW_CHANGES",
+    "VIEW_EVIDENCE",
+    "VIEW_INCIDENTS",
     "SearchValues",
     "details",
     "gate_card",

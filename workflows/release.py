@@ -25,7 +25,7 @@ fact to the ledger, hooks, notifications and the read model, in order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -36,6 +36,8 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows import (
+        bounded,
+        breakglass,
         clock,
         credentials,
         gates,
@@ -71,8 +73,10 @@ with workflow.unsafe.imports_passed_through():
         CommandName,
         CompleteStage,
         EventKind,
+        Gate,
         GateDecision,
         HistoryEvent,
+        OverrideGate,
         RaiseChange,
         Refusal,
         RefusedAttempt,
@@ -120,6 +124,17 @@ AUTHENTICATED_COMMANDS = "authenticated-commands"
 # workflow.patched id of the prompt hand-over: once continue-as-new is due, shipping stops
 # between steps and the rest of the outbox crosses with the state
 PROMPT_HANDOVER = "prompt-handover"
+# workflow.patched id of the bounded hand-over: continue-as-new carries the latest incidents,
+# changes and history events (and counts), not all of them (workflows/bounded.py)
+BOUNDED_STATE = "bounded-state"
+
+
+def _decide(run: Run, cmd: GateDecision, now: datetime) -> None:
+    """A decision on the open gate, or on a break-glass override's retrospective review."""
+    if cmd.gate == Gate.OVERRIDE_REVIEW:
+        breakglass.decide(run, cmd, now)
+    else:
+        transitions.decide(run, cmd, now)
 
 
 def _hook_failure(err: ActivityError) -> HookFailure:
@@ -137,7 +152,9 @@ def _deputy_memo(state: ReleaseState) -> dict[str, list[str]]:
 
 
 def _refuse(exc: policy.PolicyViolation) -> ApplicationError:
-    return ApplicationError(exc.detail, type=exc.refusal.value, non_retryable=True)
+    # a rate limit's refusal says when to try again (the API's Retry-After)
+    details = [{"retry_after": exc.retry_after}] if exc.retry_after is not None else []
+    return ApplicationError(exc.detail, *details, type=exc.refusal.value, non_retryable=True)
 
 
 @workflow.defn
@@ -253,7 +270,12 @@ class UseCaseRelease:
         )
 
     def _next_run_input(self) -> UseCaseInput:
-        state = self.state_.model_copy(update={"runs": self.state_.runs + 1})
+        state = self.state_
+        if workflow.patched(BOUNDED_STATE):
+            # the lists that grow with the run's life cross cut to what the next run needs
+            # (the ledger holds them all): the hand-over stays far below Temporal's limits
+            state = bounded.handed_on(state, self.run_.policy.run_limits, workflow.now())
+        state = state.model_copy(update={"runs": self.state_.runs + 1})
         return self.run_.inp.model_copy(
             update={"state": state.model_dump(mode="json"), "carry": None}
         )
@@ -278,7 +300,7 @@ class UseCaseRelease:
 
     @workflow.update
     def decide(self, cmd: GateDecision) -> UseCaseView:
-        return self._apply(transitions.decide, cmd)
+        return self._apply(_decide, cmd)
 
     @decide.validator
     def _validate_decide(self, cmd: GateDecision) -> None:
@@ -301,8 +323,17 @@ class UseCaseRelease:
                 cmd = cmd.model_copy(update={"actor": claimed})
             transitions.refuse(self.run_, cmd, exc, workflow.now())
             return
-        transitions.decide(self.run_, cmd, workflow.now())
+        _decide(self.run_, cmd, workflow.now())
         self._sync()
+
+    @workflow.update
+    def override_gate(self, cmd: OverrideGate) -> UseCaseView:
+        """Break-glass: the policy's emergency group passes a stalled gate, on the record."""
+        return self._apply(breakglass.override, cmd)
+
+    @override_gate.validator
+    def _validate_override_gate(self, cmd: OverrideGate) -> None:
+        self._check(CommandName.OVERRIDE_GATE, cmd)
 
     @workflow.update
     def reopen_gate(self, cmd: ReopenGate) -> UseCaseView:
@@ -484,6 +515,8 @@ class UseCaseRelease:
             change_raised_by=self.run_.raised_by,
             pinned=self.run_.policy,
             deputies=self.run_.deputies_at(workflow.now()),
+            reported=((i.reported_by, i.at) for i in self.state_.incidents),
+            now=workflow.now(),
         )
         if command == CommandName.DECIDE:
             gates.check_counts(self.run_, cmd)

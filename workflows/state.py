@@ -29,6 +29,7 @@ from workflows.model import (
     HistoryEvent,
     Incident,
     OpenGate,
+    Override,
     PinnedPolicy,
     RefusedAttempt,
     Role,
@@ -86,10 +87,17 @@ class ReleaseState(BaseModel):
     incidents: list[Incident] = Field(default_factory=list)
     changes: list[ChangeSummary] = Field(default_factory=list)
     runs: int = 1  # how many runs (continue-as-new) this use case has had
+    # how many of each growing list continue-as-new left behind (``workflows.bounded``): the
+    # lists keep the latest few, the ledger keeps them all, numbering continues after these
+    incidents_before: int = 0
+    changes_before: int = 0
+    history_before: int = 0
     # posted gate cards per "gate:round", so later notices update them in place
     cards: dict[str, list[MessageRef]] = Field(default_factory=dict)
     # deputies per owner role: named at start, changed by the business owner's command
     deputies: Deputies = Field(default_factory=dict)
+    # a break-glass override whose retrospective review has not passed yet
+    override: Override | None = None
     outbox: Outbox = Field(default_factory=Outbox)
 
     @classmethod

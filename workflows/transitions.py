@@ -9,6 +9,7 @@ reopen, cancel) are here too; live operation is in ``workflows.live``.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from workflows import gates, limits, outbox, policy
 from workflows.activities import NotificationKind
@@ -34,6 +35,7 @@ from workflows.model import (
     ReopenGate,
     RunOutcome,
     Stage,
+    UseCaseInput,
 )
 from workflows.state import Run
 
@@ -76,9 +78,21 @@ def start(run: Run, now: datetime) -> None:
                 r.value: [d.model_dump(mode="json") for d in ds] for r, ds in inp.deputies.items()
             }
             or None,
+            # only when pinned: runs started before the catalog record exactly what they did
+            **_pinned_additions(inp),
         },
     )
     move_to(run, run.path[0], actor=run.starter, now=now)
+
+
+def _pinned_additions(inp: UseCaseInput) -> dict[str, Any]:
+    """The control catalog pin and the EU AI Act marker, for the run_started fact."""
+    extras: dict[str, Any] = {}
+    if inp.controls is not None:
+        extras["controls"] = inp.controls.model_dump(mode="json")
+    if inp.eu_ai_act is not None:
+        extras["eu_ai_act"] = inp.eu_ai_act.model_dump(mode="json")
+    return extras
 
 
 def _went_live(run: Run, actor: str, now: datetime) -> None:

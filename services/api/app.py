@@ -11,14 +11,16 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services import command_keys, observability
-from services.api import problems, security
+from services.api import problems, security, ui
 from services.api.deps import Resources
 from services.api.oidc import OidcVerifier
 from services.api.routes import (
     approvals,
     codec,
+    controls,
     health,
     ledger,
+    lists,
     live,
     metrics,
     prometheus,
@@ -28,6 +30,7 @@ from services.api.routes.slack import install_slack
 from services.commands.gateway import UseCaseGateway
 from services.commands.idempotency import StoredIdempotencyKeys
 from services.commands.service import CommandService
+from services.controls.catalog import load_catalog
 from services.settings import DEMO_DIRECTORY, ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     # Fail fast on bad files, before the server accepts a single request.
     loaded_policy = load_policy(settings.policy_path)
+    catalog = load_catalog(settings.controls_path, loaded_policy)
     directory = load_directory(settings.directory_path)
     refuse_development_directory(settings, directory)
     signer = command_keys.for_process(settings).signer
@@ -99,9 +103,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 directory,
                 allowed_hooks=settings.hook_allow_list,
                 idempotency_keys=StoredIdempotencyKeys(sessionmaker),
+                catalog=catalog,
             ),
             engine=engine,
             sessionmaker=sessionmaker,
+            catalog=catalog,
         )
         log.info(
             "policy %s (%s) loaded; %d people",
@@ -130,7 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(approvals.router)
     app.include_router(ledger.router)
+    app.include_router(ledger.log_router)  # /v1/ledger: checkpoint keys, consistency proofs
+    app.include_router(controls.router)  # control catalog, per-use-case controls, OSCAL
+    app.include_router(lists.router)  # incidents, evidence, changes: pages from the ledger
     app.include_router(metrics.router)
     app.include_router(prometheus.router)  # GET /metrics
     install_slack(app, settings)  # POST /slack/events, only when Slack is configured
+    ui.install(app, settings, signer)  # the approver console under /ui (session cookie)
     return app

@@ -17,6 +17,7 @@ from services.api.problems import Problem
 from services.commands.gateway import UseCaseGateway
 from services.commands.idempotency import body_document, request_sha256
 from services.commands.service import CommandService, Sender, workflow_id
+from services.controls.catalog import LoadedCatalog
 from services.settings import Settings
 from services.store.models import IDEMPOTENCY_KEY_MAX
 from services.store.registry import RegistryRepository
@@ -36,6 +37,7 @@ class Resources:
     commands: CommandService
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    catalog: LoadedCatalog | None = None  # the control catalog (config/controls.yaml)
 
 
 # Dependencies that do no I/O are ``async def`` so FastAPI calls them inline instead of in a

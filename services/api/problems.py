@@ -38,6 +38,9 @@ REFUSAL_STATUS: dict[Refusal, int] = {
     Refusal.ALREADY_DECIDED: 409,
     Refusal.EVIDENCE_MISSING: 409,
     Refusal.EVIDENCE_CHANGED: 409,
+    # beyond a per-run cap of the policy's ``limits``; too many in its window (Retry-After)
+    Refusal.OVER_LIMIT: 422,
+    Refusal.RATE_LIMITED: 429,
     # the run could not verify the API's own signature: a key configuration fault, not the
     # caller's (RELEASEGATE_COMMAND_KEYS differs between API and worker)
     Refusal.UNAUTHENTICATED: 503,
@@ -55,6 +58,7 @@ TITLES: dict[int, str] = {
     415: "Unsupported media type",
     422: "Unprocessable content",
     428: "Precondition required",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -92,8 +96,13 @@ class Problem(Exception):  # noqa: N818 - it is a problem document, not an error
         self.extra = extra
 
     @classmethod
-    def refused(cls, refusal: Refusal, detail: str) -> Problem:
-        return cls(REFUSAL_STATUS[refusal], detail, code=refusal.value.replace("_", "-"))
+    def refused(cls, refusal: Refusal, detail: str, retry_after: int | None = None) -> Problem:
+        return cls(
+            REFUSAL_STATUS[refusal],
+            detail,
+            code=refusal.value.replace("_", "-"),
+            retry_after=retry_after,
+        )
 
 
 # the command layer's errors other than refusals (those map through REFUSAL_STATUS)
@@ -115,7 +124,7 @@ COMMAND_ERROR_STATUS: dict[type[CommandError], int] = {
 def problem_of(exc: CommandError) -> Problem:
     """The problem document for a command-layer error (same status and type as always)."""
     if isinstance(exc, CommandRefused):
-        return Problem.refused(exc.refusal, exc.detail)
+        return Problem.refused(exc.refusal, exc.detail, exc.retry_after)
     status = next(COMMAND_ERROR_STATUS[t] for t in type(exc).__mro__ if t in COMMAND_ERROR_STATUS)
     if isinstance(exc, SeenEvidence):
         # the current set, to review and approve again (its ETag also as the header)
@@ -156,9 +165,9 @@ def problem_response(
     retry_after: int | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    """The problem document; a 503 always carries ``Retry-After`` (``retry_after`` seconds, else
-    the problem type's, else ``RETRY_AFTER_S``)."""
-    if status == 503 and not any(h.lower() == "retry-after" for h in headers or {}):
+    """The problem document; a 503 or 429 always carries ``Retry-After`` (``retry_after``
+    seconds, else the problem type's, else ``RETRY_AFTER_S``)."""
+    if status in (429, 503) and not any(h.lower() == "retry-after" for h in headers or {}):
         seconds = retry_after if retry_after is not None else RETRY_AFTER.get(code, RETRY_AFTER_S)
         headers = {**(headers or {}), "Retry-After": str(seconds)}
     body = {

@@ -6,11 +6,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.controls.coverage import ControlGapItem
 from workflows import limits
 from workflows.model import (
+    ChangeSummary,
     Decision,
     DeputiesIn,
     Evidence,
+    EvidenceRecord,
+    Incident,
     Materiality,
     Severity,
     Sha256,
@@ -36,6 +40,14 @@ class DecisionBody(BaseModel):
     decision: Decision
     comment: str = Field(default="", max_length=limits.TEXT_MAX)
     evidence_digests: list[Sha256] | None = Field(default=None, max_length=200)
+
+
+class OverrideBody(BaseModel):
+    """Body of a break-glass override: why the gate cannot wait (recorded, shown to the
+    business owner and the risk approvers)."""
+
+    model_config = ConfigDict(extra="forbid")
+    justification: str = Field(min_length=1, max_length=limits.TEXT_MAX)
 
 
 class CancelBody(BaseModel):
@@ -78,6 +90,9 @@ class PendingApproval(BaseModel):
 
 class PendingPage(BaseModel):
     items: list[PendingApproval]
+    # live use cases of the caller (business owner or risk approver) with open control gaps: a
+    # distinct kind of item (``kind: control_gap``), gone once the missing facts land
+    control_gaps: list[ControlGapItem] = Field(default_factory=list)
 
 
 class IncidentBody(BaseModel):
@@ -121,3 +136,23 @@ class ChangeState(UseCaseView):
     """A change request's own state, as ``POST …/changes`` answers it, with the change's id."""
 
     change_id: str | None = None
+
+
+# --------------------------------------------------------------------------- list pages
+# The lists that grow with a run's life, from the ledger (the state carries the latest few).
+# ``next_cursor`` is null on the last page; pass it as ``cursor`` for the next one.
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next_cursor: str | None = None
+
+
+class EvidencePage(BaseModel):
+    items: list[EvidenceRecord]
+    next_cursor: str | None = None
+
+
+class ChangePage(BaseModel):
+    items: list[ChangeSummary]
+    next_cursor: str | None = None

@@ -20,6 +20,7 @@ import yaml
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
+from services.cli import controls as controls_render
 from services.cli import render
 from services.cli.client import DEFAULT_TIMEOUT_S, Api, segment
 from services.cli.config import resolve_config
@@ -509,6 +510,42 @@ def pending(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         emit_json(page)
     else:
         render.stdout().print(render.pending_table(page.get("items", [])))
+        if page.get("control_gaps"):
+            render.stdout().print(controls_render.gaps_table(page["control_gaps"]))
+
+
+@app.command()
+def controls(
+    ctx: typer.Context,
+    key: Key,
+    oscal: Annotated[
+        bool, typer.Option("--oscal", help="print the OSCAL assessment-results document")
+    ] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="write the view as a self-contained HTML page")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Controls of a use case per framework (NIST AI RMF, ISO/IEC 42001, EU AI Act, SR 11-7):
+    satisfied, pending, gap or not applicable, with the evidence and decisions behind each."""
+    api = session(ctx).api()
+    path = use_case_path(key, "controls")
+    if oscal:
+        emit_json(api.get(path, params={"format": "oscal"}, feature="controls"))
+        return
+    view = api.get(path, feature="controls")
+    if html is not None:
+        from services.report.controls import render_controls
+
+        try:
+            html.write_text(render_controls(view, source=api.base_url), encoding="utf-8")
+        except OSError as exc:
+            raise CliError(EXIT_USAGE, f"cannot write {html}: {exc.strerror}") from None
+        render.stderr().print(f"wrote {html}")
+    elif as_json:
+        emit_json(view)
+    else:
+        render.stdout().print(controls_render.controls_view(view))
 
 
 @app.command()
@@ -624,13 +661,75 @@ def all_use_case_ids(api: Api) -> list[str]:
             return sorted(ids)
 
 
+def looks_like_pack(target: str) -> bool:
+    """A file to verify offline rather than a use case key (keys never hold '.' or '/')."""
+    return "." in target or "/" in target or Path(target).is_file()
+
+
+def verify_offline(
+    pack_path: Path, checkpoints: list[Path], keys: list[str], witnesses: list[str], as_json: bool
+) -> None:
+    """Verify an evidence pack with no server and no database (services/tlog/auditor.py)."""
+    from services.tlog import auditor
+
+    if not keys:
+        raise CliError(EXIT_USAGE, "offline verification needs --key (a vkey or a key file)")
+    try:
+        pack = json.loads(pack_path.read_text(encoding="utf-8"))
+        trusted, witness_keys = auditor.load_keys(keys), auditor.load_keys(witnesses)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CliError(EXIT_USAGE, f"cannot read {pack_path} or the keys: {exc}") from None
+    report = auditor.verify_pack(pack, trusted, checkpoints, witness_keys)
+    if as_json:
+        emit_json(
+            {
+                "ok": report.ok,
+                "first_bad_seq": report.first_bad_seq,
+                "bad_checkpoints": report.bad_checkpoints,
+                "proven_entries": report.proven_entries,
+                "checkpoint_size": report.checkpoint_size,
+                "problems": report.problems,
+                "notes": report.notes,
+            }
+        )
+    else:
+        typer.echo(auditor.render(report, (pack.get("use_case") or {}).get("id", "?")), nl=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @audit_app.command("verify")
 def audit_verify(
     ctx: typer.Context,
-    key: Annotated[str | None, typer.Argument(help="one use case; all when omitted")] = None,
+    key: Annotated[
+        str | None,
+        typer.Argument(
+            help="one use case (all when omitted), or an evidence pack file (PACK.json) to "
+            "verify offline"
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoints", help="directory of signed checkpoints (offline; repeatable)"),
+    ] = None,
+    keys: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="checkpoint public key: vkey, vkey file or keys JSON"),
+    ] = None,
+    witnesses: Annotated[
+        list[str] | None,
+        typer.Option("--witness", help="a witness's vkey whose cosignature is required"),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Recompute ledger hash chains. Exit 1 when a chain is broken."""
+    """Recompute ledger hash chains through the API. Exit 1 when a chain is broken.
+
+    With a pack file: verify it offline (no server, no database) against the signed
+    checkpoints in DIR and the log's public keys: every entry's hash and its inclusion in the
+    signed Merkle tree, checkpoint signatures and consistency, and that the run is complete."""
+    if key is not None and (checkpoints or keys or looks_like_pack(key)):
+        verify_offline(Path(key), checkpoints or [], keys or [], witnesses or [], as_json)
+        return
     api = session(ctx).api()
     keys = [key] if key else all_use_case_ids(api)
     results = [

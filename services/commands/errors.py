@@ -27,9 +27,11 @@ class CommandError(Exception):
 class CommandRefused(CommandError):
     """The policy or the workflow refused the command; nothing was recorded."""
 
-    def __init__(self, refusal: Refusal, detail: str) -> None:
+    def __init__(self, refusal: Refusal, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail, code=refusal.value.replace("_", "-"))
         self.refusal = refusal
+        # seconds until the command may succeed (a rate limit), as the workflow said
+        self.retry_after = retry_after
 
 
 class WorkflowRejected(CommandError):

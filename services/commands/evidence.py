@@ -27,7 +27,10 @@ def bound_digests(view: UseCaseView) -> list[str]:
     while no gate is open, the run's evidence (what a gate binds to when it opens)."""
     if view.open_gate is not None:
         return sorted({d.lower() for d in view.open_gate.evidence_digests})
-    return sorted({e.sha256.lower() for e in view.evidence})
+    # the view lists only the latest items; its digests name them all (a view from a worker
+    # older than the bounded view lists every item and names no digests)
+    present = view.evidence_digests or (e.sha256 for e in view.evidence)
+    return sorted({d.lower() for d in present})
 
 
 def evidence_etag(digests: Iterable[str]) -> str:

@@ -84,6 +84,7 @@ UPDATES: Final[dict[CommandName, Any]] = {
     CommandName.RAISE_CHANGE: UseCaseRelease.raise_change,
     CommandName.RETIRE: UseCaseRelease.retire,
     CommandName.SET_DEPUTIES: UseCaseRelease.set_deputies,
+    CommandName.OVERRIDE_GATE: UseCaseRelease.override_gate,
 }
 # Temporal's answers that mean "cannot be reached right now" rather than "no"
 UNAVAILABLE_STATUSES = frozenset(
@@ -150,10 +151,21 @@ def _refusal_of(exc: WorkflowUpdateFailedError) -> CommandRefused | WorkflowReje
     cause = exc.cause
     if isinstance(cause, ApplicationError) and cause.type:
         try:
-            return CommandRefused(Refusal(cause.type), cause.message)
+            refusal = Refusal(cause.type)
         except ValueError:
             pass
+        else:
+            return CommandRefused(refusal, cause.message, retry_after=_retry_after(cause))
     return WorkflowRejected(f"the workflow refused the command: {cause}")
+
+
+def _retry_after(cause: ApplicationError) -> int | None:
+    """The seconds a rate-limited refusal names (its details' ``retry_after``), if any."""
+    for detail in cause.details:
+        seconds = detail.get("retry_after") if isinstance(detail, dict) else None
+        if isinstance(seconds, int) and seconds > 0:
+            return seconds
+    return None
 
 
 class _ServerSaysClosed(CommandRefused):

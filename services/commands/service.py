@@ -35,7 +35,7 @@ from services.commands.evidence import (
 )
 from services.commands.gateway import RunFacts, UseCaseGateway
 from services.commands.idempotency import IdempotencyKeys
-from services.commands.start import plan_start
+from services.commands.start import PinsCatalog, plan_start
 from services.commands.storable import refuse_unstorable
 from services.hook_targets import NO_HOOKS, HookAllowList
 from workflows import policy
@@ -54,6 +54,7 @@ from workflows.model import (
     GateDecision,
     HistoryEvent,
     Materiality,
+    OverrideGate,
     RaiseChange,
     Refusal,
     ReopenGate,
@@ -134,6 +135,7 @@ class CommandService:
         *,
         allowed_hooks: HookAllowList = NO_HOOKS,
         idempotency_keys: IdempotencyKeys | None = None,
+        catalog: PinsCatalog | None = None,
     ) -> None:
         self.gateway = gateway
         self.policy = loaded_policy
@@ -141,6 +143,8 @@ class CommandService:
         self.allowed_hooks = allowed_hooks  # RELEASEGATE_HOOK_ALLOWED_HOSTS
         # None: keys are not bound to requests (Temporal's Update id dedup alone)
         self.idempotency_keys = idempotency_keys
+        # the control catalog every start pins (None: runs start without one)
+        self.catalog = catalog
 
     # ------------------------------------------------------------------ need-to-know
 
@@ -277,7 +281,12 @@ class CommandService:
     async def start(self, body: UseCaseCreate, sender: Sender) -> tuple[UseCaseView, bool]:
         """Start a run; the sender becomes its delivery lead. Returns (state, created)."""
         plan = plan_start(
-            body, sender.person_id, self.policy, self.directory, allowed_hooks=self.allowed_hooks
+            body,
+            sender.person_id,
+            self.policy,
+            self.directory,
+            allowed_hooks=self.allowed_hooks,
+            catalog=self.catalog,
         )
         return await self.gateway.start(plan)
 
@@ -379,6 +388,15 @@ class CommandService:
         return await self.decide(
             wid, sender, gate, decision, comment=comment, evidence_digests=evidence_digests
         )
+
+    async def override_gate(
+        self, wid: str, sender: Sender, gate: Gate, *, justification: str
+    ) -> UseCaseView:
+        """Break-glass: pass a stalled ``gate`` now; the run opens its retrospective review."""
+        cmd = OverrideGate(
+            actor=sender.person_id, gate=gate, justification=justification, channel=sender.channel
+        )
+        return await self._send(wid, sender, CommandName.OVERRIDE_GATE, cmd)
 
     async def reopen_gate(
         self, wid: str, sender: Sender, gate: Gate, *, comment: str = ""

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
@@ -23,6 +23,7 @@ from workflows.model import (
     Deputies,
     Hooks,
     Owners,
+    PinnedCatalog,
     PinnedPolicy,
     Refusal,
     Role,
@@ -30,6 +31,12 @@ from workflows.model import (
     UseCaseCreate,
     UseCaseInput,
 )
+
+
+class PinsCatalog(Protocol):
+    """The control catalog a start pins (``services.controls.catalog.LoadedCatalog``)."""
+
+    def pin(self) -> PinnedCatalog: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,11 @@ class StartPlan:
 
 def request_digest(body: UseCaseCreate, delivery_lead: str) -> str:
     """What makes a repeated start "the same": the body and who asked."""
-    doc = {"delivery_lead": delivery_lead, "body": body.model_dump(mode="json")}
+    dumped = body.model_dump(mode="json")
+    if dumped.get("eu_ai_act") is None:
+        # a field added later: a body without it digests as it did before it existed
+        dumped.pop("eu_ai_act", None)
+    doc = {"delivery_lead": delivery_lead, "body": dumped}
     return hashlib.sha256(
         json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
@@ -82,6 +93,9 @@ def staffed_roster(
     separation-of-duties rules (``InvalidOwners`` naming the gate and seat)."""
     try:
         roster = policy.resolve_roster(owners, directory)
+        if pinned.break_glass is not None:
+            # pinned like every group: who may break glass on this run is fixed at its start
+            roster[Role.BREAK_GLASS] = sorted(directory.members(pinned.break_glass.group))
         in_force = policy.active_deputies(deputies or {}, datetime.now(UTC))
         policy.check_staffing(pinned, roster, in_force)
     except policy.PolicyViolation as exc:
@@ -127,6 +141,7 @@ def plan_start(
     directory: policy.Directory,
     *,
     allowed_hooks: HookAllowList = NO_HOOKS,
+    catalog: PinsCatalog | None = None,
 ) -> StartPlan:
     check_key(body.key)
     refuse_unstorable(body)
@@ -147,6 +162,8 @@ def plan_start(
         request_sha256=digest,
         hooks=body.hooks,
         deputies=deputies,
+        controls=catalog.pin() if catalog is not None else None,
+        eu_ai_act=body.eu_ai_act,
     )
     return StartPlan(use_case_workflow_id(body.key), inp, digest)
 

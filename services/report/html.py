@@ -340,6 +340,13 @@ def _approver_table(m: FlowMetrics) -> str:
     )
 
 
+def _controls(m: FlowMetrics) -> str:
+    # imported here: the controls page borrows this module's styles
+    from services.report.controls import coverage_section
+
+    return coverage_section(m.controls)
+
+
 def _definitions(m: FlowMetrics) -> str:
     return "".join(
         f"<dt>{escape(name.replace('_', ' '))}</dt><dd>{escape(text)}</dd>"
@@ -404,6 +411,9 @@ def render_report(
 {_run_table(runs)}
 <h3>Each use case in detail</h3>
 {details}
+
+<h2 id="controls">Controls: open gaps of live use cases</h2>
+{_controls(m)}
 
 <h2>Decisions per approver</h2>
 {_approver_table(m)}

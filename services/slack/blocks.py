@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.commands.evidence import evidence_fingerprint
+from services.commands.evidence import bound_digests, evidence_fingerprint
 from services.slack.actions import (
     CARD_EVENT_TYPE,
     GATE_ACTIONS_BLOCK,
@@ -185,6 +185,9 @@ class Card:
     decided_by: str | None = None
     decided_at: datetime | None = None
     comment: str = ""
+    # the digests an approval from this card binds to, when ``evidence`` shows only some of
+    # them (a card rebuilt from the state, whose view lists the latest items only)
+    bound: tuple[str, ...] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -192,12 +195,8 @@ class Card:
 
     @property
     def ref(self) -> CardRef:
-        return CardRef(
-            self.workflow_id,
-            self.gate,
-            self.round,
-            evidence_fingerprint(e.sha256 for e in self.evidence),
-        )
+        digests = self.bound if self.bound is not None else (e.sha256 for e in self.evidence)
+        return CardRef(self.workflow_id, self.gate, self.round, evidence_fingerprint(digests))
 
 
 def card_from_notice(notice: Notification, ui_url: str | None = None) -> Card:
@@ -245,6 +244,7 @@ def card_from_state(
             for e in view.evidence
         ),
         "ui_url": view.temporal_ui_url,
+        "bound": tuple(bound_digests(view)),
     }
     open_gate = view.open_gate
     if (

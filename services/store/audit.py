@@ -2,12 +2,16 @@
 
 One builder serves ``GET /v1/use-cases/{id}/evidence-pack`` and ``audit_cli export``, so the
 document an auditor downloads and the one they export from the database are the same. The
-pack is assembled from the ledger itself (plus the evidence table and the registry), never
-from Temporal: it stays valid after the workflow's history has expired.
+pack's facts (owners, stage, decisions, evidence items) are read from the chained ledger
+entries alone, never from the side tables (evidence, registry) a database administrator could
+edit without breaking a hash; it never reads Temporal either, so it stays valid after the
+workflow's history has expired. Its ``transparency`` section proves each entry's inclusion in
+the signed transparency log (services/tlog), which ``services.tlog.auditor`` checks offline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +29,18 @@ from services.store.ledger import (
     iso_utc,
     verify_chain,
 )
-from services.store.models import EvidenceItem, LedgerEntry, UseCase
+from services.store.models import LedgerEntry, UseCase
 from services.store.registry import RegistryRepository
+from services.store.transparency import LogIncomplete, TransparencyLogRepository, heads_tree
+from services.tlog.auditor import (
+    Checkpoint,
+    NoteError,
+    Verifier,
+    chained_evidence,
+    open_note,
+    parse_note,
+)
+from services.tlog.checkpoints import DirectorySink
 from workflows.events import (
     ApprovalsVoided,
     ChangeRaised,
@@ -40,10 +54,19 @@ from workflows.events import (
     extras_as,
     parse_payload,
 )
-from workflows.ids import change_workflow_id, use_case_workflow_id
+from workflows.ids import change_workflow_id, key_of, use_case_workflow_id
 from workflows.model import Decision, EventKind
 
 PACK_FORMAT = "releasegate.evidence-pack/1"
+
+TLOG_FORMAT = "releasegate.tlog/1"
+LEAF_RECIPE = (
+    "RFC 6962: leaf hash = SHA-256(0x00 || the entry's hash as 32 bytes), node = SHA-256(0x01 "
+    "|| left || right); leaves in append order across every run; the checkpoint's "
+    "'releasegate/run-heads' line is the root of a second such tree over each run's newest "
+    "entry (leaf data: canonical JSON of leaf_hash, leaf_index, seq, workflow_id), sorted by "
+    "workflow_id"
+)
 
 HASH_RECIPE = (
     "hash = SHA-256 (hex) of the UTF-8 canonical JSON (keys sorted, separators ',' and ':', "
@@ -178,6 +201,50 @@ class PackLedger(BaseModel):
     chain: list[LedgerEntryView]
 
 
+class PackLeaf(BaseModel):
+    seq: int
+    leaf_index: int
+    # RFC 9162 inclusion proof (hex, bottom-up) against the checkpoint's root
+    inclusion: list[str] = Field(default_factory=list)
+
+
+class PackPendingLeaf(BaseModel):
+    seq: int
+    leaf_index: int
+
+
+class PackRunHead(BaseModel):
+    """The run's newest entry as of the checkpoint, proven in its run-heads tree."""
+
+    seq: int
+    leaf_index: int
+    leaf_hash: str
+    heads_index: int
+    inclusion: list[str] = Field(default_factory=list)
+
+
+class PackConsistency(BaseModel):
+    old: int
+    proof: list[str] = Field(default_factory=list)
+
+
+class PackTransparency(BaseModel):
+    format: str = TLOG_FORMAT
+    workflow_id: str
+    leaf_recipe: str = LEAF_RECIPE
+    # the newest signed checkpoint (a C2SP signed note), the proofs' anchor
+    checkpoint: str | None = None
+    tree_size: int | None = None
+    # consistency from the checkpoint signed before it
+    checkpoint_consistency: PackConsistency | None = None
+    leaves: list[PackLeaf] = Field(default_factory=list)
+    # entries logged after the checkpoint: not provable yet
+    pending: list[PackPendingLeaf] = Field(default_factory=list)
+    run_head: PackRunHead | None = None
+    # why proofs are missing (no checkpoint yet, leaves missing from the log)
+    problem: str | None = None
+
+
 class EvidencePack(BaseModel):
     format: str = PACK_FORMAT
     generated_at: str
@@ -191,6 +258,7 @@ class EvidencePack(BaseModel):
     refused: list[PackRefused]
     changes: list[PackChange]
     ledger: PackLedger
+    transparency: PackTransparency | None = None
 
 
 # --------------------------------------------------------------------------- reads
@@ -382,7 +450,7 @@ class _Seats:
             del self.standing[key]
 
 
-def _evidence_refs(items: Sequence[EvidenceItem]) -> dict[str, list[EvidenceRef]]:
+def _evidence_refs(items: Sequence[PackEvidence]) -> dict[str, list[EvidenceRef]]:
     refs: dict[str, list[EvidenceRef]] = {}
     for item in items:
         ref = EvidenceRef(kind=item.kind, name=item.name, uri=item.uri, sha256=item.sha256)
@@ -437,27 +505,36 @@ def _changes(workflow_id: str, facts: Sequence[_Fact]) -> list[PackChange]:
     ]
 
 
-def _pack_evidence(item: EvidenceItem) -> PackEvidence:
-    return PackEvidence(
-        ledger_seq=item.event_id,
-        scope=item.scope,
-        round=item.round,
-        kind=item.kind,
-        name=item.name,
-        uri=item.uri,
-        sha256=item.sha256,
-        submitted_by=item.submitted_by,
-        at=iso_utc(item.at),
-    )
+def _chained_evidence(facts: Sequence[_Fact]) -> list[PackEvidence]:
+    """Every evidence item as its entry recorded it: scope and round are where the run stood,
+    the submitter is the entry's actor (the evidence table is a copy, never read here)."""
+    items = []
+    for fact in facts:
+        payload = fact.row.payload if isinstance(fact.row.payload, dict) else {}
+        for item in chained_evidence(payload):
+            items.append(
+                PackEvidence(
+                    ledger_seq=fact.row.seq,
+                    scope=str(payload.get("stage", "")),
+                    round=payload.get("round", 1) if isinstance(payload.get("round"), int) else 1,
+                    kind=str(item.get("kind", "")),
+                    name=str(item.get("name", "")),
+                    uri=str(item.get("uri", "")),
+                    sha256=str(item.get("sha256", "")),
+                    submitted_by=fact.row.actor,
+                    at=iso_utc(fact.row.at),
+                )
+            )
+    return items
 
 
 @dataclass(frozen=True)
 class _RunRecord:
-    """What the store holds about one run: its ledger (parsed), evidence and registry row."""
+    """What the store holds about one run: its ledger (parsed) and registry row. The registry
+    row only supplies the run's event count for ``ledger.verify``; no fact comes from it."""
 
     workflow_id: str
     facts: list[_Fact]
-    items: Sequence[EvidenceItem]
     registry: UseCase | None
 
     @property
@@ -476,38 +553,43 @@ class _RunRecord:
 
 
 async def _load(session: AsyncSession, workflow_id: str) -> _RunRecord:
-    repo = LedgerRepository(session)
-    rows = await repo.entries(workflow_id)
+    rows = await LedgerRepository(session).entries(workflow_id)
     registry = await RegistryRepository(session).get(workflow_id)
-    if not rows and registry is None:
+    # a run whose entries (and registry row) were all deleted still has its leaves in the
+    # log: its pack is built (empty) so that verification names what is missing
+    if (
+        not rows
+        and registry is None
+        and not await TransparencyLogRepository(session).has_run(workflow_id)
+    ):
         raise UnknownUseCase(workflow_id)
-    facts = [_Fact.of(row) for row in rows]
-    return _RunRecord(workflow_id, facts, await repo.evidence(workflow_id), registry)
+    return _RunRecord(workflow_id, [_Fact.of(row) for row in rows], registry)
 
 
-def _use_case(run: _RunRecord, id_or_key: str) -> PackUseCase:
-    registry, start = run.registry, run.started()
+def _use_case(run: _RunRecord) -> PackUseCase:
+    start = run.started()
     started = run.first(EventKind.RUN_STARTED)
     closing = run.last(EventKind.RUN_CLOSED)
     last = run.last()
-    updated = last.row.at if last else (registry.updated_at if registry else None)
-    outcome = extras_as(RunClosed, closing.extras).outcome if closing else None
     return PackUseCase(
         id=run.workflow_id,
-        key=registry.key
-        if registry
-        else (run.facts[0].row.use_case_key if run.facts else id_or_key),
-        title=start.title or (registry.title if registry else None),
-        risk_tier=start.risk_tier or (registry.risk_tier if registry else None),
-        # the registry is the current read model; the ledger's newest entry is the fallback
-        stage=registry.stage if registry else (last.stage() if last else None),
-        closed=bool(registry.closed) if registry else closing is not None,
-        outcome=outcome,
-        round=registry.round if registry else (last.round() if last else None),
+        key=run.facts[0].row.use_case_key if run.facts else key_of(run.workflow_id),
+        title=start.title or None,
+        risk_tier=start.risk_tier.value if start.risk_tier else None,
+        # where the newest entry says the run stands
+        stage=_raw_stage(last) if last else None,
+        closed=closing is not None,
+        outcome=extras_as(RunClosed, closing.extras).outcome if closing else None,
+        round=last.round() if last else None,
         path=[stage.value for stage in start.path],
         started_at=iso_utc(started.row.at) if started else None,
-        updated_at=iso_utc(updated) if updated else None,
+        updated_at=iso_utc(last.row.at) if last else None,
     )
+
+
+def _raw_stage(fact: _Fact) -> str | None:
+    stage = fact.row.payload.get("stage") if isinstance(fact.row.payload, dict) else None
+    return stage if isinstance(stage, str) else None
 
 
 def _policy(run: _RunRecord, policy_path: Path | None) -> PackPolicy:
@@ -536,27 +618,128 @@ async def build_evidence_pack(
     *,
     policy_path: Path | None,
     now: datetime | None = None,
+    checkpoints: CheckpointSource | None = None,
 ) -> EvidencePack:
     """The auditor's document for one run. Raises ``UnknownUseCase``.
 
     ``policy_path`` is the configured policy file; its text is included only when it hashes
-    to the sha256 the run pinned at start.
+    to the sha256 the run pinned at start. ``checkpoints``: where the signed checkpoints are
+    (default: the database's copies only).
     """
     run = await _load(session, use_case_workflow_id(id_or_key))
     start = run.started()
+    evidence = _chained_evidence(run.facts)
     return EvidencePack(
         generated_at=iso_utc(now or datetime.now(UTC)),
-        use_case=_use_case(run, id_or_key),
-        owners=start.owners or (_dict(run.registry.owners) if run.registry else {}),
+        use_case=_use_case(run),
+        owners=dict(start.owners),
         roster=dict(start.roster),
         policy=_policy(run, policy_path),
-        decisions=_Seats(_evidence_refs(run.items)).walk(run.facts),
+        decisions=_Seats(_evidence_refs(evidence)).walk(run.facts),
         gates_passed=[_gate_passed(f) for f in run.facts if f.kind == EventKind.GATE_PASSED],
-        evidence=[_pack_evidence(item) for item in run.items],
+        evidence=evidence,
         refused=[_refused(f) for f in run.facts if f.kind == EventKind.REFUSED],
         changes=_changes(run.workflow_id, run.facts),
         ledger=_ledger(run.rows, run.registry),
+        transparency=await transparency_section(
+            session, run.workflow_id, checkpoints or CheckpointSource()
+        ),
     )
+
+
+# --------------------------------------------------------------------------- transparency
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where the signed checkpoints are: the database's copies and the checkpoint directory.
+    With ``keys``, only checkpoints those keys signed count (a copy in the database cannot be
+    forged, only withheld; the directory is out of the database's reach)."""
+
+    keys: Sequence[Verifier] = ()
+    directory: Path | None = None
+
+    async def notes(self, session: AsyncSession) -> list[str]:
+        stored = [row.note for row in await TransparencyLogRepository(session).checkpoints()]
+        return stored + (DirectorySink(self.directory).notes() if self.directory else [])
+
+    async def latest(self, session: AsyncSession) -> tuple[Checkpoint, str, list[int]] | None:
+        """The newest checkpoint, its note, and the sizes of every known checkpoint. Of two
+        trees of the newest size (a fork: never signed by an untampered log), the one the
+        stored leaves give; the proofs then show the other for what it is."""
+        notes = await self.notes(session)
+        parsed = [(c, n) for n in notes if (c := _checkpoint_of(n, self.keys)) is not None]
+        if not parsed:
+            return None
+        size = max(c.size for c, _ in parsed)
+        newest = [(c, n) for c, n in parsed if c.size == size]
+        if len({c.root for c, _ in newest}) > 1:
+            with contextlib.suppress(LogIncomplete):
+                root = (await TransparencyLogRepository(session).tree(size)).root
+                newest.sort(key=lambda item: item[0].root != root)
+        checkpoint, note = newest[0]
+        return checkpoint, note, sorted({c.size for c, _ in parsed})
+
+
+def _checkpoint_of(note: str, keys: Sequence[Verifier]) -> Checkpoint | None:
+    try:
+        text = open_note(note, keys)[0].text if keys else parse_note(note).text
+        return Checkpoint.parse(text)
+    except NoteError:
+        return None
+
+
+def _hex(proof: Sequence[bytes]) -> list[str]:
+    return [p.hex() for p in proof]
+
+
+async def transparency_section(
+    session: AsyncSession, workflow_id: str, source: CheckpointSource
+) -> PackTransparency:
+    """Inclusion proofs of the run's leaves and its run head against the newest checkpoint."""
+    repo = TransparencyLogRepository(session)
+    run_leaves = await repo.run_leaves(workflow_id)
+    section = PackTransparency(workflow_id=workflow_id)
+    latest = await source.latest(session)
+    if latest is None:
+        section.pending = [PackPendingLeaf(seq=x.seq, leaf_index=x.leaf_index) for x in run_leaves]
+        section.problem = "no checkpoint has been signed yet"
+        return section
+    checkpoint, note, sizes = latest
+    section.checkpoint, section.tree_size = note, checkpoint.size
+    try:
+        tree = await repo.tree(checkpoint.size)
+    except LogIncomplete as exc:
+        section.problem = f"the log cannot prove the checkpoint of size {checkpoint.size}: {exc}"
+        return section
+    older = [size for size in sizes if size < checkpoint.size]
+    if older:
+        section.checkpoint_consistency = PackConsistency(
+            old=older[-1], proof=_hex(tree.consistency_proof(older[-1]))
+        )
+    for leaf in run_leaves:
+        if leaf.leaf_index < checkpoint.size:
+            section.leaves.append(
+                PackLeaf(
+                    seq=leaf.seq,
+                    leaf_index=leaf.leaf_index,
+                    inclusion=_hex(tree.inclusion_proof(leaf.leaf_index)),
+                )
+            )
+        else:
+            section.pending.append(PackPendingLeaf(seq=leaf.seq, leaf_index=leaf.leaf_index))
+    heads = sorted(await repo.heads_at(checkpoint.size), key=lambda h: h.workflow_id)
+    position = next((i for i, h in enumerate(heads) if h.workflow_id == workflow_id), None)
+    if position is not None:
+        head = heads[position]
+        section.run_head = PackRunHead(
+            seq=head.seq,
+            leaf_index=head.leaf_index,
+            leaf_hash=head.leaf_hash.hex(),
+            heads_index=position,
+            inclusion=_hex(heads_tree(heads).inclusion_proof(position)),
+        )
+    return section
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -2,13 +2,17 @@
 
     python -m services.store.audit_cli verify [--use-case KEY]
     python -m services.store.audit_cli export --use-case KEY --out FILE
+    python -m services.store.audit_cli verify-pack PACK.json --checkpoints DIR --key KEYS
 
 ``verify`` recomputes the hash chain of one use case, or of every use case in the ledger and
 the registry, holds each chain to the run's own event count (its registry row), and prints one
 line per chain; a run whose ledger the store refused for good is reported as blocked.
 ``export`` writes the evidence pack, the same document as
-``GET /v1/use-cases/{id}/evidence-pack``. The database is ``RELEASEGATE_DATABASE_URL`` (or
-the settings' default) unless ``--database-url`` says otherwise.
+``GET /v1/use-cases/{id}/evidence-pack``, with inclusion proofs against the newest signed
+checkpoint (the database's copies and ``RELEASEGATE_CHECKPOINT_DIR``). ``verify-pack`` needs
+no database at all: it checks a pack against signed checkpoints and the log's public keys
+(``services.tlog.auditor``). The database is ``RELEASEGATE_DATABASE_URL`` (or the settings'
+default) unless ``--database-url`` says otherwise.
 
 Exit status: 0 every chain verified, 1 a chain is broken or blocked (export still writes the
 pack), 2 the use case is unknown, the database is unreachable or the configuration is bad.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.settings import ConfigError, Settings, load_settings
 from services.store.audit import (
+    CheckpointSource,
     UnknownUseCase,
     build_evidence_pack,
     verify_use_case,
@@ -36,6 +42,8 @@ from services.store.blocked import BlockedRepository
 from services.store.db import is_sqlite, make_engine, make_sessionmaker
 from services.store.ledger import LedgerRepository, VerifyResult
 from services.store.models import LedgerBlock
+from services.tlog import auditor
+from services.tlog import keys as checkpoint_keys
 from workflows.ids import use_case_workflow_id
 
 EXIT_OK = 0
@@ -99,13 +107,30 @@ async def _verify(url: str, use_case: str | None, out: TextIO) -> int:
     return EXIT_BROKEN if broken or blocked else EXIT_OK
 
 
+def _checkpoint_source(settings: Settings) -> CheckpointSource:
+    """Checkpoints signed by the configured keys (never creates a key file: an auditor's
+    export must not mint keys), else every stored checkpoint (the pack's verifier checks
+    signatures anyway)."""
+    path = settings.checkpoint_keys_path
+    try:
+        verifiers = checkpoint_keys.load(path).verifiers if path.exists() else []
+    except ConfigError:
+        verifiers = []
+    return CheckpointSource(keys=verifiers, directory=settings.checkpoint_dir_path)
+
+
 async def _export(
-    url: str, use_case: str, target: str, policy_path: Path, out: TextIO, err: TextIO
+    url: str, use_case: str, target: str, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
     engine = make_engine(url)
     try:
         async with make_sessionmaker(engine)() as session:
-            pack = await build_evidence_pack(session, use_case, policy_path=policy_path)
+            pack = await build_evidence_pack(
+                session,
+                use_case,
+                policy_path=settings.policy_path,
+                checkpoints=_checkpoint_source(settings),
+            )
     finally:
         await engine.dispose()
     document = pack.model_dump_json(indent=2) + "\n"
@@ -141,7 +166,26 @@ def parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a use case's evidence pack as JSON")
     export.add_argument("--use-case", metavar="KEY", required=True, help="use case key or id")
     export.add_argument("--out", metavar="FILE", required=True, help="output file ('-': stdout)")
+    offline = commands.add_parser(
+        "verify-pack", help="verify an evidence pack offline (no database); exit 1 if it fails"
+    )
+    offline.add_argument("pack", metavar="PACK.json")
+    offline.add_argument("--checkpoints", action="append", default=[], metavar="DIR")
+    offline.add_argument("--key", action="append", required=True, metavar="VKEY|FILE")
+    offline.add_argument("--witness", action="append", default=[], metavar="VKEY|FILE")
     return root
+
+
+def _verify_pack(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        pack = json.loads(Path(args.pack).read_text(encoding="utf-8"))
+        keys, witnesses = auditor.load_keys(args.key), auditor.load_keys(args.witness)
+    except (OSError, ValueError, KeyError) as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_ERROR
+    report = auditor.verify_pack(pack, keys, [Path(d) for d in args.checkpoints], witnesses)
+    out.write(auditor.render(report, (pack.get("use_case") or {}).get("id", "?")))
+    return EXIT_OK if report.ok else EXIT_BROKEN
 
 
 def main(
@@ -153,6 +197,8 @@ def main(
 ) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = parser().parse_args(argv)
+    if args.command == "verify-pack":  # offline: no settings, no database
+        return _verify_pack(args, out, err)
     try:
         settings = settings or load_settings()
     except ConfigError as exc:
@@ -165,7 +211,7 @@ def main(
     try:
         if args.command == "verify":
             return asyncio.run(_verify(url, args.use_case, out))
-        return asyncio.run(_export(url, args.use_case, args.out, settings.policy_path, out, err))
+        return asyncio.run(_export(url, args.use_case, args.out, settings, out, err))
     except UnknownUseCase as exc:
         err.write(f"error: {exc}\n")
     except (OperationalError, DBAPIError, OSError) as exc:

@@ -24,6 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.store.models import EvidenceItem, LedgerEntry, UseCase
+from services.store.transparency import TransparencyLogRepository
+from services.tlog.checkpoints import CheckpointPolicy, SignedCheckpoint
 from workflows.activities import LedgerBatch, LedgerRecord
 
 logger = logging.getLogger(__name__)
@@ -185,10 +187,17 @@ def _group_batch(batch: LedgerBatch) -> dict[str, builtins.list[LedgerRecord]]:
 
 
 class LedgerRepository:
-    """Ledger and evidence persistence on one ``AsyncSession`` (the caller owns the commit)."""
+    """Ledger and evidence persistence on one ``AsyncSession`` (the caller owns the commit).
 
-    def __init__(self, session: AsyncSession) -> None:
+    ``checkpoints``: the worker's signing policy; an append that makes a checkpoint due signs
+    it in the same transaction and leaves it in ``signed`` for the caller to publish once the
+    transaction has committed (``services.tlog.publish``).
+    """
+
+    def __init__(self, session: AsyncSession, checkpoints: CheckpointPolicy | None = None) -> None:
         self.session = session
+        self.checkpoints = checkpoints
+        self.signed: SignedCheckpoint | None = None
 
     async def append(self, batch: LedgerBatch) -> int:
         """Write the batch's records not yet in the ledger; return how many were new.
@@ -197,15 +206,22 @@ class LedgerRepository:
         settled by the unique constraints: the loser's flush fails, and re-reading finds the
         winner's rows and skips them. That recovery rolls the session back, so ``append``
         must be the only write in its unit of work.
+
+        New entries get their transparency-log leaves in the same transaction
+        (``TransparencyLogRepository.assign``), so an entry and its leaf exist together or not
+        at all, and a retried batch adds neither again.
         """
         groups = _group_batch(batch)
         for attempt in range(1, _MAX_RACE_ATTEMPTS + 1):
             try:
-                written = 0
+                self.signed = None
+                written: list[LedgerEntry] = []
                 for workflow_id, records in groups.items():
                     written += await self._append_chain(workflow_id, records)
                 await self.session.flush()
-                return written
+                if written:
+                    await self._log(written)
+                return len(written)
             except IntegrityError:
                 await self.session.rollback()
                 if attempt == _MAX_RACE_ATTEMPTS:
@@ -213,7 +229,19 @@ class LedgerRepository:
                 logger.info("ledger append raced another writer; re-checking (attempt %d)", attempt)
         raise AssertionError("unreachable")
 
-    async def _append_chain(self, workflow_id: str, records: Sequence[LedgerRecord]) -> int:
+    async def _log(self, written: Sequence[LedgerEntry]) -> None:
+        log = TransparencyLogRepository(self.session)
+        # read before the log lock is taken, to hold it as briefly as possible
+        high = self.checkpoints is not None and await log.high_tier_decision(written)
+        await log.assign(written)
+        if self.checkpoints is not None:
+            self.signed = await log.checkpoint_if_due(
+                self.checkpoints, decision_of_high_tier=high, lock=False
+            )
+
+    async def _append_chain(
+        self, workflow_id: str, records: Sequence[LedgerRecord]
+    ) -> builtins.list[LedgerEntry]:
         # One statement reads the predecessor of the batch and everything after it, so the
         # "already written" set and the chain head come from the same snapshot. Two separate
         # reads could straddle another writer's commit and see an inconsistent ledger.
@@ -231,7 +259,7 @@ class LedgerRepository:
                 self._warn_if_different(record, prev_hash=link.prev_hash, stored_hash=link.hash)
         new = [r for r in records if r.event_id not in stored]
         if not new:
-            return 0
+            return []
 
         if tail:
             head_seq, prev_hash = tail[-1].seq, tail[-1].hash
@@ -241,6 +269,7 @@ class LedgerRepository:
             raise LedgerGapError(
                 f"{workflow_id}: event {records[0].event_id} arrived before event {predecessor}"
             )
+        rows = []
         for record in new:
             if record.event_id != head_seq + 1:
                 raise LedgerGapError(
@@ -249,25 +278,25 @@ class LedgerRepository:
                 )
             payload = _normalized_payload(record)
             digest = _record_hash(record, payload, prev_hash)
-            self.session.add(
-                LedgerEntry(
-                    workflow_id=workflow_id,
-                    use_case_key=record.use_case_key,
-                    event_id=record.event_id,
-                    seq=record.event_id,
-                    at=record.at,
-                    kind=record.kind.value,
-                    actor=record.actor,
-                    channel=str(record.channel.value),
-                    payload=payload,
-                    policy_version=record.policy_version,
-                    prev_hash=prev_hash,
-                    hash=digest,
-                )
+            row = LedgerEntry(
+                workflow_id=workflow_id,
+                use_case_key=record.use_case_key,
+                event_id=record.event_id,
+                seq=record.event_id,
+                at=record.at,
+                kind=record.kind.value,
+                actor=record.actor,
+                channel=str(record.channel.value),
+                payload=payload,
+                policy_version=record.policy_version,
+                prev_hash=prev_hash,
+                hash=digest,
             )
+            self.session.add(row)
+            rows.append(row)
             self.session.add_all(self._evidence_rows(record))
             head_seq, prev_hash = record.event_id, digest
-        return len(new)
+        return rows
 
     @staticmethod
     def _evidence_rows(record: LedgerRecord) -> Iterable[EvidenceItem]:

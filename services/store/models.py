@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -230,6 +231,72 @@ class EvidenceItem(Base):
         # leading workflow_id also serves "evidence of this run" lookups
         UniqueConstraint("workflow_id", "event_id", "sha256", "name"),
     )
+
+
+class LedgerLeaf(Base):
+    """A ledger entry's leaf in the transparency log (services/tlog): the RFC 6962 Merkle tree
+    over every entry of every run, in append order. ``leaf_index`` is assigned in the entry's
+    own transaction under the ``ledger_log`` lock, so indexes are contiguous and in commit
+    order. Kept apart from ``ledger_entries`` on purpose: a deleted entry leaves its leaf
+    behind, and the evidence pack names the seq the log holds but the chain lost."""
+
+    __tablename__ = "ledger_leaves"
+
+    leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    # SHA-256(0x00 || entry hash bytes)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+    # one leaf per entry; also the index a run's leaves are read by
+    __table_args__ = (UniqueConstraint("workflow_id", "seq"),)
+
+
+class LedgerRunHead(Base):
+    """Each run's newest leaf, kept with every append: what a checkpoint's run-heads tree
+    commits to, so an auditor can tell a run's chain is complete."""
+
+    __tablename__ = "ledger_run_heads"
+
+    workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    leaf_index: Mapped[int] = mapped_column(BigInteger)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LedgerLog(Base):
+    """The transparency log's one state row (``id`` 1): its size and frontier, and the last
+    checkpoint signed. Appends lock it (UPDATE … RETURNING) to take their leaf indexes: the
+    single serialization point of leaf assignment on PostgreSQL and SQLite alike."""
+
+    __tablename__ = "ledger_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # the perfect subtrees' roots, largest first (hex): the root in O(log n)
+    frontier: Mapped[list[str]]
+    checkpoint_size: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint_root: Mapped[str | None] = mapped_column(String(HASH_HEX_LENGTH))
+    checkpoint_at: Mapped[datetime | None]
+
+
+class LedgerCheckpoint(Base):
+    """A signed checkpoint, as the worker signed it (a copy: the authoritative ones are in
+    the checkpoint directory and with the witness, out of this database's reach)."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(String(HASH_HEX_LENGTH))
+    # the checkpoint this one extends (its consistency proof starts there)
+    old_size: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("size", "root"),)
 
 
 class LedgerBlock(Base):

@@ -33,6 +33,7 @@ from services.store.db import session_scope
 from services.store.errors import Permanent, classify, describe
 from services.store.ledger import LedgerBatchError, LedgerGapError, LedgerRepository
 from services.store.registry import RegistryKeyConflict, RegistryRepository
+from services.tlog.publish import Checkpointing
 from workflows.activities import LEDGER_APPEND, REGISTRY_SYNC, LedgerBatch, RegistryRow
 
 log = logging.getLogger("releasegate.worker.store")
@@ -51,19 +52,29 @@ BLOCKED_RETRY_DELAY = timedelta(minutes=5)
 
 
 class StoreActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        checkpointing: Checkpointing | None = None,
+    ) -> None:
         self._sessionmaker = sessionmaker
+        # signs transparency-log checkpoints in the append transaction, publishes them after
+        self._checkpointing = checkpointing
 
     @activity.defn(name=LEDGER_APPEND)
     async def append_ledger(self, batch: LedgerBatch) -> int:
         """Append the batch to the ledger; returns how many entries were newly written."""
+        policy = self._checkpointing.policy if self._checkpointing else None
         try:
             async with session_scope(self._sessionmaker) as session:
-                written = await LedgerRepository(session).append(batch)
+                ledger = LedgerRepository(session, policy)
+                written = await ledger.append(batch)
                 # a write that succeeds lifts any block an earlier batch left
                 for workflow_id in dict.fromkeys(r.workflow_id for r in batch.records):
                     await BlockedRepository(session).clear(workflow_id)
-                return written
+            if ledger.signed is not None and self._checkpointing is not None:
+                await self._checkpointing.publisher.publish(ledger.signed)
+            return written
         except LedgerGapError as exc:
             # retryable: the missing predecessor belongs to an attempt that may still land;
             # one that never does means rows were removed, which verify reports

@@ -22,6 +22,7 @@ from services.hook_targets import NO_HOOKS, HookAllowList
 from services.settings import ConfigError, Settings, load_settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
+from services.tlog.publish import Checkpointing, checkpointing
 from services.worker.activities import StoreActivities
 from services.worker.hooks import HookActivities
 from services.worker.notify import Adapter, LogAdapter, NotificationActivities, WebhookAdapter
@@ -50,11 +51,13 @@ def release_activities(
     hook_secret: str | None,
     hook_hosts: HookAllowList = NO_HOOKS,
     client: Client | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> list[Callable[..., Any]]:
     """Every activity UseCaseRelease calls, wired to its dependencies (tests use this too).
     ``hook_hosts`` is ``RELEASEGATE_HOOK_ALLOWED_HOSTS``; by default no hook may be called.
-    ``client``: the worker's Temporal client, to confirm how a change's run ended."""
-    store = StoreActivities(sessionmaker)
+    ``client``: the worker's Temporal client, to confirm how a change's run ended.
+    ``checkpointing``: signs and publishes transparency-log checkpoints (None: no signing)."""
+    store = StoreActivities(sessionmaker, checkpointing)
     activities: list[Callable[..., Any]] = [
         store.append_ledger,
         store.sync_registry,
@@ -97,15 +100,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         credentials.configure(command_keys.for_process(settings).keyring)
         client = await connect(settings, runtime=observability.worker_runtime(settings))
         http = httpx.AsyncClient(timeout=httpx.Timeout(20.0))
+        sessionmaker = make_sessionmaker(engine)
+        signing = checkpointing(settings, sessionmaker, http)
         activities = release_activities(
-            make_sessionmaker(engine),
+            sessionmaker,
             build_adapters(settings, http),
             http,
             settings.hook_secret,
             settings.hook_allow_list,
             client,
+            signing,
         )
-        async with http, build_worker(client, settings, activities):
+        async with http, build_worker(client, settings, activities), asyncio.TaskGroup() as tasks:
+            if signing is not None:
+                tasks.create_task(signing.run_timer(stop))
             log.info(
                 "worker polling task queue %s on %s (namespace %s)",
                 settings.task_queue,

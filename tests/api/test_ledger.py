@@ -194,7 +194,7 @@ async def test_evidence_pack_binds_decisions_to_evidence(
     assert sorted(pack["roster"]["risk_approver"]) == ["raj", "rita"]
 
     policy_bytes = POLICY_FILE.read_bytes()
-    assert pack["policy"]["version"] == "2026.2"
+    assert pack["policy"]["version"] == "2026.3"
     assert pack["policy"]["sha256"] == hashlib.sha256(policy_bytes).hexdigest()
     assert pack["policy"]["content"] == policy_bytes.decode("utf-8")
     assert pack["policy"]["content_available"] is True

@@ -32,6 +32,11 @@ def read_paths(uc_id: str, change_id: str) -> list[str]:
     return [
         f"/v1/use-cases/{uc_id}",
         f"/v1/use-cases/{uc_id}/history",
+        f"/v1/use-cases/{uc_id}/history?limit=5",
+        f"/v1/use-cases/{uc_id}/incidents",
+        f"/v1/use-cases/{uc_id}/evidence",
+        f"/v1/use-cases/{uc_id}/changes",
+        f"/v1/use-cases/{uc_id}/changes/{change_id}/history?limit=5",
         f"/v1/use-cases/{uc_id}/ledger",
         f"/v1/use-cases/{uc_id}/ledger/verify",
         f"/v1/use-cases/{uc_id}/evidence-pack",

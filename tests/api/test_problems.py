@@ -66,5 +66,7 @@ def test_every_refusal_has_a_status() -> None:
         if refusal == Refusal.UNAUTHENTICATED:
             # the run could not verify the API's own signature: a key configuration fault
             assert status == 503
+        elif refusal == Refusal.RATE_LIMITED:
+            assert status == 429  # with Retry-After (tests/api/test_bounded_runs.py)
         else:
             assert status in (403, 409, 422)

@@ -92,7 +92,7 @@ async def test_start_returns_contract_state(api: httpx.AsyncClient) -> None:
     assert state["owners"]["delivery_lead"] == "dana"
     assert state["owners"]["stop_authority"] == ["bo", "tom", "olga"]
     assert state["owners"]["risk_approvers"] == ["group:risk-committee"]
-    assert state["policy"]["version"] == "2026.2"
+    assert state["policy"]["version"] == "2026.3"
     assert len(state["policy"]["sha256"]) == 64
     assert state["temporal_ui_url"].endswith(f"/namespaces/default/workflows/{state['id']}")
     assert r.headers["location"] == f"/v1/use-cases/{state['id']}"

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from workflows import policy
-from workflows.model import Evidence, Hooks, Owners, RiskTier, UseCaseInput
+from workflows.model import Evidence, Hooks, Owners, RiskTier, Role, UseCaseInput
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = policy.load_policy(ROOT / "config" / "policy.yaml")
@@ -32,6 +32,7 @@ def make_input(
     delivery_lead: str = "dana",
     hooks: Hooks | None = None,
     continue_as_new_after: int = 10_000,
+    limits: RunLimits | None = None,
 ) -> UseCaseInput:
     tier = RiskTier(tier)
     key = key or f"uc-{uuid.uuid4().hex[:10]}"
@@ -46,6 +47,10 @@ def make_input(
     )
     roster = policy.resolve_roster(owners, DIRECTORY)
     pinned = POLICY.pin(tier)
+    if pinned.break_glass is not None:  # as a start pins it (services.commands.start)
+        roster[Role.BREAK_GLASS] = DIRECTORY.members(pinned.break_glass.group)
+    if limits is not None:  # a test that sends more than the policy's per-run limits allow
+        pinned = pinned.model_copy(update={"limits": limits})
     policy.check_staffing(pinned, roster)
     return UseCaseInput(
         key=key,

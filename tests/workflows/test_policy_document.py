@@ -79,7 +79,7 @@ EXPECTED_REVIEW_DAYS = {"low": 365, "medium": 180, "high": 90}
 
 def test_shipped_policy_version_and_hash() -> None:
     raw = POLICY_FILE.read_bytes()
-    assert POLICY.version == "2026.2"
+    assert POLICY.version == "2026.3"
     assert POLICY.sha256 == hashlib.sha256(raw).hexdigest()
     assert POLICY.text == raw.decode()
     assert POLICY.path == str(POLICY_FILE)
@@ -356,7 +356,7 @@ def test_valid_policy_edit_loads_with_its_own_hash(tmp_path: Path) -> None:
 def test_unquoted_version_is_refused(tmp_path: Path) -> None:
     """YAML reads 2026.10 as the float 2026.1: the loader refuses instead of pinning that."""
     path = tmp_path / "policy.yaml"
-    path.write_text(POLICY_FILE.read_text().replace('version: "2026.2"', "version: 2026.10"))
+    path.write_text(POLICY_FILE.read_text().replace('version: "2026.3"', "version: 2026.10"))
     with pytest.raises(ConfigFileError, match="version") as info:
         policy.load_policy(path)
     assert str(path) in str(info.value)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from services.api.deps import CurrentPerson, DbSession, Res
 from services.api.schemas import PendingApproval, PendingPage
+from services.controls.service import gap_items
 from services.store.registry import RegistryRepository
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -21,7 +23,19 @@ async def pending_approvals(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> PendingPage:
     rows = await RegistryRepository(session).pending_for(person.id, limit=limit)
+    gaps = (
+        await gap_items(
+            session,
+            person.id,
+            res.catalog,
+            now=datetime.now(UTC),
+            public_url=res.settings.public_url,
+        )
+        if res.catalog is not None
+        else []
+    )
     return PendingPage(
+        control_gaps=gaps,
         items=[
             PendingApproval(
                 id=r.workflow_id,
@@ -37,5 +51,5 @@ async def pending_approvals(
             )
             for r in rows
             if r.gate
-        ]
+        ],
     )

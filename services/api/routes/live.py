@@ -7,9 +7,12 @@ authenticate and call the command layer.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from services.api.deps import ApiSender, Commands, ReadableChange
+from fastapi import APIRouter, Query, Response
+
+from services.api.deps import ApiSender, Commands, DbSession, ReadableChange
+from services.api.routes.lists import Cursor, history_page, whole_history
 from services.api.schemas import (
     ChangeBody,
     ChangeState,
@@ -22,6 +25,7 @@ from services.api.schemas import (
 )
 from services.api.state import SEEN_RESPONSES, IfMatch, with_etag
 from services.commands.service import workflow_id
+from services.store import lists
 from workflows.model import Gate, HistoryEvent, Stage, UseCaseView
 
 router = APIRouter(prefix="/v1/use-cases", tags=["live operation"])
@@ -102,9 +106,19 @@ async def get_change(wid: ReadableChange, commands: Commands, response: Response
 
 
 @router.get("/{use_case_id}/changes/{change_id}/history", response_model=list[HistoryEvent])
-async def get_change_history(wid: ReadableChange, commands: Commands) -> list[HistoryEvent]:
-    """The change's own stage and decision events (its run id names no use case)."""
-    return await commands.history(wid)
+async def get_change_history(
+    wid: ReadableChange,
+    commands: Commands,
+    session: DbSession,
+    response: Response,
+    limit: Annotated[int | None, Query(ge=1, le=lists.MAX_LIMIT)] = None,
+    cursor: Cursor = None,
+) -> list[HistoryEvent]:
+    """The change's own stage and decision events (its run id names no use case); with
+    ``limit`` or ``cursor`` one page of them, as for a use case's history."""
+    if limit is None and cursor is None:
+        return await whole_history(commands, session, wid)
+    return await history_page(session, wid, limit, cursor, response)
 
 
 @router.post(

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 
 from services.api.deps import Commands, CurrentPerson, DbSession, Res
 from services.api.problems import Problem
+from services.controls.service import portfolio_coverage
 from services.flow import FlowMetrics, compute_flow, sla_table
 from services.store.flow import FlowRepository
 from workflows.model import RiskTier
@@ -61,7 +62,7 @@ async def flow_metrics(
     repo = FlowRepository(
         session, visible_to=None if commands.reads_every_run(person) else person.id
     )
-    return compute_flow(
+    metrics = compute_flow(
         await repo.entries(start, end),
         await repo.registry(start, end),
         now=datetime.now(UTC),
@@ -71,3 +72,8 @@ async def flow_metrics(
         tier=tier,
         detail=detail,
     )
+    if res.catalog is not None:
+        metrics.controls = await portfolio_coverage(
+            session, res.catalog, now=metrics.generated_at, visible_to=repo.visible_to
+        )
+    return metrics

@@ -12,17 +12,20 @@ from fastapi import APIRouter, Query, Response
 
 from services.api.deps import ApiSender, Commands, CurrentPerson, DbSession, ReadableUseCase
 from services.api.problems import Problem
+from services.api.routes.lists import Cursor, history_page, whole_history
 from services.api.schemas import (
     CancelBody,
     CompleteStageBody,
     DecisionBody,
     DeputiesBody,
     EvidenceBody,
+    OverrideBody,
     UseCasePage,
     UseCaseSummary,
 )
 from services.api.state import SEEN_RESPONSES, IfMatch, with_etag
 from services.commands.service import Sender, workflow_id
+from services.store import lists
 from services.store.registry import RegistryRepository
 from workflows.model import (
     Channel,
@@ -102,8 +105,19 @@ async def get_use_case(wid: ReadableUseCase, commands: Commands, response: Respo
 
 
 @router.get("/{use_case_id}/history", response_model=list[HistoryEvent])
-async def get_history(wid: ReadableUseCase, commands: Commands) -> list[HistoryEvent]:
-    return await commands.history(wid)
+async def get_history(
+    wid: ReadableUseCase,
+    commands: Commands,
+    session: DbSession,
+    response: Response,
+    limit: Annotated[int | None, Query(ge=1, le=lists.MAX_LIMIT)] = None,
+    cursor: Cursor = None,
+) -> list[HistoryEvent]:
+    """The run's stage and decision events in order. With ``limit`` or ``cursor``, one page
+    of them from the ledger (next page: the ``X-Next-Cursor`` header)."""
+    if limit is None and cursor is None:
+        return await whole_history(commands, session, wid)
+    return await history_page(session, wid, limit, cursor, response)
 
 
 @router.post("/{use_case_id}/stages/{stage}/complete", response_model=UseCaseView)
@@ -170,6 +184,24 @@ async def reopen_gate(
     """After a gate expired (stage ``stalled``), the delivery lead opens it again."""
     view = await commands.reopen_gate(
         workflow_id(use_case_id), sender, gate, comment=body.reason if body else ""
+    )
+    return with_etag(response, view)
+
+
+@router.post("/{use_case_id}/gates/{gate}/override", response_model=UseCaseView)
+async def override_gate(
+    use_case_id: str,
+    gate: Gate,
+    body: OverrideBody,
+    sender: ApiSender,
+    commands: Commands,
+    response: Response,
+) -> UseCaseView:
+    """Break-glass: a member of the policy's emergency group passes a stalled gate (past its
+    SLA, or expired) with a justification. Recorded as ``override``, never as an approval; a
+    retrospective review (gate ``override_review``) must uphold it within the policy's window."""
+    view = await commands.override_gate(
+        workflow_id(use_case_id), sender, gate, justification=body.justification
     )
     return with_etag(response, view)
 

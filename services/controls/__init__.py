@@ -1,0 +1,1 @@
+"""Control catalog: loading, evaluation against a run's facts, OSCAL export."""
