@@ -106,6 +106,8 @@ class GateCard(BaseModel):
     outcome: GateOutcome | None = None
     decided_by: str | None = None
     comment: str = ""
+    # the run's deputies (delegation of authority): role -> "person" or "person (until …)"
+    deputies: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class Notification(BaseModel):

@@ -11,6 +11,7 @@ from workflows.activities import GateCard, NotificationKind, RegistryRow
 from workflows.model import (
     WORK_STAGES,
     ChangeStatus,
+    Deputies,
     GateOutcome,
     PolicyRef,
     Stage,
@@ -172,7 +173,19 @@ def gate_card(
         outcome=outcome,
         decided_by=by,
         comment=comment,
+        deputies=deputy_lines(run.state.deputies),
     )
+
+
+def deputy_lines(deputies: Deputies) -> dict[str, list[str]]:
+    """Deputies as cards and pages show them: role -> "person" or "person (until …)"."""
+    return {
+        role.value: [
+            d.person + (f" (until {d.until:%Y-%m-%d %H:%M} UTC)" if d.until else "") for d in ds
+        ]
+        for role, ds in deputies.items()
+        if ds
+    }
 
 
 def gate_notice_text(run: Run, kind: NotificationKind, card: GateCard) -> tuple[str, list[str]]:
@@ -225,6 +238,7 @@ __all__ = [
     "VIEW_EVIDENCE",
     "VIEW_INCIDENTS",
     "SearchValues",
+    "deputy_lines",
     "details",
     "gate_card",
     "gate_notice_text",

@@ -503,6 +503,28 @@ def reopen(
 
 
 @app.command()
+def override(
+    ctx: typer.Context,
+    key: Key,
+    gate: Annotated[str, typer.Argument(help="the stalled gate (past its SLA, or expired)")],
+    justification: Annotated[
+        str, typer.Option("--justification", "-m", help="why it cannot wait (recorded)")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Break-glass: pass a stalled gate now, on the record (the policy's emergency group); a
+    retrospective review must uphold it within the policy's window."""
+    gate_name = enum_value(Gate, gate, "gate")
+    post_and_show(
+        ctx,
+        use_case_path(key, "gates", gate_name, "override"),
+        {"justification": justification},
+        "override a stalled gate",
+        as_json,
+    )
+
+
+@app.command()
 def pending(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Gates waiting on you."""
     page = session(ctx).api().get("/v1/approvals/pending")

@@ -79,6 +79,15 @@ def state_panel(state: dict[str, Any]) -> Panel:
         row(grid, "due", when(gate.get("due_at")))
     if state.get("stalled_gate"):
         row(grid, "stalled gate", f"{state['stalled_gate']} expired; reopen or cancel")
+    override = state.get("override")
+    if override:
+        review = override.get("review") or {}
+        row(
+            grid,
+            "break-glass",
+            f"{override.get('gate')} overridden by {override.get('by')}; review waiting on "
+            f"{', '.join(review.get('pending') or []) or '–'}, due {when(review.get('due_at'))}",
+        )
     required = state.get("required_evidence") or []
     row(grid, "evidence needed", ", ".join(required) if required else "–")
     owners = state.get("owners") or {}

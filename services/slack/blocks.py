@@ -41,6 +41,7 @@ from workflows.model import (
     UseCaseView,
 )
 from workflows.policy import Person
+from workflows.presentation import deputy_lines
 
 Block = dict[str, Any]
 People = Mapping[str, str]  # person id -> how a message shows them (a Slack mention or a name)
@@ -188,6 +189,8 @@ class Card:
     # the digests an approval from this card binds to, when ``evidence`` shows only some of
     # them (a card rebuilt from the state, whose view lists the latest items only)
     bound: tuple[str, ...] | None = None
+    # delegation of authority in force on the run: role -> "person" or "person (until …)"
+    deputies: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def is_open(self) -> bool:
@@ -224,6 +227,7 @@ def card_from_notice(notice: Notification, ui_url: str | None = None) -> Card:
         decided_by=gate.decided_by,
         decided_at=notice.at if closed else None,
         comment=gate.comment,
+        deputies=tuple((role, tuple(people)) for role, people in gate.deputies.items()),
     )
 
 
@@ -245,6 +249,9 @@ def card_from_state(
         ),
         "ui_url": view.temporal_ui_url,
         "bound": tuple(bound_digests(view)),
+        "deputies": tuple(
+            (role, tuple(people)) for role, people in deputy_lines(view.deputies).items()
+        ),
     }
     open_gate = view.open_gate
     if (
@@ -403,6 +410,12 @@ def gate_card(card: Card, people: People | None = None) -> list[Block]:
         _section("*Evidence*\n" + ("\n".join(lines) or "_none submitted yet_")),
         _section(f"*Approvals*{counted}\n" + "\n".join(approvals)),
     ]
+    if card.deputies:
+        named = "; ".join(
+            f"{label(role)}: {', '.join(esc(d) for d in deputies)}"
+            for role, deputies in card.deputies
+        )
+        blocks.append(_section(f"*Deputies:* {named}"))
     if card.is_open:
         if card.pending is not None:
             waiting = ", ".join(who(p, people) for p in card.pending) or "nobody"

@@ -269,18 +269,23 @@ class TransparencyLogRepository:
 
     async def leaves_below(self, size: int) -> list[bytes]:
         """Leaf hashes ``0 .. size-1``; ``LogIncomplete`` names the first missing index."""
+        return await self.leaves_between(0, size)
+
+    async def leaves_between(self, start: int, end: int) -> list[bytes]:
+        """Leaf hashes ``start .. end-1``; ``LogIncomplete`` names the first missing index."""
         rows = await self.session.execute(
             select(LedgerLeaf.leaf_index, LedgerLeaf.leaf_hash)
-            .where(LedgerLeaf.leaf_index < size)
+            .where(LedgerLeaf.leaf_index >= start, LedgerLeaf.leaf_index < end)
             .order_by(LedgerLeaf.leaf_index)
         )
         leaves = []
-        for expected, row in enumerate(rows):
+        for expected, row in enumerate(rows, start=start):
             if row.leaf_index != expected:
                 raise LogIncomplete(f"leaf {expected} is missing from the log")
             leaves.append(bytes(row.leaf_hash))
-        if len(leaves) != size:
-            raise LogIncomplete(f"leaf {len(leaves)} is missing from the log (size {size})")
+        if len(leaves) != end - start:
+            missing = start + len(leaves)
+            raise LogIncomplete(f"leaf {missing} is missing from the log (size {end})")
         return leaves
 
     async def tree(self, size: int) -> Tree:

@@ -40,6 +40,28 @@ class Tree:
             self.levels.append(upper)
             level = upper
 
+    def extend(self, leaves: Sequence[bytes]) -> None:
+        """Append leaves, rehashing only the right edge: each level from the first node whose
+        children changed (an unpaired node carried up gains its sibling this way)."""
+        first = self.size
+        self.levels[0].extend(leaves)
+        self.size = len(self.levels[0])
+        level = 0
+        while len(self.levels[level]) > 1:
+            below = self.levels[level]
+            if level + 1 == len(self.levels):
+                self.levels.append([])
+            upper = self.levels[level + 1]
+            first >>= 1
+            del upper[first:]
+            upper.extend(
+                node_hash(below[i], below[i + 1]) for i in range(2 * first, len(below) - 1, 2)
+            )
+            if len(below) % 2:
+                upper.append(below[-1])
+            level += 1
+        del self.levels[level + 1 :]
+
     @property
     def root(self) -> bytes:
         return self.levels[-1][0] if self.size else EMPTY_ROOT

@@ -324,6 +324,13 @@ async def test_exit_codes(cli: Cli, tmp_path: Path) -> None:
         await cli("decide", key, "risk_signoff", "request-changes", person="rita"), 3
     )
     assert "Conflict:" in failed(await cli("complete", key, "scoping"), 3)
+    # break-glass: only the emergency group, and only a stalled gate
+    why = ("--justification", "regulator deadline tonight; approved by the COO")
+    err = failed(await cli("override", key, "risk_signoff", *why, person="bo"), 3)
+    assert "break-glass group" in err
+    assert "not stalled" in failed(
+        await cli("override", key, "risk_signoff", *why, person="eve"), 3
+    )
 
     # 4: not found
     err = failed(await cli("status", f"no-such-{uuid.uuid4().hex[:8]}", "--json"), 4)

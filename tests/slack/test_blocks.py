@@ -305,3 +305,11 @@ def test_many_long_evidence_items_fit_one_section_without_cut_links() -> None:
     shown = text.count("<https://")
     assert 0 < shown < 30
     assert f"… and {30 - shown} more in the Temporal UI" in text
+
+
+def test_cards_name_the_deputies_in_force() -> None:
+    """Issue 12: deputies show on the gate cards, from a notice and from the state alike."""
+    n = notice(deputies={"business_owner": ["priya (until 2026-12-24 00:00 UTC)"]})
+    text = texts(blocks.gate_card(blocks.card_from_notice(n), PEOPLE))
+    assert "*Deputies:* Business owner: priya (until 2026-12-24 00:00 UTC)" in text
+    assert "Deputies" not in texts(blocks.gate_card(blocks.card_from_notice(notice()), PEOPLE))

@@ -167,6 +167,14 @@ def test_frontier_extends_like_the_tree() -> None:
         Frontier(3, [MANY[0]])
 
 
+def test_a_tree_extended_in_steps_equals_the_tree_built_at_once() -> None:
+    tree = Tree([])
+    for size, step in enumerate([1, 0, 3, 1, 7, 2, 9, 1, 16], start=1):
+        tree.extend(MANY[tree.size : tree.size + step])
+        built = TREES[tree.size]
+        assert (tree.root, tree.levels) == (built.root, built.levels), size
+
+
 def test_proofs_outside_the_tree_are_refused() -> None:
     with pytest.raises(IndexError):
         TREES[5].inclusion_proof(5)

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from workflows import policy
-from workflows.model import Evidence, Hooks, Owners, RiskTier, Role, UseCaseInput
+from workflows.model import Evidence, Hooks, Owners, RiskTier, Role, RunLimits, UseCaseInput
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = policy.load_policy(ROOT / "config" / "policy.yaml")
