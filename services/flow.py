@@ -58,7 +58,9 @@ FLOW_KINDS: tuple[EventKind, ...] = (
 )
 
 # Stages whose time is not flow time: the live system and the terminal states.
-NOT_FLOW_STAGES: frozenset[Stage] = frozenset({Stage.LIVE, Stage.SUSPENDED, *TERMINAL_STAGES})
+NOT_FLOW_STAGES: frozenset[Stage] = frozenset(
+    {Stage.LIVE, Stage.SUSPENDED, Stage.AWAITING_RESUME, *TERMINAL_STAGES}
+)
 STAGE_ORDER: tuple[str, ...] = tuple(s.value for s in Stage if s not in NOT_FLOW_STAGES)
 GATE_ORDER: tuple[str, ...] = tuple(g.value for g in Gate)
 # Gate visits that a decision ended: the only ones with a wait and an SLA verdict.

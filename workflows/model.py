@@ -63,6 +63,9 @@ class Stage(StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     RETIRED = "retired"
+    # a change request that passed while its use case is suspended: held until resume (shown
+    # on the change's own state; its run has ended, its use case applies it on resume)
+    AWAITING_RESUME = "awaiting_resume"
 
 
 WORK_STAGES: tuple[Stage, ...] = (

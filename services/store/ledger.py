@@ -5,6 +5,10 @@ hash, so editing, deleting, inserting or reordering rows breaks the chain at a p
 ``verify`` reports. Removing entries from the *end* of a chain (or all of them) leaves a chain
 that is intact by itself; the run's own event count is the anchor for that: the registry row
 (the read model) keeps the workflow's latest event id, and ``verify`` expects that many entries.
+
+All of that trusts this database. Each new entry also becomes a leaf of the transparency log
+(``services.store.transparency``, ``services.tlog``) in the same transaction, and signed
+checkpoints of that log, kept outside the database, let an auditor check the ledger offline.
 """
 
 from __future__ import annotations

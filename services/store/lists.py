@@ -339,6 +339,26 @@ async def changes_page(
     return Page(list(changes.values()), next_cursor)
 
 
+async def change_status(
+    session: AsyncSession, use_case_id: str, change_id: str
+) -> ChangeStatus | None:
+    """How the use case holds one of its changes now (None: no closing fact yet)."""
+    rows = await session.scalars(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.workflow_id == use_case_id,
+            LedgerEntry.kind.in_([k.value for k in CLOSING_STATUS]),
+        )
+        .order_by(LedgerEntry.seq)
+    )
+    status: ChangeStatus | None = None
+    for row in rows:
+        own: Any = extras_as(ChangeClosed, parse_payload(row.kind, row.payload)[1])
+        if own.change == change_id:
+            status = CLOSING_STATUS[EventKind(row.kind)]
+    return status
+
+
 async def _apply_closings(
     session: AsyncSession, workflow_id: str, since_seq: int, changes: dict[str, ChangeSummary]
 ) -> None:
@@ -369,6 +389,7 @@ __all__ = [
     "InvalidCursor",
     "Page",
     "UnknownRun",
+    "change_status",
     "changes_page",
     "decode_cursor",
     "encode_cursor",

@@ -206,6 +206,8 @@ async def test_a_change_approved_while_suspended_waits_for_resume(
     state = await until_change(api, url, "awaiting_resume")
     assert state["stage"] == "suspended"
     assert state["live_version"] == 1
+    # the change's own state says it waits, not that it went live
+    assert (await until_stage(api, change_url, "awaiting_resume"))["outcome"] == "applied"
     r = await api.post(f"{url}/resume", json={}, headers=auth("tom"))
     assert r.status_code == 200, r.text
     for person in ("rita", "bo"):
@@ -214,6 +216,16 @@ async def test_a_change_approved_while_suspended_waits_for_resume(
     state = await until_change(api, url, "applied")
     assert state["stage"] == "live"
     assert state["live_version"] == 2
+    await until_stage(api, change_url, "live")
+
+
+async def until_stage(api: httpx.AsyncClient, url: str, stage: str) -> dict[str, Any]:
+    for _ in range(100):
+        state: dict[str, Any] = (await api.get(url, headers=auth("bo"))).json()
+        if state["stage"] == stage:
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} never reached {stage}: {state['stage']}")
 
 
 async def until_change(api: httpx.AsyncClient, url: str, status: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from services.api.schemas import (
 from services.api.state import SEEN_RESPONSES, IfMatch, with_etag
 from services.commands.service import workflow_id
 from services.store import lists
-from workflows.model import Gate, HistoryEvent, Stage, UseCaseView
+from workflows.model import ChangeStatus, Gate, HistoryEvent, RunOutcome, Stage, UseCaseView
 
 router = APIRouter(prefix="/v1/use-cases", tags=["live operation"])
 
@@ -101,8 +101,18 @@ async def retire(
 
 
 @router.get("/{use_case_id}/changes/{change_id}", response_model=UseCaseView)
-async def get_change(wid: ReadableChange, commands: Commands, response: Response) -> UseCaseView:
-    return with_etag(response, await commands.state(wid))
+async def get_change(
+    wid: ReadableChange, commands: Commands, session: DbSession, response: Response
+) -> UseCaseView:
+    """The change's own state. A change that passed while its use case was suspended is held
+    by the use case until resume: its stage reads ``awaiting_resume`` until then."""
+    view = await commands.state(wid)
+    change = view.change
+    if change is not None and view.outcome == RunOutcome.APPLIED:
+        status = await lists.change_status(session, change.parent_id, change.change_id)
+        if status == ChangeStatus.AWAITING_RESUME:
+            view = view.model_copy(update={"stage": Stage.AWAITING_RESUME})
+    return with_etag(response, view)
 
 
 @router.get("/{use_case_id}/changes/{change_id}/history", response_model=list[HistoryEvent])
