@@ -1,26 +1,29 @@
-"""Governed path throughput: the HTTP API against the Temporal client, on one server, in one run.
+"""Governed path throughput: the HTTP API, the Temporal client and the limit, in one run.
 
 Drives N low-tier use cases through the whole release path — create, complete scoping,
 specification, implementation and validation (with an ``evaluation_report``), then approve
-``risk_signoff`` (rita), ``ops_handoff`` (olga) and ``go_live`` (bo) — two ways, C use cases in
+``risk_signoff`` (rita), ``ops_handoff`` (olga) and ``go_live`` (bo) — three ways, C use cases in
 flight at a time:
 
 - **http**: over HTTP against the real API process (uvicorn), as a user or script would;
 - **direct**: in this process through ``UseCaseGateway`` on a Temporal client: the same
-  pre-checks and the same Temporal operations the API's routes perform, minus HTTP.
+  pre-checks and the same Temporal operations the API's routes perform, minus HTTP;
+- **minimal**: the limit: the same 8 calls (start + query, 7 Updates) against a minimal workflow
+  (``bench/minimal_workflow.py``) served by a worker process of its own.
 
-Both paths share one Temporal dev server, one worker process and one SQLite ledger, all started
-here (or ``--temporal-address`` reuses a running server). After a warm-up of both paths the timed
-use cases run in rounds whose order alternates (http→direct, then direct→http, …) so the noise of
-a small shared machine does not favour one side; between phases the worker's side effects
+All paths share one Temporal dev server; http and direct share one worker process and one
+SQLite ledger, all started here (or ``--temporal-address`` reuses a running server). After a
+warm-up of every path the timed use cases run in rounds whose order rotates, so the noise of a
+small shared machine does not favour one side; between phases the worker's side effects
 (ledger, notifications, read model) are left to drain, untimed. Prints workflows/s of each path,
-their ratio (http / direct), p50/p99 latency of each decision call and of every call, and the
-CPU each process spent per use case.
+the ratios http / minimal and http / direct, p50/p99 latency of each decision call and of every
+call, the CPU each process spent per use case and the history events each use case left.
 
     .venv/bin/python bench/gated_path.py [--n 200] [--concurrency 16] [--rounds 4] [--warmup 2C]
-        [--temporal-address HOST:PORT] [--keep]
+        [--paths http,direct,minimal] [--temporal-address HOST:PORT] [--keep]
 
-Exit status 1 when the ratio is below the target (0.9), 2 when a use case failed.
+Exit status 1 when a target is missed (http / minimal ≥ 0.6, history events per command ≤ 6,
+http / direct ≥ 0.9), 2 when a use case failed.
 """
 
 from __future__ import annotations
@@ -53,10 +56,13 @@ if importlib.util.find_spec("sniffio") is None:
     sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 import httpx  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.minimal_workflow import MinimalRelease, Step  # noqa: E402
 from services import command_keys  # noqa: E402
 from services.commands.gateway import UseCaseGateway  # noqa: E402
 from services.commands.service import CommandService, Sender  # noqa: E402
@@ -75,7 +81,10 @@ from workflows.model import (  # noqa: E402
 )
 from workflows.policy import load_directory, load_policy  # noqa: E402
 
-TARGET_RATIO = 0.9
+TARGET_RATIO = 0.9  # http / direct
+TARGET_LIMIT_RATIO = 0.6  # http / minimal
+TARGET_EVENTS_PER_COMMAND = 6.0
+PATHS = ("http", "direct", "minimal")
 WORK_STAGES = ("scoping", "specification", "implementation", "validation")
 GATES = (("risk_signoff", "rita"), ("ops_handoff", "olga"), ("go_live", "bo"))
 OWNERS = {
@@ -86,6 +95,7 @@ OWNERS = {
     "escalation_owner": "eve",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+CALLS = 1 + len(WORK_STAGES) + len(GATES)
 
 
 # --------------------------------------------------------------------------- measurements
@@ -120,6 +130,8 @@ class Phase:
     decide_ms: list[float]
     call_ms: list[float]
     cpu: dict[str, float]
+    # history events of each use case of the phase, by group (see ``event_group``)
+    histories: list[dict[str, int]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -142,7 +154,56 @@ class Totals:
         return sum(p.count for p in phases) / sum(p.wall for p in phases)
 
 
-# --------------------------------------------------------------------------- the two drivers
+# --------------------------------------------------------------------------- history events
+
+EVENT_GROUPS = (
+    "workflow task",
+    "update",
+    "activity",
+    "local activity",
+    "patch marker",
+    "search attrs",
+    "timer",
+    "other",
+)
+
+
+def event_group(event: Any) -> str:
+    """The report's group of one history event."""
+    name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    if name.startswith("WORKFLOW_TASK_"):
+        return "workflow task"
+    if name.startswith("WORKFLOW_EXECUTION_UPDATE_"):
+        return "update"
+    if name.startswith("ACTIVITY_TASK_"):
+        return "activity"
+    if name == "MARKER_RECORDED":
+        marker = event.marker_recorded_event_attributes.marker_name
+        return "local activity" if "local_activity" in marker else "patch marker"
+    if name == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
+        return "search attrs"
+    if name.startswith("TIMER_"):
+        return "timer"
+    return "other"
+
+
+async def history_of(client: Client, workflow_id: str, timeout: float = 60.0) -> dict[str, int]:
+    """The run's history events by group, once it has nothing in flight (no workflow task, no
+    activity): what one use case leaves behind for its 8 calls."""
+    handle = client.get_workflow_handle(workflow_id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            break
+        await asyncio.sleep(0.1)
+    counts = dict.fromkeys(EVENT_GROUPS, 0)
+    async for event in handle.fetch_history_events():
+        counts[event_group(event)] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------- the three drivers
 
 
 def create_body(key: str, n: int) -> dict[str, Any]:
@@ -260,6 +321,48 @@ class DirectDriver:
         return str(view.stage.value)
 
 
+class MinimalDriver:
+    """The limit: the same 8 calls against ``bench/minimal_workflow.py``'s workflow, with the
+    Temporal operations the command layer makes (start then query; Updates that answer the
+    state), on a plain client (the SDK's default JSON converter)."""
+
+    name = "minimal"
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @staticmethod
+    def workflow_id(key: str) -> str:
+        return f"minimal-{key}"
+
+    async def _start(self, key: str) -> Any:
+        handle = await self.client.start_workflow(
+            MinimalRelease.run, key, id=self.workflow_id(key), task_queue=self.task_queue
+        )
+        await handle.query(MinimalRelease.state)
+        return handle
+
+    async def run(self, key: str, n: int, rec: Recorder) -> str:
+        handle = await rec.time(self._start(key))
+        for stage in WORK_STAGES:
+            evidence = digests_of(key) if stage == "validation" else []
+            await rec.time(
+                handle.execute_update(MinimalRelease.advance, Step(stage, "dana", evidence))
+            )
+        state = None
+        for gate, actor in GATES:
+            state = await rec.time(
+                handle.execute_update(MinimalRelease.advance, Step(gate, actor)), decision=True
+            )
+        assert state is not None
+        return str(state.stage)
+
+
+def workflow_id_of(path: str, key: str) -> str:
+    return MinimalDriver.workflow_id(key) if path == "minimal" else f"usecase-{key}"
+
+
 # --------------------------------------------------------------------------- a phase
 
 
@@ -287,6 +390,8 @@ async def drive(driver: Any, keys: list[str], concurrency: int, rec: Recorder) -
 async def drained(db_path: Path, keys: list[str], timeout: float = 300.0) -> float:
     """Wait until the worker's last side effect for every key (the read model at ``live``) is
     written; returns the seconds waited."""
+    if not keys:
+        return 0.0
     wids = [f"usecase-{k}" for k in keys]
     marks = ",".join("?" * len(wids))
     t0 = time.perf_counter()
@@ -314,17 +419,25 @@ async def run_phase(
     *,
     round_: int,
     position: int,
+    history: tuple[Client, int] | None = None,
 ) -> Phase:
+    """One timed phase; then, untimed, the drain and (``history``: a client and how many use
+    cases to sample) the history events its use cases left."""
     rec = Recorder()
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     t0 = time.perf_counter()
     await drive(driver, keys, concurrency, rec)
     wall = time.perf_counter() - t0
     cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
-    drain = await drained(db_path, keys)
-    return Phase(
+    drain = await drained(db_path, keys if driver.name != "minimal" else [])
+    phase = Phase(
         driver.name, round_, position, len(keys), wall, drain, rec.decisions, rec.calls, cpu
     )
+    if history is not None:
+        client, sample = history
+        for key in keys[:sample]:
+            phase.histories.append(await history_of(client, workflow_id_of(driver.name, key)))
+    return phase
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -346,9 +459,15 @@ async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
     limits = httpx.Limits(
         max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2
     )
+    plain = await Client.connect(str(stack.temporal_address))
     pids = {"bench": os.getpid(), **stack.pids()}
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60.0, limits=limits) as http:
-        drivers = {"http": HttpDriver(http), "direct": DirectDriver(commands)}
+        drivers: dict[str, Any] = {
+            "http": HttpDriver(http),
+            "direct": DirectDriver(commands),
+            "minimal": MinimalDriver(plain, stack.minimal_task_queue),
+        }
+        paths = args.paths
         counter = iter(range(10**9))
 
         def keys(path: str, count: int) -> list[str]:
@@ -356,15 +475,15 @@ async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
 
         print(f"warm-up: {args.warmup} use cases per path …", flush=True)
         warm: list[str] = []
-        for name in ("http", "direct", "http", "direct"):
+        for name in (*paths, *paths):
             batch = keys(name, max(1, args.warmup // 2))
             await drive(drivers[name], batch, args.concurrency, Recorder())
-            warm += batch
+            warm += batch if name != "minimal" else []
         await drained(stack.db_path, warm)
 
         totals = Totals()
         for r, count in enumerate(split(args.n, args.rounds)):
-            order = ("http", "direct") if r % 2 == 0 else ("direct", "http")
+            order = paths[r % len(paths) :] + paths[: r % len(paths)]
             for position, name in enumerate(order):
                 phase = await run_phase(
                     drivers[name],
@@ -374,10 +493,11 @@ async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
                     pids,
                     round_=r + 1,
                     position=position,
+                    history=(plain, args.history_sample),
                 )
                 totals.phases.append(phase)
                 print(
-                    f"  round {r + 1} {name:<6} {phase.count:>4} use cases in {phase.wall:6.2f} s"
+                    f"  round {r + 1} {name:<7} {phase.count:>4} use cases in {phase.wall:6.2f} s"
                     f" = {phase.rate:6.2f} wf/s  (decide p50 {percentile(phase.decide_ms, 50):6.1f}"
                     f" ms, p99 {percentile(phase.decide_ms, 99):6.1f} ms; drained in"
                     f" {phase.drain:4.1f} s)",
@@ -386,11 +506,18 @@ async def benchmark(args: argparse.Namespace, stack: Stack) -> int:
     return report(args, totals, list(pids))
 
 
+def command_line() -> str:
+    """The exact command that produced this report."""
+    return " ".join([".venv/bin/python", *sys.argv])
+
+
 def report(args: argparse.Namespace, totals: Totals, procs: list[str]) -> int:
-    rates = {path: Totals.rate(totals.of(path)) for path in ("http", "direct")}
+    paths = [p for p in args.paths if totals.of(p)]
+    rates = {path: Totals.rate(totals.of(path)) for path in paths}
     print(
-        f"\nN={args.n} use cases per path, concurrency {args.concurrency}, {args.rounds} rounds"
-        f" (alternating order), {len(WORK_STAGES) + len(GATES) + 1} calls per use case\n"
+        f"\ncommand: {command_line()}\n"
+        f"N={args.n} use cases per path, concurrency {args.concurrency}, {args.rounds} rounds"
+        f" (rotating order), {CALLS} calls per use case\n"
     )
     head = (
         f"{'path':<8}{'wf/s':>8}{'wall s':>9}{'decide p50':>12}{'decide p99':>12}"
@@ -398,7 +525,7 @@ def report(args: argparse.Namespace, totals: Totals, procs: list[str]) -> int:
     )
     print(head)
     print("-" * len(head))
-    for path in ("http", "direct"):
+    for path in paths:
         ph = totals.of(path)
         decide = [x for p in ph for x in p.decide_ms]
         calls = [x for p in ph for x in p.call_ms]
@@ -410,42 +537,100 @@ def report(args: argparse.Namespace, totals: Totals, procs: list[str]) -> int:
         )
     cpu_head = f"{'CPU ms per use case':<20}" + "".join(f"{n:>10}" for n in [*procs, "total"])
     print(f"\n{cpu_head}\n{'-' * len(cpu_head)}")
-    for path in ("http", "direct"):
+    per_path: dict[str, dict[str, float]] = {}
+    for path in paths:
         ph = totals.of(path)
         count = sum(p.count for p in ph)
-        per = [sum(p.cpu[name] for p in ph) * 1000 / count for name in procs]
+        per_path[path] = {name: sum(p.cpu[name] for p in ph) * 1000 / count for name in procs}
+        per = list(per_path[path].values())
         print(f"{path:<20}" + "".join(f"{v:>10.0f}" for v in [*per, sum(per)]))
-    print("\nby position in the round (wf/s):")
-    for position, label in ((0, "ran first"), (1, "ran second")):
-        h, d = totals.of("http", position), totals.of("direct", position)
-        if h and d:
-            print(f"  {label:<11} http {Totals.rate(h):6.2f}   direct {Totals.rate(d):6.2f}")
-    round_ratios = [
-        h.rate / d.rate
-        for r in sorted({p.round for p in totals.phases})
-        for h in totals.of("http")
-        for d in totals.of("direct")
-        if h.round == d.round == r
-    ]
-    print(
-        "per-round ratio http/direct: "
-        + "  ".join(f"{x:.2f}" for x in round_ratios)
-        + f"  (median {statistics.median(round_ratios):.2f})"
-    )
-    extra = {
-        name: sum(p.cpu[name] for p in totals.of("http")) * 1000 / args.n
-        - sum(p.cpu[name] for p in totals.of("direct")) * 1000 / args.n
-        for name in procs
+    workers = {
+        path: per_path[path].get("minimal" if path == "minimal" else "worker", float("nan"))
+        for path in paths
     }
     print(
-        f"HTTP path's extra CPU per use case: {sum(extra.values()):+.0f} ms ("
-        + ", ".join(f"{name} {v:+.0f}" for name, v in extra.items())
-        + ")"
+        "worker CPU per use case: "
+        + ", ".join(f"{path} {ms:.0f} ms" for path, ms in workers.items())
+        + " (the minimal path's own worker process for minimal)"
     )
-    ratio = rates["http"] / rates["direct"]
-    verdict = "met" if ratio >= TARGET_RATIO else "missed"
-    print(f"\nratio http/direct = {ratio:.3f} (target ≥ {TARGET_RATIO}: {verdict})")
-    return 0 if ratio >= TARGET_RATIO else 1
+    events_per_command = history_report(totals, paths)
+    print("\nby position in the round (wf/s):")
+    for position in range(len(paths)):
+        line = "  ".join(
+            f"{path} {Totals.rate(totals.of(path, position)):6.2f}"
+            for path in paths
+            if totals.of(path, position)
+        )
+        print(f"  position {position + 1}: {line}")
+    verdicts: list[bool] = []
+    for other, target in (("minimal", TARGET_LIMIT_RATIO), ("direct", TARGET_RATIO)):
+        if "http" not in rates or other not in rates:
+            continue
+        rounds = round_ratios(totals, "http", other)
+        print(
+            f"per-round ratio http/{other}: "
+            + "  ".join(f"{x:.2f}" for x in rounds)
+            + f"  (median {statistics.median(rounds):.2f}, spread {min(rounds):.2f}"
+            f"–{max(rounds):.2f})"
+        )
+        ratio = rates["http"] / rates[other]
+        verdicts.append(ratio >= target)
+        verdict = "met" if ratio >= target else "missed"
+        print(f"ratio http/{other} = {ratio:.3f} (target ≥ {target}: {verdict})")
+    if "http" in rates and "direct" in rates:
+        extra = {
+            name: per_path["http"][name] - per_path["direct"][name]
+            for name in procs
+            if name != "minimal"
+        }
+        print(
+            f"HTTP path's extra CPU per use case: {sum(extra.values()):+.0f} ms ("
+            + ", ".join(f"{name} {v:+.0f}" for name, v in extra.items())
+            + ")"
+        )
+    if "http" in events_per_command:
+        per_command = events_per_command["http"]
+        verdicts.append(per_command <= TARGET_EVENTS_PER_COMMAND)
+        verdict = "met" if per_command <= TARGET_EVENTS_PER_COMMAND else "missed"
+        print(
+            f"history events per command (ReleaseGate) = {per_command:.2f}"
+            f" (target ≤ {TARGET_EVENTS_PER_COMMAND:g}: {verdict})"
+        )
+    print(f"command: {command_line()}")
+    return 0 if all(verdicts) else 1
+
+
+def round_ratios(totals: Totals, path: str, other: str) -> list[float]:
+    return [
+        a.rate / b.rate
+        for r in sorted({p.round for p in totals.phases})
+        for a in totals.of(path)
+        for b in totals.of(other)
+        if a.round == b.round == r
+    ]
+
+
+def history_report(totals: Totals, paths: list[str]) -> dict[str, float]:
+    """Print the history events per use case by group; return events per command by path."""
+    head = f"{'history events per use case':<28}" + "".join(
+        f"{g:>12}" for g in ("total", "per command", *(g[:11] for g in EVENT_GROUPS))
+    )
+    print(f"\n{head}\n{'-' * len(head)}")
+    result: dict[str, float] = {}
+    for path in paths:
+        histories = [h for p in totals.of(path) for h in p.histories]
+        if not histories:
+            continue
+        totals_of = [sum(h.values()) for h in histories]
+        mean = statistics.fmean(totals_of)
+        result[path] = mean / CALLS
+        groups = [statistics.fmean(h[g] for h in histories) for g in EVENT_GROUPS]
+        label = f"{path} (n={len(histories)}, {min(totals_of)}–{max(totals_of)})"
+        print(
+            f"{label:<28}{mean:>12.1f}{mean / CALLS:>12.2f}"
+            + "".join(f"{v:>12.1f}" for v in groups)
+        )
+    return result
 
 
 # --------------------------------------------------------------------------- the stack
@@ -472,6 +657,7 @@ class Stack:
         self.db_path = tmp / "releasegate.db"
         self.temporal_address = temporal_address
         self.task_queue = f"releasegate-bench-{self.run_id}"
+        self.minimal_task_queue = f"minimal-bench-{self.run_id}"
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -542,6 +728,22 @@ class Stack:
         self.spawn("temporal", argv)
         self.wait(lambda: port_open(port), "the Temporal dev server", 60)
 
+    def start_minimal_worker(self) -> None:
+        """The worker of the minimal workflow (the limit), in a process of its own."""
+        self.spawn(
+            "minimal",
+            [
+                sys.executable,
+                str(ROOT / "bench" / "minimal_workflow.py"),
+                "--address",
+                str(self.temporal_address),
+                "--task-queue",
+                self.minimal_task_queue,
+            ],
+        )
+        log = self.tmp / "minimal.log"
+        self.wait(lambda: "polling" in log.read_text(errors="replace"), "the minimal worker", 60)
+
     def start_services(self) -> None:
         upgrade_head_sync(f"sqlite+aiosqlite:///{self.db_path}")
         self.spawn("worker", [sys.executable, "-m", "services.worker"])
@@ -607,9 +809,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (databases, process logs)"
     )
+    parser.add_argument(
+        "--paths",
+        default=",".join(PATHS),
+        help="comma-separated paths to run, of http, direct, minimal (default: all three)",
+    )
+    parser.add_argument(
+        "--history-sample",
+        type=int,
+        default=25,
+        help="use cases per phase whose history events are counted (untimed)",
+    )
     args = parser.parse_args()
     if args.n < args.rounds or args.concurrency < 1:
         parser.error("--n must be at least --rounds, --concurrency at least 1")
+    args.paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
+    if not args.paths or set(args.paths) - set(PATHS):
+        parser.error(f"--paths takes a comma-separated list of {', '.join(PATHS)}")
     if args.warmup is None:
         args.warmup = 2 * args.concurrency
     return args
@@ -657,6 +873,8 @@ def main() -> int:
         if stack.temporal_address is None:
             stack.start_temporal()
         stack.start_services()
+        if "minimal" in args.paths:
+            stack.start_minimal_worker()
         print(
             f"stack up: Temporal {stack.temporal_address}, API {stack.api_url}, "
             f"task queue {stack.task_queue}, data {tmp}",

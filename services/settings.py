@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +15,10 @@ from services.hook_targets import HookAllowList
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The directory shipped for demos and tests: its people carry development tokens everyone knows.
 DEMO_DIRECTORY = PROJECT_ROOT / "config" / "directory.example.yaml"
+
+
+SIGNAL_SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+SIGNAL_TOKEN_MIN = 16
 
 
 class ConfigError(RuntimeError):
@@ -102,6 +107,16 @@ class Settings(BaseSettings):
     checkpoint_witness_key: str | None = Field(
         default=None, alias="RELEASEGATE_CHECKPOINT_WITNESS_KEY"
     )
+    # Monitoring signals (services/api/routes/signals.py): "source:token,..." per source (the
+    # Alertmanager's is `alertmanager`), sent as a bearer token or used as the HMAC key; the
+    # alert label naming the use case an alert concerns.
+    signal_tokens: SecretStr | None = Field(default=None, alias="RELEASEGATE_SIGNAL_TOKENS")
+    signal_use_case_label: str = Field(
+        default="releasegate_use_case",
+        alias="RELEASEGATE_SIGNAL_USE_CASE_LABEL",
+        min_length=1,
+        max_length=128,
+    )
     # A static Authorization value the codec endpoint also accepts (`temporal --codec-auth`).
     codec_auth: SecretStr | None = Field(default=None, alias="RELEASEGATE_CODEC_AUTH")
     # Observability (services/observability.py)
@@ -165,6 +180,7 @@ class Settings(BaseSettings):
         if self.log_format not in ("text", "json"):
             raise ValueError("RELEASEGATE_LOG_FORMAT must be text or json")
         self.hook_allow_list  # noqa: B018 - parsing it fails fast, naming the bad entry
+        self.signal_sources  # noqa: B018 - likewise RELEASEGATE_SIGNAL_TOKENS
         if bool(self.checkpoint_witness_url) != bool(self.checkpoint_witness_key):
             raise ValueError(
                 "RELEASEGATE_CHECKPOINT_WITNESS_URL and RELEASEGATE_CHECKPOINT_WITNESS_KEY go "
@@ -184,6 +200,29 @@ class Settings(BaseSettings):
     @property
     def hook_allow_list(self) -> HookAllowList:
         return HookAllowList.parse(self.hook_allowed_hosts)
+
+    @property
+    def signal_sources(self) -> dict[str, str]:
+        """RELEASEGATE_SIGNAL_TOKENS as source -> token; ValueError names a bad entry."""
+        if self.signal_tokens is None:
+            return {}
+        out: dict[str, str] = {}
+        for entry in self.signal_tokens.get_secret_value().split(","):
+            if not entry.strip():
+                continue
+            source, sep, token = entry.strip().partition(":")
+            if not sep or not SIGNAL_SOURCE.match(source):
+                raise ValueError(
+                    "RELEASEGATE_SIGNAL_TOKENS: each entry is source:token, source "
+                    f"[a-z][a-z0-9_-]{{0,31}} (entry {len(out) + 1})"
+                )
+            if len(token) < SIGNAL_TOKEN_MIN or source in out:
+                raise ValueError(
+                    f"RELEASEGATE_SIGNAL_TOKENS: source {source}: a token of at least "
+                    f"{SIGNAL_TOKEN_MIN} characters, once per source"
+                )
+            out[source] = token
+        return out
 
     @property
     def encryption_enabled(self) -> bool:

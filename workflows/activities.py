@@ -131,6 +131,21 @@ class NotifyResult(BaseModel):
     message_refs: list[MessageRef] = Field(default_factory=list)
 
 
+class NotifyProgress(BaseModel):
+    """What one notice achieved so far, across its activity's attempts: the notify activity
+    heartbeats it after every post and reads it back on a retry (so nothing is posted twice),
+    and a failed notice carries it (heartbeat details of a timeout, details of its error), so
+    the run knows every card it has to close."""
+
+    # "<adapter>:<target>" (a channel or a person's Slack id) -> the message posted there
+    posted: dict[str, MessageRef] = Field(default_factory=dict)
+    # adapters that have delivered the notice in full (a webhook that answered)
+    delivered: list[str] = Field(default_factory=list)
+
+    def refs(self) -> list[MessageRef]:
+        return list(self.posted.values())
+
+
 # --------------------------------------------------------------------------- deploy/rollback hooks
 
 HOOK_CALL = "hooks.call"

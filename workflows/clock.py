@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows import breakglass, gates, outbox, presentation, transitions
+from workflows import breakglass, gates, outbox, presentation, transitions, triggers
 from workflows.activities import NotificationKind
 from workflows.model import EventKind, Gate, Stage
 from workflows.state import Run
@@ -40,6 +40,9 @@ def next_deadline(run: Run) -> Deadline | None:
     review = breakglass.next_deadline(run)
     if review is not None:
         options.append(review)
+    trigger = triggers.next_deadline(run)  # a trigger rule's deadline (workflows/triggers.py)
+    if trigger is not None:
+        options.append(trigger)
     return min(options) if options else None
 
 
@@ -54,6 +57,8 @@ def _fire_one(run: Run, now: datetime) -> bool:
     review = breakglass.next_deadline(run)
     if review is not None and review[0] <= now:
         breakglass.review_expired(run, now)
+        return True
+    if triggers.deadline_passed(run, now):
         return True
     gate = run.state.gate
     if gate is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from workflows import outbox, policy
+from workflows import bundles, outbox, policy
 from workflows.activities import NotificationKind
 from workflows.model import (
     Approval,
@@ -135,7 +135,8 @@ def refresh_evidence(run: Run) -> None:
     gate = run.state.gate
     if gate is None:
         return
-    gate.evidence_digests = policy.evidence_digests(run.state.evidence)
+    # the bundle under approval is bound beside the evidence (workflows/bundles.py)
+    gate.evidence_digests = bundles.bound_digests(run, policy.evidence_digests(run.state.evidence))
     gate.required_evidence = policy.missing_evidence(
         run.rule(gate.gate).evidence, run.state.evidence
     )

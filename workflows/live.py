@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows import gates, ids, outbox, policy, transitions
+from workflows import bundles, gates, ids, outbox, policy, transitions, triggers
 from workflows.activities import NotificationKind
 from workflows.events import CHANGE_CLOSED_KIND
 from workflows.model import (
@@ -23,11 +23,16 @@ from workflows.model import (
     GateOutcome,
     HookKind,
     Incident,
+    IncidentKind,
+    Materiality,
     RaiseChange,
     ReportIncident,
+    ReportRuntime,
+    ResolveIncident,
     Resume,
     Retire,
     RunOutcome,
+    RuntimeSeen,
     SetDeputies,
     Stage,
     UseCaseInput,
@@ -35,9 +40,17 @@ from workflows.model import (
 from workflows.state import Run
 
 
-def report_incident(run: Run, cmd: ReportIncident, now: datetime) -> None:
-    """An incident is recorded; a sev1 suspends a live use case when the policy says so."""
+def report_incident(
+    run: Run, cmd: ReportIncident, now: datetime, kind: IncidentKind = IncidentKind.REPORTED
+) -> None:
+    """An incident is recorded; a sev1 suspends a live use case when the policy says so.
+
+    An alert (``fingerprint``) opens one incident until it resolves: while that incident is
+    open, the same fingerprint again (a repeated delivery, a grouped re-send, another API
+    replica's retry) changes nothing, and the answer shows the incident it opened."""
     state = run.state
+    if cmd.fingerprint is not None and cmd.fingerprint in state.alerts:
+        return
     suspends = state.stage == Stage.LIVE and policy.sev1_suspends(run.policy, cmd.severity)
     incident = Incident(
         id=f"inc-{state.incidents_before + len(state.incidents) + 1}",
@@ -46,8 +59,16 @@ def report_incident(run: Run, cmd: ReportIncident, now: datetime) -> None:
         reported_by=cmd.actor,
         at=now,
         suspended=suspends,
+        kind=kind,
+        fingerprint=cmd.fingerprint,
     )
     state.incidents.append(incident)
+    extras: dict[str, object] = {"incident": incident.id, "severity": cmd.severity}
+    if cmd.fingerprint is not None:  # an alert's: only then, so older facts stay as they were
+        state.alerts[cmd.fingerprint] = incident.id
+        extras |= {"fingerprint": cmd.fingerprint, "labels": cmd.labels or {}}
+    if kind != IncidentKind.REPORTED:
+        extras["incident_kind"] = kind.value
     outbox.record(
         run,
         EventKind.INCIDENT_REPORTED,
@@ -55,7 +76,7 @@ def report_incident(run: Run, cmd: ReportIncident, now: datetime) -> None:
         actor=cmd.actor,
         channel=cmd.channel,
         comment=cmd.summary,
-        extras={"incident": incident.id, "severity": cmd.severity},
+        extras=extras,
     )
     outbox.live_notice(
         run, f"{cmd.severity.value.upper()} incident {incident.id}: {cmd.summary}", now
@@ -63,6 +84,86 @@ def report_incident(run: Run, cmd: ReportIncident, now: datetime) -> None:
     if suspends:
         reason = f"{incident.id} ({cmd.severity.value}) suspends per policy {run.policy.version}"
         transitions.suspend(run, actor=cmd.actor, channel=Channel.SYSTEM, reason=reason, now=now)
+    triggers.on_incident(run, incident, cmd.labels or {}, now)
+
+
+def resolve_incident(run: Run, cmd: ResolveIncident, now: datetime) -> None:
+    """An alert resolved: its open incident records when (once); anything else changes
+    nothing (an alert never seen firing here, or resolved already)."""
+    state = run.state
+    incident_id = state.alerts.pop(cmd.fingerprint, None)
+    if incident_id is None:
+        return
+    for incident in state.incidents:
+        if incident.id == incident_id:
+            incident.resolved_at = now
+    outbox.record(
+        run,
+        EventKind.INCIDENT_RESOLVED,
+        now,
+        actor=cmd.actor,
+        channel=cmd.channel,
+        extras={"incident": incident_id, "fingerprint": cmd.fingerprint},
+    )
+    outbox.live_notice(run, f"incident {incident_id} resolved ({cmd.fingerprint})", now)
+    outbox.publish(run)
+
+
+def runtime_fingerprint(bundle_digest: str) -> str:
+    """The alert identity of a running bundle that is not the approved one."""
+    return f"bundle:{bundle_digest}"
+
+
+def report_runtime(run: Run, cmd: ReportRuntime, now: datetime) -> None:
+    """The bundle that is running, as reported. The same report again changes nothing; one
+    that matches the approved bundle is recorded (and resolves an open mismatch); one that
+    does not opens an ``unauthorized_change`` incident, whose severity the policy names per
+    tier (a sev1 suspends, with the rollback hook, as any sev1)."""
+    state = run.state
+    running = bundles.digest(cmd.bundle)
+    expected = bundles.digest(bundles.approved(run))
+    # both named: checked by policy.check_runtime (and a bundle is never empty)
+    assert running is not None
+    assert expected is not None
+    if state.runtime is not None and state.runtime.bundle_digest == running:
+        if state.runtime.matches == (running == expected):
+            return
+    matches = running == expected
+    state.runtime = RuntimeSeen(bundle_digest=running, at=now, by=cmd.actor, matches=matches)
+    changed = [] if matches else bundles.changed(bundles.approved(run), cmd.bundle)
+    outbox.record(
+        run,
+        EventKind.RUNTIME_REPORTED,
+        now,
+        actor=cmd.actor,
+        channel=cmd.channel,
+        extras={
+            "bundle_digest": running,
+            "approved_digest": expected,
+            "matches": matches,
+            "changed": changed,
+        },
+    )
+    if matches:
+        for fingerprint in [f for f in state.alerts if f.startswith("bundle:")]:
+            resolve = ResolveIncident(actor=cmd.actor, fingerprint=fingerprint, channel=cmd.channel)
+            resolve_incident(run, resolve, now)
+        outbox.publish(run)
+        return
+    severity = policy.unauthorized_change_severity(run.policy)
+    summary = (
+        f"unauthorized change: the running bundle {running[:12]} is not the approved "
+        f"{expected[:12]} (changed: {', '.join(changed)})"
+    )
+    report = ReportIncident(
+        actor=cmd.actor,
+        severity=severity,
+        summary=summary,
+        channel=cmd.channel,
+        fingerprint=runtime_fingerprint(running),
+    )
+    report_incident(run, report, now, kind=IncidentKind.UNAUTHORIZED_CHANGE)
+    outbox.publish(run)
 
 
 def resume(run: Run, cmd: Resume, now: datetime) -> None:
@@ -111,6 +212,7 @@ def raise_change(
             status=ChangeStatus.OPEN,
             opened_at=now,
             update_id=update_id,
+            bundle=list(cmd.bundle) if cmd.bundle is not None else None,
         )
     )
     outbox.record(
@@ -132,6 +234,8 @@ def raise_change(
             "state": None,
             "deputies": {r: list(ds) for r, ds in state.deputies.items()},
             "credential": None,
+            # the change's gates approve the bundle it makes live
+            "bundle": cmd.bundle if cmd.bundle is not None else bundles.approved(run),
         }
     )
     return info, child_input
@@ -182,6 +286,8 @@ def change_finished(run: Run, result: ChangeOutcome, now: datetime) -> None:
         outbox.hook(
             run, HookKind.DEPLOY, {"live_version": state.live_version, "change": change.change_id}
         )
+        if change.materiality == Materiality.MATERIAL:
+            triggers.on_material_change(run, now)
     else:
         outbox.record(
             run,
@@ -251,6 +357,8 @@ __all__ = [
     "change_finished",
     "raise_change",
     "report_incident",
+    "report_runtime",
+    "resolve_incident",
     "resume",
     "retire",
     "seed_evidence",

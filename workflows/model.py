@@ -47,6 +47,13 @@ class RiskTier(StrEnum):
     HIGH = "high"
 
 
+class Severity(StrEnum):
+    SEV1 = "sev1"
+    SEV2 = "sev2"
+    SEV3 = "sev3"
+    SEV4 = "sev4"
+
+
 class Stage(StrEnum):
     SCOPING = "scoping"
     SCOPE_APPROVAL = "scope_approval"
@@ -133,6 +140,8 @@ class Channel(StrEnum):
     WEB = "web"  # the approver console (services/api/ui)
     SIGNAL = "signal"
     SYSTEM = "system"
+    # a monitoring source (Alertmanager, a generic signed signal, a runtime report)
+    MONITORING = "monitoring"
 
 
 class EventKind(StrEnum):
@@ -170,6 +179,13 @@ class EventKind(StrEnum):
     OVERRIDE = "override"
     # the override's retrospective review did not uphold it (rejected or not passed in time)
     OVERRIDE_NOT_UPHELD = "override_not_upheld"
+    # monitoring: an alert's incident resolved; the bundle a live use case reports running
+    INCIDENT_RESOLVED = "incident_resolved"
+    RUNTIME_REPORTED = "runtime_reported"
+    # a policy trigger rule fired (workflows/triggers.py)
+    TRIGGER_FIRED = "trigger_fired"
+    # a trigger's deadline met (a material change applied in time)
+    TRIGGER_SATISFIED = "trigger_satisfied"
 
 
 class GateOutcome(StrEnum):
@@ -221,6 +237,9 @@ class CommandName(StrEnum):
     RETIRE = "retire"
     SET_DEPUTIES = "set_deputies"
     OVERRIDE_GATE = "override_gate"
+    # monitoring signals: an alert's resolution, the bundle that is running
+    RESOLVE_INCIDENT = "resolve_incident"
+    REPORT_RUNTIME = "report_runtime"
 
 
 class Refusal(StrEnum):
@@ -293,11 +312,128 @@ class Hooks(BaseModel):
     rollback_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
 
 
+# a monitoring source's name (RELEASEGATE_SIGNAL_TOKENS), and its identity in a run: "signal:<name>"
+SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+SIGNAL_ACTOR_PREFIX = "signal:"
+# the name of one artifact of a bundle: model, prompt, config, code, …
+ArtifactName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
+
+
+def _default_alert_severities() -> dict[str, Severity]:
+    return {
+        "critical": Severity.SEV1,
+        "page": Severity.SEV1,
+        "high": Severity.SEV2,
+        "error": Severity.SEV2,
+        "warning": Severity.SEV3,
+        "info": Severity.SEV4,
+    }
+
+
+class AlertSeverityRule(BaseModel):
+    """How an alert's labels name its incident's severity (``live.alert_severity``): the value
+    of ``label`` looked up in ``values`` (case-insensitive), else ``default``."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(default="severity", min_length=1, max_length=128)
+    values: dict[str, Severity] = Field(default_factory=_default_alert_severities)
+    default: Severity = Severity.SEV3
+
+
+def _default_mismatch_severity() -> dict[RiskTier, Severity]:
+    return {
+        RiskTier.LOW: Severity.SEV2,
+        RiskTier.MEDIUM: Severity.SEV2,
+        RiskTier.HIGH: Severity.SEV1,
+    }
+
+
+class BundleRule(BaseModel):
+    """What runs is what was approved (``live.bundle``): the artifacts whose change makes a
+    change request material, and the severity of the ``unauthorized_change`` incident a
+    running bundle other than the approved one opens, per tier."""
+
+    model_config = ConfigDict(extra="forbid")
+    material_artifacts: list[ArtifactName] = Field(
+        default_factory=lambda: ["model", "prompt", "code"], max_length=50
+    )
+    mismatch_severity: dict[RiskTier, Severity] = Field(default_factory=_default_mismatch_severity)
+
+
+class TriggerAction(StrEnum):
+    OPEN_REVIEW = "open_review"  # the periodic review gate opens now, not at its date
+    # a material change must be applied within ``deadline_days``, else the use case is suspended
+    REQUIRE_MATERIAL_CHANGE = "require_material_change"
+
+
+class TriggerRule(BaseModel):
+    """A rule the workflow evaluates on live operation (``live.triggers``): when ``count``
+    incidents matching it (severity ``min_severity`` or worse, and/or an alert label) were
+    reported within ``within_days``, ``action`` follows."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    min_severity: Severity | None = None
+    label: str | None = Field(default=None, min_length=1, max_length=128)
+    value: str | None = Field(default=None, max_length=1024)
+    count: int = Field(default=1, ge=1, le=100)
+    within_days: float = Field(default=30, gt=0, le=3650)
+    action: TriggerAction
+    deadline_days: float | None = Field(default=None, gt=0, le=3650)
+
+    @model_validator(mode="after")
+    def _complete(self) -> TriggerRule:
+        if self.min_severity is None and self.label is None:
+            raise ValueError(f"trigger {self.name}: name min_severity, label, or both")
+        if self.value is not None and self.label is None:
+            raise ValueError(f"trigger {self.name}: value needs a label")
+        if (self.action == TriggerAction.REQUIRE_MATERIAL_CHANGE) != (
+            self.deadline_days is not None
+        ):
+            raise ValueError(
+                f"trigger {self.name}: deadline_days goes with require_material_change (only)"
+            )
+        return self
+
+
+# LiveRule fields added after signed starts existed: left out of the dump while unset, so the
+# canonical bytes of a start signed before them (``workflows.credentials``) stay the same.
+LIVE_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = (
+    "alert_severity",
+    "signal_sources",
+    "bundle",
+    "triggers",
+)
+
+
 class LiveRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sev1_suspends: bool = True
     gates: list[GateRule] = Field(default_factory=list)
     hooks: Hooks = Field(default_factory=Hooks)
+    # monitoring signals: label → severity; which sources a run takes signals from (None: any
+    # source the API authenticates); bundle rules; trigger rules (None: the defaults)
+    alert_severity: AlertSeverityRule | None = None
+    signal_sources: list[SourceName] | None = Field(default=None, max_length=50)
+    bundle: BundleRule | None = None
+    triggers: list[TriggerRule] | None = Field(default=None, max_length=50)
+
+    @property
+    def alert_severity_rule(self) -> AlertSeverityRule:
+        return self.alert_severity if self.alert_severity is not None else AlertSeverityRule()
+
+    @property
+    def bundle_rule(self) -> BundleRule:
+        return self.bundle if self.bundle is not None else BundleRule()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in LIVE_FIELDS_OMITTED_WHEN_UNSET:
+                if name in data and data[name] is None:
+                    del data[name]
+        return data
 
 
 class RunLimits(BaseModel):
@@ -387,6 +523,38 @@ class Evidence(BaseModel):
         if any(c.isspace() for c in v):
             raise ValueError("uri must not contain whitespace")
         return v
+
+
+class BundleArtifact(BaseModel):
+    """One artifact that makes a use case's behaviour: ``model`` (id and version),
+    ``prompt``, ``config``, ``code`` (commit), … by name, and the sha256 of its content."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: ArtifactName
+    sha256: Sha256
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.lower()
+
+
+MAX_BUNDLE_ARTIFACTS = 50
+
+
+def bundle_checked(bundle: list[BundleArtifact] | None) -> list[BundleArtifact] | None:
+    """A bundle names each artifact once, and at most ``MAX_BUNDLE_ARTIFACTS`` of them."""
+    if bundle is None:
+        return None
+    if not bundle or len(bundle) > MAX_BUNDLE_ARTIFACTS:
+        raise ValueError(f"a bundle names 1 to {MAX_BUNDLE_ARTIFACTS} artifacts")
+    names = [a.name for a in bundle]
+    if len(set(names)) != len(names):
+        raise ValueError("a bundle names each artifact once")
+    return sorted(bundle, key=lambda a: a.name)
+
+
+Bundle = Annotated[list[BundleArtifact], AfterValidator(bundle_checked)]
 
 
 class EvidenceRecord(Evidence):
@@ -496,18 +664,13 @@ class UseCaseCreate(BaseModel):
     # EU AI Act marker: the Annex III points the use case falls under (e.g. ["5b"] for credit
     # scoring); the control catalog makes a FRIA applicable only where it is set
     eu_ai_act: EuAiActMarker | None = None
+    # what runs: the artifacts the release approves (approvals bind to their digest)
+    bundle: Bundle | None = None
 
 
 class Materiality(StrEnum):
     MINOR = "minor"
     MATERIAL = "material"
-
-
-class Severity(StrEnum):
-    SEV1 = "sev1"
-    SEV2 = "sev2"
-    SEV3 = "sev3"
-    SEV4 = "sev4"
 
 
 class ChangeInfo(BaseModel):
@@ -533,7 +696,7 @@ class PinnedCatalog(BaseModel):
 
 # Input fields added after signed starts existed: left out of the dump while unset, so the
 # canonical bytes of a start signed before them (``workflows.credentials``) stay the same.
-INPUT_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("controls", "eu_ai_act")
+INPUT_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("controls", "eu_ai_act", "bundle")
 
 
 class UseCaseInput(BaseModel):
@@ -565,6 +728,8 @@ class UseCaseInput(BaseModel):
     # started before either existed)
     controls: PinnedCatalog | None = None
     eu_ai_act: EuAiActMarker | None = None
+    # the bundle this run's gates approve (a use case's release, or a change request's new one)
+    bundle: Bundle | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -640,12 +805,56 @@ class ReopenGate(BaseModel):
     credential: Credential | None = None  # minted by a front door, verified by the run
 
 
+AlertFingerprint = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")
+]
+MAX_ALERT_LABELS = 64
+
+
+def labels_checked(labels: dict[str, str] | None) -> dict[str, str] | None:
+    """An alert's labels as a run keeps them: bounded in number and size."""
+    if labels is None:
+        return None
+    if len(labels) > MAX_ALERT_LABELS:
+        raise ValueError(f"at most {MAX_ALERT_LABELS} labels")
+    for name, value in labels.items():
+        if not 1 <= len(name) <= 128 or len(value) > 1024:
+            raise ValueError(f"label {name[:40]!r}: names 1-128, values up to 1024 characters")
+    return labels
+
+
+Labels = Annotated[dict[str, str], AfterValidator(labels_checked)]
+
+
 class ReportIncident(BaseModel):
     model_config = ConfigDict(extra="forbid")
     actor: str
     severity: Severity
     summary: str = Field(min_length=1, max_length=4000)
     channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
+    # an alert's identity: while its incident is open, the same fingerprint changes nothing
+    fingerprint: AlertFingerprint | None = None
+    labels: Labels | None = None
+
+
+class ResolveIncident(BaseModel):
+    """A monitoring source says the alert of ``fingerprint`` resolved."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    fingerprint: AlertFingerprint
+    channel: Channel = Channel.MONITORING
+    credential: Credential | None = None  # minted by a front door, verified by the run
+
+
+class ReportRuntime(BaseModel):
+    """The bundle a live use case is actually running, as its deployment reports it."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    bundle: Bundle
+    channel: Channel = Channel.MONITORING
     credential: Credential | None = None  # minted by a front door, verified by the run
 
 
@@ -673,6 +882,8 @@ class RaiseChange(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
     channel: Channel = Channel.API
     credential: Credential | None = None  # minted by a front door, verified by the run
+    # the bundle the change makes live (None: the bundle stays as approved)
+    bundle: Bundle | None = None
 
 
 class Retire(BaseModel):
@@ -758,6 +969,12 @@ class ClosedGate(BaseModel):
     outcome: GateOutcome
 
 
+class IncidentKind(StrEnum):
+    REPORTED = "reported"  # by a person or a monitoring source
+    # the running bundle is not the approved one
+    UNAUTHORIZED_CHANGE = "unauthorized_change"
+
+
 class Incident(BaseModel):
     id: str
     severity: Severity
@@ -765,6 +982,29 @@ class Incident(BaseModel):
     reported_by: str
     at: datetime
     suspended: bool
+    kind: IncidentKind = IncidentKind.REPORTED
+    # an alert's fingerprint (monitoring signals), and when its alert resolved
+    fingerprint: str | None = None
+    resolved_at: datetime | None = None
+
+
+class RuntimeSeen(BaseModel):
+    """The bundle a live use case last reported running."""
+
+    bundle_digest: str
+    at: datetime
+    by: str
+    matches: bool
+
+
+class TriggerState(BaseModel):
+    """A trigger rule's memory in a run: the times of the latest incidents that matched it
+    (at most its count), and an open deadline it set."""
+
+    name: str
+    marks: list[datetime] = Field(default_factory=list)
+    fired_at: datetime | None = None
+    deadline: datetime | None = None
 
 
 class ChangeSummary(BaseModel):
@@ -779,6 +1019,8 @@ class ChangeSummary(BaseModel):
     closed_at: datetime | None = None
     # the Update that raised it, so the caller finds its own change among concurrent ones
     update_id: str | None = None
+    # the bundle it makes live when it passes (None: the bundle stays as approved)
+    bundle: list[BundleArtifact] | None = None
 
 
 class PolicyRef(BaseModel):
@@ -853,6 +1095,13 @@ class UseCaseView(BaseModel):
     open_change_count: int = 0
     # a break-glass override whose retrospective review is still open
     override: Override | None = None
+    # what runs is what was approved: the approved bundle and its digest, what was last
+    # reported running; trigger rules' open deadlines
+    bundle: list[BundleArtifact] | None = None
+    bundle_digest: str | None = None
+    runtime: RuntimeSeen | None = None
+    open_alerts: int = 0
+    triggers: list[TriggerState] = Field(default_factory=list)
 
 
 class UseCaseOutcome(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from workflows import presentation
+from workflows import bundles, presentation
 from workflows.activities import GateCard, HookRequest, LedgerRecord, Notification, NotificationKind
 from workflows.events import EventBody, extras_model, payload_of
 from workflows.model import (
@@ -172,7 +172,13 @@ def hook(run: Run, kind: HookKind, payload: dict[str, Any]) -> None:
             hook=kind,
             url=url,
             idempotency_key=f"{run.workflow_id}:{run.state.event_id}:{kind.value}",
-            payload={"use_case": run.inp.key, "stage": run.state.stage.value, **payload},
+            payload={
+                "use_case": run.inp.key,
+                "stage": run.state.stage.value,
+                **payload,
+                # a deploy names the bundle it makes live: the approved one
+                **(bundles.hook_fields(run) if kind == HookKind.DEPLOY else {}),
+            },
         )
     )
 

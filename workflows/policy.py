@@ -19,15 +19,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from workflows import bundles
 from workflows.model import (
     DEPUTY_ROLES,
     GATE_STAGES,
     LIVE_POLICY_GATES,
     OVERRIDABLE_GATES,
     RELEASE_GATES,
+    SIGNAL_ACTOR_PREFIX,
     TERMINAL_STAGES,
     WORK_STAGES,
     AddEvidence,
+    AlertSeverityRule,
     BreakGlassRule,
     Cancel,
     CommandName,
@@ -49,6 +52,8 @@ from workflows.model import (
     Refusal,
     ReopenGate,
     ReportIncident,
+    ReportRuntime,
+    ResolveIncident,
     Resume,
     Retire,
     RiskTier,
@@ -690,7 +695,20 @@ SENDERS: dict[CommandName, tuple[tuple[Role, ...], str]] = {
         (Role.BREAK_GLASS,),
         "only a member of the policy's break-glass group overrides a gate",
     ),
+    CommandName.RESOLVE_INCIDENT: (
+        _OWNERS_AND_OPERATIONS,
+        "only the use case's owners, operations or a monitoring source resolve an alert",
+    ),
+    CommandName.REPORT_RUNTIME: (
+        (Role.TECHNICAL_OWNER, Role.OPERATIONS_OWNER),
+        "only the technical or operations owner, or a monitoring source, reports what runs",
+    ),
 }
+# What a monitoring source ("signal:<source>") may send: it reports and resolves alerts and
+# says what runs; it never decides, raises, suspends or asks, so separation of duties holds.
+SIGNAL_COMMANDS: frozenset[CommandName] = frozenset(
+    {CommandName.REPORT_INCIDENT, CommandName.RESOLVE_INCIDENT, CommandName.REPORT_RUNTIME}
+)
 NOT_ELIGIBLE_FOR_GATE = "not eligible for this gate"
 
 
@@ -732,6 +750,13 @@ def check_actor(
     completed validation or asked to resume, are checked against the state by
     ``check_decision``.
     """
+    if is_signal_actor(actor):
+        if command not in SIGNAL_COMMANDS:
+            raise PolicyViolation(
+                Refusal.NOT_ELIGIBLE,
+                "a monitoring source only reports and resolves alerts and what runs",
+            )
+        return
     if command == CommandName.DECIDE:
         if rule is not None and actor not in deciders(
             rule, roster, change_raised_by=change_raised_by, deputies=deputies
@@ -886,6 +911,66 @@ def sev1_suspends(pinned: PinnedPolicy, severity: Severity) -> bool:
     return severity == Severity.SEV1 and pinned.live.sev1_suspends
 
 
+def check_resolve_incident(view: UseCaseView, cmd: ResolveIncident) -> None:
+    _check_live(view, Stage.LIVE, Stage.SUSPENDED)
+
+
+def check_runtime(view: UseCaseView, cmd: ReportRuntime) -> None:
+    _check_live(view, Stage.LIVE, Stage.SUSPENDED)
+    if view.bundle_digest is None:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE,
+            "the use case was approved without a bundle: there is nothing to compare with "
+            "(name one with a change request)",
+        )
+
+
+def is_signal_actor(actor: str) -> bool:
+    """A monitoring source's identity in a run (never a person's id: those have no ':')."""
+    return actor.startswith(SIGNAL_ACTOR_PREFIX)
+
+
+def check_signal_source(live: LiveRule, actor: str) -> None:
+    """The run takes signals from the sources its pinned policy names (all, unless named)."""
+    source = actor[len(SIGNAL_ACTOR_PREFIX) :]
+    if live.signal_sources is not None and source not in live.signal_sources:
+        raise PolicyViolation(
+            Refusal.NOT_ELIGIBLE,
+            f"the policy takes no signals from source '{source}' for this use case",
+        )
+
+
+def alert_severity(rule: AlertSeverityRule, labels: Mapping[str, str]) -> Severity:
+    """An alert's incident severity: its ``rule.label`` label's value mapped by the policy
+    (case-insensitive), else the rule's default."""
+    value = labels.get(rule.label)
+    if value is None:
+        return rule.default
+    by_value = {k.lower(): v for k, v in rule.values.items()}
+    return by_value.get(value.strip().lower(), rule.default)
+
+
+def unauthorized_change_severity(pinned: PinnedPolicy) -> Severity:
+    """The severity of the incident a running bundle other than the approved one opens."""
+    return pinned.live.bundle_rule.mismatch_severity.get(pinned.tier, Severity.SEV1)
+
+
+def check_bundle_change(pinned: PinnedPolicy, view: UseCaseView, cmd: RaiseChange) -> None:
+    """A change of the bundle is as material as the policy says the artifacts it changes are:
+    a change that touches a material artifact is never raised as minor."""
+    if cmd.bundle is None:
+        return
+    names = bundles.changed(view.bundle, cmd.bundle)
+    needed = bundles.materiality_of(pinned.live.bundle_rule, names)
+    if needed == Materiality.MATERIAL and cmd.materiality == Materiality.MINOR:
+        material = sorted(set(names) & set(pinned.live.bundle_rule.material_artifacts))
+        raise PolicyViolation(
+            Refusal.INVALID,
+            f"bundle: the change replaces {', '.join(material)}, which the policy makes a "
+            "material change (raise it as material)",
+        )
+
+
 def check_suspend(view: UseCaseView, cmd: Suspend) -> None:
     _check_live(view, Stage.LIVE)
 
@@ -922,6 +1007,8 @@ STATE_CHECKS: dict[CommandName, Any] = {
     CommandName.RESUME: check_resume,
     CommandName.RAISE_CHANGE: check_raise_change,
     CommandName.RETIRE: check_retire,
+    CommandName.RESOLVE_INCIDENT: check_resolve_incident,
+    CommandName.REPORT_RUNTIME: check_runtime,
 }
 
 
@@ -1006,11 +1093,19 @@ def check_limits(
     *,
     reported: Iterable[tuple[str, datetime]] = (),
     now: datetime | None = None,
+    open_alerts: Collection[str] = (),
 ) -> None:
     """The policy's per-run caps for ``cmd``: evidence items per run, incidents per reporter
-    per window (checked when ``now`` is given, over ``reported``)."""
+    per window (checked when ``now`` is given, over ``reported``). A repeated alert whose
+    incident is open (``open_alerts``: fingerprints) adds nothing and is never limited; a
+    runtime report may open an incident and counts like one."""
     check_evidence_cap(limits, view.evidence_count, evidence_in(command, cmd))
-    if command == CommandName.REPORT_INCIDENT and now is not None:
+    repeated = getattr(cmd, "fingerprint", None) in open_alerts
+    if (
+        command in (CommandName.REPORT_INCIDENT, CommandName.REPORT_RUNTIME)
+        and now is not None
+        and not repeated
+    ):
         check_incident_rate(limits, reported, cmd.actor, now)
 
 
@@ -1026,20 +1121,34 @@ def check_command(
     deputies: Mapping[Role, Collection[str]] | None = None,
     reported: Iterable[tuple[str, datetime]] = (),
     now: datetime | None = None,
+    open_alerts: Collection[str] = (),
 ) -> None:
     """The whole check the workflow's validator runs: authorization, then the run's state,
     then that what the command opens can be staffed, then the policy's per-run limits
-    (``reported``: (reporter, at) of the run's incidents, for the incident rate)."""
+    (``reported``: (reporter, at) of the run's incidents, for the incident rate;
+    ``open_alerts``: the fingerprints of alerts whose incident is open)."""
     check_actor(
         command, roster, cmd.actor, rule=rule, change_raised_by=change_raised_by, deputies=deputies
     )
+    if pinned is not None and is_signal_actor(cmd.actor):
+        check_signal_source(pinned.live, cmd.actor)
     if command == CommandName.OVERRIDE_GATE:
         check_override(view, cmd, pinned.break_glass if pinned else None)
     else:
         STATE_CHECKS[command](view, cmd)
     if pinned is not None:
+        if command == CommandName.RAISE_CHANGE:
+            check_bundle_change(pinned, view, cmd)
         check_staffed_request(command, pinned, roster, cmd, deputies, change_raised_by)
-        check_limits(command, view, cmd, pinned.run_limits, reported=reported, now=now)
+        check_limits(
+            command,
+            view,
+            cmd,
+            pinned.run_limits,
+            reported=reported,
+            now=now,
+            open_alerts=open_alerts,
+        )
 
 
 def resolve_deputies(

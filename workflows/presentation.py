@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from workflows import policy
+from workflows import bundles, policy
 from workflows.activities import GateCard, NotificationKind, RegistryRow
 from workflows.model import (
     WORK_STAGES,
@@ -67,7 +67,7 @@ def view(run: Run) -> UseCaseView:
         required_evidence=required_evidence(run),
         evidence=list(state.evidence[-VIEW_EVIDENCE:]),
         evidence_count=len(state.evidence),
-        evidence_digests=policy.evidence_digests(state.evidence),
+        evidence_digests=bundles.bound_digests(run, policy.evidence_digests(state.evidence)),
         policy=PolicyRef(version=run.policy.version, sha256=run.policy.sha256),
         stage_entered_at=state.stage_entered_at,
         started_at=state.started_at,
@@ -86,6 +86,11 @@ def view(run: Run) -> UseCaseView:
         change=run.change,
         deputies={r: list(ds) for r, ds in state.deputies.items()},
         override=state.override.model_copy(deep=True) if state.override else None,
+        bundle=bundles.approved(run),
+        bundle_digest=bundles.digest(bundles.approved(run)),
+        runtime=state.runtime,
+        open_alerts=len(state.alerts),
+        triggers=list(state.triggers.values()),
     )
 
 

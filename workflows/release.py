@@ -24,10 +24,11 @@ fact to the ledger, hooks, notifications and the read model, in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -61,7 +62,9 @@ with workflow.unsafe.imports_passed_through():
         HookFailure,
         HookResult,
         LedgerBatch,
+        MessageRef,
         NotificationKind,
+        NotifyProgress,
         NotifyResult,
     )
     from workflows.model import (
@@ -82,6 +85,8 @@ with workflow.unsafe.imports_passed_through():
         RefusedAttempt,
         ReopenGate,
         ReportIncident,
+        ReportRuntime,
+        ResolveIncident,
         Resume,
         Retire,
         SetDeputies,
@@ -127,6 +132,9 @@ PROMPT_HANDOVER = "prompt-handover"
 # workflow.patched id of the bounded hand-over: continue-as-new carries the latest incidents,
 # changes and history events (and counts), not all of them (workflows/bounded.py)
 BOUNDED_STATE = "bounded-state"
+# workflow.patched id of notices' progress: a gate card notice that failed for good still
+# hands the run the cards its attempts posted (services/worker/notify.py), so they close too
+NOTIFY_PROGRESS = "notify-progress"
 
 
 def _decide(run: Run, cmd: GateDecision, now: datetime) -> None:
@@ -145,6 +153,23 @@ def _hook_failure(err: ActivityError) -> HookFailure:
     if isinstance(cause, ActivityTimeout):  # the call's start-to-close ran out
         return HookFailure.TIMEOUT
     return HookFailure.FAILED
+
+
+def _posted_before_failing(err: ActivityError) -> list[MessageRef]:
+    """The messages a notice that failed for good had posted: its progress, carried by the
+    last attempt's heartbeat (a timeout) or by its error's details."""
+    cause = err.cause
+    details: Sequence[Any] = ()
+    if isinstance(cause, ActivityTimeout):
+        details = cause.last_heartbeat_details
+    elif isinstance(cause, ApplicationError):
+        details = cause.details
+    for detail in details[:1]:
+        try:
+            return NotifyProgress.model_validate(detail).refs()
+        except ValidationError:
+            workflow.logger.warning("unreadable notify progress ignored")
+    return []
 
 
 def _deputy_memo(state: ReleaseState) -> dict[str, list[str]]:
@@ -362,6 +387,24 @@ class UseCaseRelease:
         self._check(CommandName.REPORT_INCIDENT, cmd)
 
     @workflow.update
+    def resolve_incident(self, cmd: ResolveIncident) -> UseCaseView:
+        """A monitoring source's alert resolved: its incident records when."""
+        return self._apply(live.resolve_incident, cmd)
+
+    @resolve_incident.validator
+    def _validate_resolve_incident(self, cmd: ResolveIncident) -> None:
+        self._check(CommandName.RESOLVE_INCIDENT, cmd)
+
+    @workflow.update
+    def report_runtime(self, cmd: ReportRuntime) -> UseCaseView:
+        """The bundle that is running; one other than the approved is an incident."""
+        return self._apply(live.report_runtime, cmd)
+
+    @report_runtime.validator
+    def _validate_report_runtime(self, cmd: ReportRuntime) -> None:
+        self._check(CommandName.REPORT_RUNTIME, cmd)
+
+    @workflow.update
     def suspend(self, cmd: Suspend) -> UseCaseView:
         """Stop-ship: the live version is pulled (rollback hook) until resume is approved."""
 
@@ -517,6 +560,7 @@ class UseCaseRelease:
             deputies=self.run_.deputies_at(workflow.now()),
             reported=((i.reported_by, i.at) for i in self.state_.incidents),
             now=workflow.now(),
+            open_alerts=self.state_.alerts,
         )
         if command == CommandName.DECIDE:
             gates.check_counts(self.run_, cmd)
@@ -726,6 +770,13 @@ class UseCaseRelease:
                 )
             except ActivityError as err:
                 workflow.logger.warning("notification %s not delivered: %s", notice.kind, err)
+                if (
+                    card_key
+                    and notice.kind == NotificationKind.GATE_OPENED
+                    and workflow.patched(NOTIFY_PROGRESS)
+                ):
+                    # cards its attempts did post are this gate's all the same: they close with it
+                    cards[card_key] = _posted_before_failing(err)
                 continue
             if card_key and notice.kind == NotificationKind.GATE_OPENED:
                 cards[card_key] = result.message_refs

@@ -18,6 +18,7 @@ from workflows import policy
 from workflows.activities import HookRequest, LedgerRecord, MessageRef, Notification
 from workflows.model import (
     Approval,
+    BundleArtifact,
     ChangeInfo,
     ChangeOutcome,
     ChangeSummary,
@@ -34,7 +35,9 @@ from workflows.model import (
     RefusedAttempt,
     Role,
     RunOutcome,
+    RuntimeSeen,
     Stage,
+    TriggerState,
     UseCaseInput,
 )
 
@@ -98,6 +101,13 @@ class ReleaseState(BaseModel):
     deputies: Deputies = Field(default_factory=dict)
     # a break-glass override whose retrospective review has not passed yet
     override: Override | None = None
+    # monitoring: open alerts (fingerprint -> incident id), one incident each until resolved;
+    # the bundle the live version was approved with once a change replaced the release's; the
+    # bundle last reported running; each trigger rule's memory, by name (workflows/triggers.py)
+    alerts: dict[str, str] = Field(default_factory=dict)
+    approved_bundle: list[BundleArtifact] | None = None
+    runtime: RuntimeSeen | None = None
+    triggers: dict[str, TriggerState] = Field(default_factory=dict)
     outbox: Outbox = Field(default_factory=Outbox)
 
     @classmethod

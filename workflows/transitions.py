@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from workflows import gates, limits, outbox, policy
+from workflows import bundles, gates, limits, outbox, policy
 from workflows.activities import NotificationKind
 from workflows.model import (
     GATE_STAGES,
@@ -92,6 +92,9 @@ def _pinned_additions(inp: UseCaseInput) -> dict[str, Any]:
         extras["controls"] = inp.controls.model_dump(mode="json")
     if inp.eu_ai_act is not None:
         extras["eu_ai_act"] = inp.eu_ai_act.model_dump(mode="json")
+    if inp.bundle is not None:  # what the gates approve (workflows/bundles.py)
+        extras["bundle"] = [a.model_dump(mode="json") for a in inp.bundle]
+        extras["bundle_digest"] = bundles.digest(inp.bundle)
     return extras
 
 
@@ -209,6 +212,8 @@ def apply_change(run: Run, change: ChangeSummary, now: datetime) -> None:
     """A passed change request becomes the use case's live version."""
     run.state.live_version += 1
     change.status = ChangeStatus.APPLIED
+    if change.bundle is not None:  # the change's bundle is the approved one from now on
+        run.state.approved_bundle = list(change.bundle)
     outbox.record(
         run,
         EventKind.CHANGE_APPLIED,

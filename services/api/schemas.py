@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.controls.coverage import ControlGapItem
 from workflows import limits
 from workflows.model import (
+    Bundle,
     ChangeSummary,
     Decision,
     DeputiesIn,
@@ -130,6 +131,8 @@ class ChangeBody(BaseModel):
     summary: str = Field(min_length=1, max_length=limits.TEXT_MAX)
     materiality: Materiality
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
+    # the bundle the change makes live (a bundle change is a change request)
+    bundle: Bundle | None = None
 
 
 class ChangeState(UseCaseView):

@@ -85,6 +85,8 @@ UPDATES: Final[dict[CommandName, Any]] = {
     CommandName.RETIRE: UseCaseRelease.retire,
     CommandName.SET_DEPUTIES: UseCaseRelease.set_deputies,
     CommandName.OVERRIDE_GATE: UseCaseRelease.override_gate,
+    CommandName.RESOLVE_INCIDENT: UseCaseRelease.resolve_incident,
+    CommandName.REPORT_RUNTIME: UseCaseRelease.report_runtime,
 }
 # Temporal's answers that mean "cannot be reached right now" rather than "no"
 UNAVAILABLE_STATUSES = frozenset(

@@ -42,6 +42,7 @@ from workflows import policy
 from workflows.ids import change_workflow_id, is_change_id, use_case_run_id
 from workflows.model import (
     AddEvidence,
+    BundleArtifact,
     Cancel,
     ChangeSummary,
     Channel,
@@ -59,6 +60,8 @@ from workflows.model import (
     Refusal,
     ReopenGate,
     ReportIncident,
+    ReportRuntime,
+    ResolveIncident,
     Resume,
     Retire,
     RiskTier,
@@ -417,6 +420,45 @@ class CommandService:
         )
         return await self._send(wid, sender, CommandName.REPORT_INCIDENT, cmd)
 
+    async def report_alert(
+        self,
+        wid: str,
+        sender: Sender,
+        severity: Severity,
+        summary: str,
+        *,
+        fingerprint: str,
+        labels: Mapping[str, str],
+        update_id: str,
+    ) -> UseCaseView:
+        """A monitoring source's firing alert: one incident per fingerprint until it resolves
+        (the run answers a repeat with the incident it opened)."""
+        cmd = ReportIncident(
+            actor=sender.person_id,
+            severity=severity,
+            summary=summary,
+            channel=sender.channel,
+            fingerprint=fingerprint,
+            labels=dict(labels),
+        )
+        return await self._send(wid, sender, CommandName.REPORT_INCIDENT, cmd, update_id=update_id)
+
+    async def resolve_alert(
+        self, wid: str, sender: Sender, fingerprint: str, *, update_id: str
+    ) -> UseCaseView:
+        """A monitoring source's alert resolved: its open incident records when."""
+        cmd = ResolveIncident(
+            actor=sender.person_id, fingerprint=fingerprint, channel=sender.channel
+        )
+        return await self._send(wid, sender, CommandName.RESOLVE_INCIDENT, cmd, update_id=update_id)
+
+    async def report_runtime(
+        self, wid: str, sender: Sender, bundle: Sequence[BundleArtifact]
+    ) -> UseCaseView:
+        """The bundle that is running; one other than the approved opens an incident."""
+        cmd = ReportRuntime(actor=sender.person_id, bundle=list(bundle), channel=sender.channel)
+        return await self._send(wid, sender, CommandName.REPORT_RUNTIME, cmd)
+
     async def suspend(self, wid: str, sender: Sender, reason: str) -> UseCaseView:
         cmd = Suspend(actor=sender.person_id, reason=reason, channel=sender.channel)
         return await self._send(wid, sender, CommandName.SUSPEND, cmd)
@@ -433,14 +475,17 @@ class CommandService:
         materiality: Materiality,
         *,
         evidence: Sequence[Evidence] = (),
+        bundle: Sequence[BundleArtifact] | None = None,
     ) -> RaisedChange:
-        """Raise a change request; returns its id and its own run's state."""
+        """Raise a change request (with the bundle it makes live, if it changes it); returns
+        its id and its own run's state."""
         cmd = RaiseChange(
             actor=sender.person_id,
             summary=summary,
             materiality=materiality,
             evidence=list(evidence),
             channel=sender.channel,
+            bundle=list(bundle) if bundle is not None else None,
         )
         update_id = sender.update_id(CommandName.RAISE_CHANGE)
         parent = await self._send(wid, sender, CommandName.RAISE_CHANGE, cmd, update_id=update_id)

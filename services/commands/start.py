@@ -55,9 +55,10 @@ class StartPlan:
 def request_digest(body: UseCaseCreate, delivery_lead: str) -> str:
     """What makes a repeated start "the same": the body and who asked."""
     dumped = body.model_dump(mode="json")
-    if dumped.get("eu_ai_act") is None:
-        # a field added later: a body without it digests as it did before it existed
-        dumped.pop("eu_ai_act", None)
+    for added in ("eu_ai_act", "bundle"):
+        if dumped.get(added) is None:
+            # a field added later: a body without it digests as it did before it existed
+            dumped.pop(added, None)
     doc = {"delivery_lead": delivery_lead, "body": dumped}
     return hashlib.sha256(
         json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -164,6 +165,7 @@ def plan_start(
         deputies=deputies,
         controls=catalog.pin() if catalog is not None else None,
         eu_ai_act=body.eu_ai_act,
+        bundle=body.bundle,
     )
     return StartPlan(use_case_workflow_id(body.key), inp, digest)
 

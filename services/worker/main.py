@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ from workflows import credentials
 from workflows.release import UseCaseRelease
 
 log = logging.getLogger("releasegate.worker")
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 def build_adapters(settings: Settings, http: httpx.AsyncClient) -> list[Adapter]:
@@ -88,6 +90,9 @@ def build_worker(
         workflow_runner=workflow_runner(),
         # log lines from activities name their workflow and use case (JSON logs)
         interceptors=[observability.ActivityLogContext()],
+        # a notice's progress (services/worker/notify.py) reaches Temporal within a second of
+        # each post, not 30 s later: a worker killed mid-send leaves its retry little to redo
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

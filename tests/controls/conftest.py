@@ -4,21 +4,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import pytest
 
 from tests.api.conftest import api, api_settings
-
-SCHEMAS = Path(__file__).parent / "oscal_schemas"
+from tests.controls.schemas import schema_dir
 
 __all__ = ["api", "api_settings", "oscal_errors"]
 
 
 def _validator(name: str) -> Any:
-    return jsonschema_rs.validator_for(json.loads((SCHEMAS / name).read_text(encoding="utf-8")))
+    path = schema_dir() / name
+    return jsonschema_rs.validator_for(json.loads(path.read_text(encoding="utf-8")))
 
 
 @pytest.fixture(scope="session")

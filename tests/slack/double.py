@@ -82,6 +82,7 @@ class SlackDouble:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads history with GET
         app.router.add_post("/respond/{hook}", self._respond)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -173,6 +174,8 @@ class SlackDouble:
             message.metadata = dict(args.get("metadata") or message.metadata)
             message.updates += 1
             return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
+        if method == "conversations.history":
+            return self._history(channel, args)
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
         if method == "views.open":
@@ -180,6 +183,30 @@ class SlackDouble:
                 return {"ok": False, "error": "invalid_arguments"}
             return {"ok": True, "view": {**args["view"], "id": f"V{next(self._seq):06d}"}}
         return {"ok": True}
+
+    def _history(self, channel: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, from ``oldest`` on; metadata only when asked for, as Slack does."""
+        oldest = float(args.get("oldest") or 0)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = sorted(
+            (m for (c, ts), m in self.messages.items() if c == channel and float(ts) >= oldest),
+            key=lambda m: float(m.ts),
+            reverse=True,
+        )[: int(args.get("limit") or 100)]
+        return {
+            "ok": True,
+            "has_more": False,
+            "messages": [
+                {
+                    "type": "message",
+                    "ts": m.ts,
+                    "text": m.text,
+                    "bot_id": "B0BOT",
+                    **({"metadata": m.metadata} if with_metadata and m.metadata else {}),
+                }
+                for m in found
+            ],
+        }
 
     # ------------------------------------------------------------------ reading what happened
 

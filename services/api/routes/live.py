@@ -79,7 +79,7 @@ async def raise_change(
     the live version keeps running. Returns the change's own state, its id and its Location."""
     wid = workflow_id(use_case_id)
     raised = await commands.raise_change(
-        wid, sender, body.summary, body.materiality, evidence=body.evidence
+        wid, sender, body.summary, body.materiality, evidence=body.evidence, bundle=body.bundle
     )
     response.headers["Location"] = f"/v1/use-cases/{wid}/changes/{raised.change_id}"
     state = ChangeState.model_validate({**raised.view.model_dump(), "change_id": raised.change_id})
