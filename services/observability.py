@@ -98,6 +98,20 @@ STORE_REFUSED_HELP = (
 STORE_REFUSED = Counter(STORE_REFUSED_NAME, STORE_REFUSED_HELP, ["activity", "reason"])
 
 
+SIGNALS = Counter(
+    "releasegate_signals",
+    "Monitoring signals (alerts, runtime reports) by source and outcome: accepted, resolved, "
+    "ignored, refused:<problem code> (the run refused it), rejected:<problem code> (never sent: "
+    "unauthenticated, malformed, unknown use case)",
+    ["source", "outcome"],
+)
+
+
+def record_signal(source: str, outcome: str, count: int = 1) -> None:
+    """Count ``count`` signals of ``source`` (a configured source, or ``unknown``)."""
+    SIGNALS.labels(source, outcome).inc(count)
+
+
 def record_ledger_blocked(activity_name: str, reason: str) -> None:
     """Count a permanent store refusal: in this process's registry, and in the worker's own
     Prometheus endpoint (the SDK runtime's, RELEASEGATE_WORKER_METRICS_PORT) when called from

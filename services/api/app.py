@@ -24,6 +24,7 @@ from services.api.routes import (
     live,
     metrics,
     prometheus,
+    signals,
     use_cases,
 )
 from services.api.routes.slack import install_slack
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(use_cases.router)
     app.include_router(live.router)
+    app.include_router(signals.router)  # monitoring: Alertmanager, generic signals, runtime
     app.include_router(approvals.router)
     app.include_router(ledger.router)
     app.include_router(ledger.log_router)  # /v1/ledger: checkpoint keys, consistency proofs

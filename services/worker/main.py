@@ -74,8 +74,12 @@ def release_activities(
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The workflow sandbox, sharing ``workflows.credentials`` with the worker process: the
     sandbox imports workflow modules afresh, and the trusted keys the worker configured must be
-    the ones its workflow code verifies with."""
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("workflows.credentials")
+    the ones its workflow code verifies with. ``cryptography`` passes through too: its Rust
+    extension cannot be initialised a second time inside the sandbox (a refused signature
+    re-imported there aborted the worker process instead of refusing the start)."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "workflows.credentials", "cryptography"
+    )
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 

@@ -80,6 +80,13 @@ class Progress:
                 earlier = NotifyProgress.model_validate(info.heartbeat_details[0])
             except ValidationError as exc:
                 log.warning("ignoring unreadable notify progress: %s", exc)
+        if info.attempt > 1:
+            log.info(
+                "notice attempt %d: earlier attempts delivered %s and posted %d message(s)",
+                info.attempt,
+                ", ".join(earlier.delivered) if earlier and earlier.delivered else "nothing",
+                len(earlier.posted) if earlier else 0,
+            )
         return cls(earlier, retry=info.attempt > 1, beat=activity.heartbeat)
 
     def posted(self, adapter: str, target: str) -> MessageRef | None:
