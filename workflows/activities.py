@@ -73,6 +73,18 @@ class RegistryRow(BaseModel):
     event_id: int = Field(ge=0)
 
 
+STORE_PERSIST = "store.persist"
+
+
+class StoreBatch(BaseModel):
+    """What one workflow task leaves for the store: its ledger records (possibly none) and the
+    read model's row as of them, written in one transaction by one local activity. Idempotent
+    like its parts: the ledger on (workflow_id, event_id), the row by its ``event_id``."""
+
+    records: list[LedgerRecord] = Field(default_factory=list)
+    row: RegistryRow
+
+
 # --------------------------------------------------------------------------- notifications
 
 NOTIFY = "notify"

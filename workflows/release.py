@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         LEDGER_APPEND,
         NOTIFY,
         REGISTRY_SYNC,
+        STORE_PERSIST,
         ChangeCheck,
         ChangeCheckResult,
         HookFailure,
@@ -66,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         NotificationKind,
         NotifyProgress,
         NotifyResult,
+        StoreBatch,
     )
     from workflows.model import (
         AddEvidence,
@@ -105,6 +107,17 @@ STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
 )
 STORE_TIMEOUT = timedelta(seconds=30)
+# The fast path (``store.persist``, a local activity in the workflow task that recorded the
+# facts): a few quick attempts, bounded so a slow or absent store delays a command's answer by
+# seconds at most; then the same writes go to the activities above, which never give up.
+LOCAL_STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=50),
+    backoff_coefficient=4.0,
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+)
+LOCAL_STORE_TIMEOUT = timedelta(seconds=5)
+LOCAL_STORE_DEADLINE = timedelta(seconds=10)
 # Notifications are worth retrying for a while, but a dead chat service never blocks the run.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -132,6 +145,10 @@ PROMPT_HANDOVER = "prompt-handover"
 # workflow.patched id of the bounded hand-over: continue-as-new carries the latest incidents,
 # changes and history events (and counts), not all of them (workflows/bounded.py)
 BOUNDED_STATE = "bounded-state"
+# workflow.patched id of one-trip shipping: a workflow task's ledger records and read-model row
+# go to the store together in one local activity, search attributes are upserted only when
+# their values change, and the read model no longer waits behind notices
+ONE_TRIP = "one-trip-shipping"
 # workflow.patched id of notices' progress: a gate card notice that failed for good still
 # hands the run the cards its attempts posted (services/worker/notify.py), so they close too
 NOTIFY_PROGRESS = "notify-progress"
@@ -170,6 +187,27 @@ def _posted_before_failing(err: ActivityError) -> list[MessageRef]:
         except ValidationError:
             workflow.logger.warning("unreadable notify progress ignored")
     return []
+
+
+def _changed_search_attributes(values: presentation.SearchValues) -> list[Any]:
+    """The search attribute updates that change what the run carries (none: no upsert)."""
+    current = workflow.info().typed_search_attributes
+    changes: list[Any] = []
+    if current.get(search.STAGE) != values.stage:
+        changes.append(search.STAGE.value_set(values.stage))
+    if list(current.get(search.PENDING_APPROVERS) or []) != values.waiting_on:
+        changes.append(
+            search.PENDING_APPROVERS.value_set(values.waiting_on)
+            if values.waiting_on
+            else search.PENDING_APPROVERS.value_unset()
+        )
+    if current.get(search.GATE_DUE_AT) != values.gate_due_at:
+        changes.append(
+            search.GATE_DUE_AT.value_set(values.gate_due_at)
+            if values.gate_due_at
+            else search.GATE_DUE_AT.value_unset()
+        )
+    return changes
 
 
 def _deputy_memo(state: ReleaseState) -> dict[str, list[str]]:
@@ -598,13 +636,20 @@ class UseCaseRelease:
     def _sync(self) -> None:
         """Bring search attributes and the UI's current details up to date with the state.
 
-        One upsert per publish the pure modules asked for, so runs recorded before this shell
-        replay with the same commands.
+        One upsert of the values that changed (``ONE_TRIP``); runs recorded before it replay
+        with one upsert per publish the pure modules asked for.
         """
         box = self.state_.outbox
         if not box.publishes:
             return
         values = presentation.search_values(self.run_)
+        if workflow.patched(ONE_TRIP):
+            changed = _changed_search_attributes(values)
+            if changed:
+                workflow.upsert_search_attributes(changed)
+            box.publishes = 0
+            workflow.set_current_details(presentation.details(self.run_))
+            return
         for _ in range(box.publishes):
             workflow.upsert_search_attributes(
                 [
@@ -624,13 +669,21 @@ class UseCaseRelease:
 
     async def _flush(self) -> None:
         """Ship what handlers recorded, in order: ledger, hooks, notifications, read model."""
-        box = self.state_.outbox
         # One turn per call: what arrives while this turn ships waits for the run loop's next
         # turn, so steady traffic never keeps the loop from its continue-as-new check.
         one_turn = workflow.patched(BOUNDED_RUNS)
         self._prompt_handover = workflow.patched(PROMPT_HANDOVER)
         if self._handover_due():
             return
+        if workflow.patched(ONE_TRIP):
+            await self._ship()
+        else:
+            await self._ship_in_turns(one_turn)
+
+    async def _ship_in_turns(self, one_turn: bool) -> None:
+        """Shipping as runs recorded before ``ONE_TRIP`` did: an activity for each ledger batch,
+        then hooks, notices and run-to-run messages, and the read model last."""
+        box = self.state_.outbox
         while box.ledger or box.hooks:
             while box.ledger:
                 batch, box.ledger = box.ledger, []
@@ -671,6 +724,76 @@ class UseCaseRelease:
                 retry_policy=STORE_RETRY,
                 summary=f"read model: {self.state_.stage.value}",
             )
+
+    async def _ship(self) -> None:
+        """One turn of shipping (``ONE_TRIP``): the store first (ledger and read model in one
+        local activity, within the workflow task that recorded the facts), then hooks, change
+        reports, notices and run-to-run messages. Facts these record (hook outcomes, applied
+        changes) are stored by the run loop's next turn."""
+        box = self.state_.outbox
+        await self._persist()
+        if box.hooks and not self._handover_due():
+            await self._call_hooks()
+        if self._handover_due():
+            return
+        await self._confirm_change_reports()
+        await self._send_notices()
+        if self._handover_due():
+            return
+        while box.cancel_runs:
+            run_id = box.cancel_runs.pop(0)
+            await workflow.get_external_workflow_handle(run_id).cancel()
+        change = self.run_.change
+        if box.parent_report is not None and change is not None:
+            report, box.parent_report = box.parent_report, None
+            parent = workflow.get_external_workflow_handle(change.parent_id)
+            await parent.signal(UseCaseRelease.change_finished, report)
+
+    async def _persist(self) -> None:
+        """Store the outbox's ledger records and the read-model row as of them, together.
+
+        The fast path is one local activity: no server round trip and no workflow task of its
+        own, and the command's answer leaves only once its facts are stored. When it fails
+        (the store is down, slow, or refuses a value), the same records go to ``ledger.append``
+        and the row to ``registry.sync``, activities that retry with backoff until the store
+        takes them: a ledger entry is never lost, and each is written once (both sides are
+        idempotent on the event id).
+        """
+        box = self.state_.outbox
+        if not box.ledger and not box.read_model_stale:
+            return
+        batch, box.ledger = box.ledger, []
+        box.read_model_stale = False
+        stage = self.state_.stage.value
+        kinds = ", ".join(dict.fromkeys(r.kind.value for r in batch)) or "read model"
+        try:
+            await workflow.execute_local_activity(
+                STORE_PERSIST,
+                StoreBatch(records=batch, row=presentation.registry_row(self.run_)),
+                start_to_close_timeout=LOCAL_STORE_TIMEOUT,
+                schedule_to_close_timeout=LOCAL_STORE_DEADLINE,
+                retry_policy=LOCAL_STORE_RETRY,
+                summary=f"store: {kinds} ({stage})",
+            )
+            return
+        except ActivityError as err:
+            workflow.logger.warning("store.persist failed, retrying as activities: %s", err.cause)
+        if batch:
+            await workflow.execute_activity(
+                LEDGER_APPEND,
+                LedgerBatch(records=batch),
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=f"ledger: {kinds} ({stage})",
+            )
+        # the row as of what the ledger now holds (records queued meanwhile follow next turn)
+        await workflow.execute_activity(
+            REGISTRY_SYNC,
+            presentation.registry_row(self.run_),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"read model: {self.state_.stage.value}",
+        )
 
     def _handover_due(self) -> bool:
         """Continue-as-new is due and the rest of the outbox may cross with the state."""

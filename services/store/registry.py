@@ -130,6 +130,12 @@ class RegistryRepository:
                 await self.session.rollback()
         raise AssertionError("unreachable")
 
+    async def upsert_in_unit(self, row: RegistryRow) -> bool:
+        """``upsert`` as one write among others in the caller's unit of work (the ledger batch
+        of the same workflow task): one attempt and no rollback of its own, so a lost race
+        raises and the caller retries the whole unit instead of losing its other writes."""
+        return await self._upsert(row)
+
     async def _upsert(self, row: RegistryRow) -> bool:
         values = row.model_dump()
         connection = await self.session.connection()

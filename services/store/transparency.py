@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,19 +78,13 @@ class TransparencyLogRepository:
         Takes the log lock for the rest of the transaction: call it after the ledger rows are
         flushed, so the lock is held as briefly as possible and never while waiting on them.
         """
-        table = _LOG
-        state = (
-            await self.session.execute(
-                update(table)
-                .where(table.c.id == LOG_ROW)
-                .values(size=table.c.size + len(entries))
-                .returning(table.c.size, table.c.frontier)
-            )
-        ).one_or_none()
+        state = await self._take(len(entries))
         if state is None:
-            size, nodes = await self._create_state(len(entries))
-        else:
-            size, nodes = int(state.size), list(state.frontier)
+            await self._create_state()
+            state = await self._take(len(entries))
+        if state is None:
+            raise LogIncomplete("ledger_log has no state row")
+        size, nodes = int(state.size), list(state.frontier)
         start = size - len(entries)
         frontier = Frontier(start, [bytes.fromhex(n) for n in nodes])
         newest: dict[str, dict[str, Any]] = {}
@@ -110,19 +104,34 @@ class TransparencyLogRepository:
         await self.session.execute(insert(LedgerLeaf), leaves)
         await self._upsert_heads(list(newest.values()))
         await self.session.execute(
-            update(table)
-            .where(table.c.id == LOG_ROW)
+            update(_LOG)
+            .where(_LOG.c.id == LOG_ROW)
             .values(frontier=[n.hex() for n in frontier.nodes])
         )
         return size
 
-    async def _create_state(self, added: int) -> tuple[int, list[str]]:
-        """The state row of a log that has none (a fresh or emptied store). Two writers racing
-        here collide on its primary key; the append's race handling retries the loser."""
-        if await self.session.scalar(select(func.count()).select_from(LedgerLeaf)):
-            raise LogIncomplete("ledger_log has no state row but ledger_leaves has leaves")
-        await self.session.execute(insert(LedgerLog).values(id=LOG_ROW, size=added, frontier=[]))
-        return added, []
+    async def _take(self, count: int) -> Any:
+        """Grow the log by ``count`` and lock its state row: the serialization point."""
+        return (
+            await self.session.execute(
+                update(_LOG)
+                .where(_LOG.c.id == LOG_ROW)
+                .values(size=_LOG.c.size + count)
+                .returning(_LOG.c.size, _LOG.c.frontier)
+            )
+        ).one_or_none()
+
+    async def _create_state(self) -> None:
+        """The state row of an empty log (a store emptied by hand: the migration makes it).
+        A concurrent creator's row wins; a log whose leaves outlived its row then fails on
+        the leaves' primary key instead of restarting at zero."""
+        dialect = (await self.session.connection()).dialect.name
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await self.session.execute(
+            dialect_insert(LedgerLog)
+            .values(id=LOG_ROW, size=0, frontier=[])
+            .on_conflict_do_nothing(index_elements=[LedgerLog.id])
+        )
 
     async def _upsert_heads(self, rows: list[dict[str, Any]]) -> None:
         dialect = (await self.session.connection()).dialect.name

@@ -15,6 +15,12 @@ does not catch it), so one malformed value would close a governed run. It asks T
 retry only every ``BLOCKED_RETRY_DELAY`` instead, which heals by itself once an operator fixes
 the cause (e.g. widens a column). A workflow that handles the type lists it in its retry
 policy's ``non_retryable_error_types`` to get the failure at once.
+
+``store.persist`` is the fast path: a workflow task's ledger records and read-model row in one
+transaction, run as a local activity (no server round trip of its own). It makes a few quick
+attempts only; whatever it cannot get past at once (the store down or slow, a value it cannot
+hold) fails it with a short, driver-free reason, and the workflow hands the same writes to
+``ledger.append`` and ``registry.sync`` above, which retry with backoff and report blocks.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ from services.store.errors import Permanent, classify, describe
 from services.store.ledger import LedgerBatchError, LedgerGapError, LedgerRepository
 from services.store.registry import RegistryKeyConflict, RegistryRepository
 from services.tlog.publish import Checkpointing
-from workflows.activities import LEDGER_APPEND, REGISTRY_SYNC, LedgerBatch, RegistryRow
+from workflows.activities import (
+    LEDGER_APPEND,
+    REGISTRY_SYNC,
+    STORE_PERSIST,
+    LedgerBatch,
+    RegistryRow,
+    StoreBatch,
+)
 
 log = logging.getLogger("releasegate.worker.store")
 
@@ -45,6 +58,9 @@ LEDGER_BLOCKED = "ledger_blocked"
 # the read model cannot take this snapshot, ever (the ledger is unaffected)
 REGISTRY_BLOCKED = "registry_blocked"
 REGISTRY_CONFLICT = "RegistryConflict"
+# the fast path cannot store this task's writes now: the workflow falls back to the activities
+# that retry with backoff (the store is down or slow, or refuses a value: they record the block)
+PERSIST_FALLBACK = "persist_fallback"
 # a gap that outlives this many attempts is logged as an error: the predecessor is not coming
 GAP_ALARM_ATTEMPT = 3
 # how often a blocked write is tried again (each try logs and counts again)
@@ -90,6 +106,40 @@ class StoreActivities:
             if reason is None:
                 raise  # the database's condition, not the data: Temporal retries
             raise await self._block(batch, reason, describe(exc)) from None
+
+    @activity.defn(name=STORE_PERSIST)
+    async def persist(self, batch: StoreBatch) -> int:
+        """Append ``batch.records`` and store ``batch.row`` in one transaction; returns how many
+        ledger entries were newly written. Both parts are idempotent, so a retry (or a replay
+        after a worker died before its workflow task completed) writes nothing twice."""
+        policy = self._checkpointing.policy if self._checkpointing else None
+        try:
+            async with session_scope(self._sessionmaker) as session:
+                # the ledger first: its race recovery rolls back the unit, which holds nothing
+                # else yet; the row is the unit's last write and retries with it
+                ledger = LedgerRepository(session, policy)
+                written = 0
+                if batch.records:
+                    written = await ledger.append(LedgerBatch(records=batch.records))
+                    await BlockedRepository(session).clear(batch.row.workflow_id)
+                await RegistryRepository(session).upsert_in_unit(batch.row)
+        except (LedgerBatchError, RegistryKeyConflict) as exc:
+            raise _fallback(type(exc).__name__, retry=False) from None
+        except LedgerGapError as exc:
+            raise _fallback(f"ledger gap: {exc}", retry=True) from None
+        except SQLAlchemyError as exc:
+            # ``from None`` and no driver text: the last attempt's failure enters the run's
+            # history (the driver's message carries SQL and parameters)
+            reason = classify(exc)
+            detail = reason.value if reason is not None else type(exc).__name__
+            log.warning("store.persist of %s failed: %s", batch.row.workflow_id, detail)
+            raise _fallback(detail, retry=reason is None) from None
+        except Exception as exc:  # e.g. the driver's connect error: its text names the host
+            log.warning("store.persist of %s failed", batch.row.workflow_id, exc_info=True)
+            raise _fallback(type(exc).__name__, retry=True) from None
+        if ledger.signed is not None and self._checkpointing is not None:
+            await self._checkpointing.publisher.publish(ledger.signed)
+        return written
 
     async def _block(self, batch: LedgerBatch, reason: Permanent, detail: str) -> ApplicationError:
         first = min(batch.records, key=lambda r: r.event_id)
@@ -152,3 +202,12 @@ class StoreActivities:
             activity.logger.debug(
                 "registry snapshot %s@%d superseded by a newer one", row.workflow_id, row.event_id
             )
+
+
+def _fallback(reason: str, *, retry: bool) -> ApplicationError:
+    """The fast path's failure: ``retry`` when another quick attempt may succeed."""
+    return ApplicationError(
+        f"store.persist: {reason}; handing over to ledger.append and registry.sync",
+        type=PERSIST_FALLBACK,
+        non_retryable=not retry,
+    )

@@ -61,6 +61,7 @@ def release_activities(
     ``checkpointing``: signs and publishes transparency-log checkpoints (None: no signing)."""
     store = StoreActivities(sessionmaker, checkpointing)
     activities: list[Callable[..., Any]] = [
+        store.persist,
         store.append_ledger,
         store.sync_registry,
         NotificationActivities(adapters).notify,

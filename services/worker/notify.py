@@ -127,6 +127,9 @@ class LogAdapter:
     """Always on: every notice lands in the worker's log, so nothing is silent."""
 
     name = "log"
+    # logging again on a retry harms nobody: no heartbeat spent on it, so the first one (sent
+    # at once; later ones wait out the throttle) records a delivery that must not repeat
+    repeatable = True
 
     async def send(
         self, notice: Notification, refs: list[MessageRef], progress: Progress | None = None
@@ -164,7 +167,8 @@ class NotificationActivities:
                 # what it did post before failing is still its, and the run's to close
                 posted += [r for r in progress.refs(adapter.name) if r not in posted]
             else:
-                progress.mark_delivered(adapter.name)
+                if not getattr(adapter, "repeatable", False):
+                    progress.mark_delivered(adapter.name)
         if failures and not posted and len(failures) == len(self._adapters):
             # nothing got through anywhere: let Temporal retry the whole notice; the progress
             # goes with the failure, so a notice that fails for good still names its posts
