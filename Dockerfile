@@ -32,7 +32,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN groupadd --system --gid 10001 releasegate \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin releasegate
+       --home-dir /nonexistent --shell /usr/sbin/nologin releasegate \
+    && install -d -o 10001 -g 10001 /var/lib/releasegate/checkpoints
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app

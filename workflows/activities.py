@@ -73,18 +73,6 @@ class RegistryRow(BaseModel):
     event_id: int = Field(ge=0)
 
 
-STORE_PERSIST = "store.persist"
-
-
-class StoreBatch(BaseModel):
-    """What one workflow task leaves for the store: its ledger records (possibly none) and the
-    read model's row as of them, written in one transaction by one local activity. Idempotent
-    like its parts: the ledger on (workflow_id, event_id), the row by its ``event_id``."""
-
-    records: list[LedgerRecord] = Field(default_factory=list)
-    row: RegistryRow
-
-
 # --------------------------------------------------------------------------- notifications
 
 NOTIFY = "notify"
@@ -141,6 +129,30 @@ class Notification(BaseModel):
 
 class NotifyResult(BaseModel):
     message_refs: list[MessageRef] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the store, in one trip
+
+STORE_PERSIST = "store.persist"
+
+
+class StoreBatch(BaseModel):
+    """What one workflow task leaves for the store: its ledger records (possibly none) and the
+    read model's row as of them, written in one transaction by one local activity. Idempotent
+    like its parts: the ledger on (workflow_id, event_id), the row by its ``event_id``.
+
+    ``notices``: the notices queued so far. A worker whose only notification channel is its
+    log logs them after the commit (``StoreResult.notices_logged``), so the run schedules no
+    notification activity when nothing would be delivered anywhere else."""
+
+    records: list[LedgerRecord] = Field(default_factory=list)
+    row: RegistryRow
+    notices: list[Notification] = Field(default_factory=list)
+
+
+class StoreResult(BaseModel):
+    written: int = 0  # ledger entries newly written
+    notices_logged: bool = False  # the batch's notices are done (the worker only logs them)
 
 
 class NotifyProgress(BaseModel):

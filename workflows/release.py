@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyProgress,
         NotifyResult,
         StoreBatch,
+        StoreResult,
     )
     from workflows.model import (
         AddEvidence,
@@ -147,7 +148,10 @@ PROMPT_HANDOVER = "prompt-handover"
 BOUNDED_STATE = "bounded-state"
 # workflow.patched id of one-trip shipping: a workflow task's ledger records and read-model row
 # go to the store together in one local activity, search attributes are upserted only when
-# their values change, and the read model no longer waits behind notices
+# their values change, and the read model no longer waits behind notices. A run that starts
+# with it records no marker for the patches before it: they are all in force for such a run
+# (``UseCaseRelease._patched``), and each marker costs two history events (the marker and
+# the TemporalChangeVersion upsert the SDK adds).
 ONE_TRIP = "one-trip-shipping"
 # workflow.patched id of notices' progress: a gate card notice that failed for good still
 # hands the run the cards its attempts posted (services/worker/notify.py), so they close too
@@ -224,12 +228,14 @@ def _refuse(exc: policy.PolicyViolation) -> ApplicationError:
 class UseCaseRelease:
     @workflow.init
     def __init__(self, inp: UseCaseInput) -> None:
+        # first, before any other patch is asked: whether this run started on ONE_TRIP code
+        self._one_trip = workflow.patched(ONE_TRIP)
         wid = workflow.info().workflow_id
         # why this run was not started by a front door, the run itself, or its use case
         self.unauthenticated: str | None = None
         self._prompt_handover = False
         carried = inp.state or inp.carry  # ``carry``: what runs before ReleaseState handed on
-        if workflow.patched(AUTHENTICATED_COMMANDS):
+        if self._patched(AUTHENTICATED_COMMANDS):
             self.unauthenticated = self._start_refusal(inp, carried is not None)
         if carried is not None and self.unauthenticated is None:
             self.run_ = Run(inp, ReleaseState.model_validate(carried), wid)
@@ -271,6 +277,11 @@ class UseCaseRelease:
             return str(exc)
         return None
 
+    def _patched(self, patch_id: str) -> bool:
+        """``workflow.patched(patch_id)`` for a patch older than ``ONE_TRIP``: in force, and no
+        marker recorded, for a run that started on ONE_TRIP code; asked as before otherwise."""
+        return self._one_trip or workflow.patched(patch_id)
+
     @property
     def state_(self) -> ReleaseState:
         return self.run_.state
@@ -294,7 +305,7 @@ class UseCaseRelease:
                     break
             elif self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if workflow.patched(BOUNDED_RUNS):
+                if self._patched(BOUNDED_RUNS):
                     # The outbox crosses with the state and the next run ships it: steady
                     # traffic that always leaves work never holds the hand-over back.
                     workflow.continue_as_new(self._next_run_input())
@@ -334,7 +345,7 @@ class UseCaseRelease:
 
     def _next_run_input(self) -> UseCaseInput:
         state = self.state_
-        if workflow.patched(BOUNDED_STATE):
+        if self._patched(BOUNDED_STATE):
             # the lists that grow with the run's life cross cut to what the next run needs
             # (the ledger holds them all): the hand-over stays far below Temporal's limits
             state = bounded.handed_on(state, self.run_.policy.run_limits, workflow.now())
@@ -376,7 +387,7 @@ class UseCaseRelease:
         signed = cmd
         cmd = cmd.model_copy(update={"channel": Channel.SIGNAL})
         try:
-            if workflow.patched(AUTHENTICATED_COMMANDS):
+            if self._patched(AUTHENTICATED_COMMANDS):
                 self._authenticate("decide_signal", signed)
             self._checked(CommandName.DECIDE, cmd)
         except policy.PolicyViolation as exc:
@@ -470,7 +481,7 @@ class UseCaseRelease:
         """A change request runs as a child of this use case, with its own id and the same
         verbs; the live version keeps running until the change passes."""
         update = workflow.current_update_info()
-        hand_over = workflow.patched(AUTHENTICATED_COMMANDS)
+        hand_over = self._patched(AUTHENTICATED_COMMANDS)
         info, child_input = live.raise_change(
             self.run_,
             cmd,
@@ -520,7 +531,7 @@ class UseCaseRelease:
     def seed_evidence(self, cmd: AddEvidence) -> None:
         """Evidence a change request was raised with, as runs before authenticated commands
         handed it over. Its sender cannot be verified: a run now takes it from its input."""
-        if workflow.patched(AUTHENTICATED_COMMANDS):
+        if self._patched(AUTHENTICATED_COMMANDS):
             workflow.logger.warning("seed_evidence signal ignored: its sender is unverifiable")
             return
         live.seed_evidence(self.run_, cmd, workflow.now())
@@ -530,7 +541,7 @@ class UseCaseRelease:
     def change_finished(self, result: ChangeOutcome) -> None:
         """A change request's run reports how it ended. Anyone can send a signal, so the report
         is only a hint: the run loop asks Temporal how that change's run really ended."""
-        if workflow.patched(AUTHENTICATED_COMMANDS):
+        if self._patched(AUTHENTICATED_COMMANDS):
             self.state_.outbox.change_reports.append(result)
             return
         live.change_finished(self.run_, result, workflow.now())
@@ -643,7 +654,7 @@ class UseCaseRelease:
         if not box.publishes:
             return
         values = presentation.search_values(self.run_)
-        if workflow.patched(ONE_TRIP):
+        if self._one_trip:
             changed = _changed_search_attributes(values)
             if changed:
                 workflow.upsert_search_attributes(changed)
@@ -671,11 +682,11 @@ class UseCaseRelease:
         """Ship what handlers recorded, in order: ledger, hooks, notifications, read model."""
         # One turn per call: what arrives while this turn ships waits for the run loop's next
         # turn, so steady traffic never keeps the loop from its continue-as-new check.
-        one_turn = workflow.patched(BOUNDED_RUNS)
-        self._prompt_handover = workflow.patched(PROMPT_HANDOVER)
+        one_turn = self._patched(BOUNDED_RUNS)
+        self._prompt_handover = self._patched(PROMPT_HANDOVER)
         if self._handover_due():
             return
-        if workflow.patched(ONE_TRIP):
+        if self._one_trip:
             await self._ship()
         else:
             await self._ship_in_turns(one_turn)
@@ -766,15 +777,22 @@ class UseCaseRelease:
         box.read_model_stale = False
         stage = self.state_.stage.value
         kinds = ", ".join(dict.fromkeys(r.kind.value for r in batch)) or "read model"
+        notices = list(box.notices)
         try:
-            await workflow.execute_local_activity(
+            result: StoreResult = await workflow.execute_local_activity(
                 STORE_PERSIST,
-                StoreBatch(records=batch, row=presentation.registry_row(self.run_)),
+                StoreBatch(
+                    records=batch, row=presentation.registry_row(self.run_), notices=notices
+                ),
+                result_type=StoreResult,
                 start_to_close_timeout=LOCAL_STORE_TIMEOUT,
                 schedule_to_close_timeout=LOCAL_STORE_DEADLINE,
                 retry_policy=LOCAL_STORE_RETRY,
                 summary=f"store: {kinds} ({stage})",
             )
+            if result.notices_logged:
+                # the worker's log was their only channel: nothing is left to send
+                del box.notices[: len(notices)]
             return
         except ActivityError as err:
             workflow.logger.warning("store.persist failed, retrying as activities: %s", err.cause)

@@ -30,6 +30,7 @@ from services.api.routes import (
 from services.api.routes.slack import install_slack
 from services.commands.gateway import UseCaseGateway
 from services.commands.idempotency import StoredIdempotencyKeys
+from services.commands.read_model import StoredReadModel
 from services.commands.service import CommandService
 from services.controls.catalog import load_catalog
 from services.settings import DEMO_DIRECTORY, ConfigError, Settings, load_settings
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 allowed_hooks=settings.hook_allow_list,
                 idempotency_keys=StoredIdempotencyKeys(sessionmaker),
                 catalog=catalog,
+                read_model=StoredReadModel(sessionmaker),
             ),
             engine=engine,
             sessionmaker=sessionmaker,

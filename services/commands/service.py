@@ -35,6 +35,7 @@ from services.commands.evidence import (
 )
 from services.commands.gateway import RunFacts, UseCaseGateway
 from services.commands.idempotency import IdempotencyKeys
+from services.commands.read_model import ReadModel
 from services.commands.start import PinsCatalog, plan_start
 from services.commands.storable import refuse_unstorable
 from services.hook_targets import NO_HOOKS, HookAllowList
@@ -139,6 +140,7 @@ class CommandService:
         allowed_hooks: HookAllowList = NO_HOOKS,
         idempotency_keys: IdempotencyKeys | None = None,
         catalog: PinsCatalog | None = None,
+        read_model: ReadModel | None = None,
     ) -> None:
         self.gateway = gateway
         self.policy = loaded_policy
@@ -148,6 +150,16 @@ class CommandService:
         self.idempotency_keys = idempotency_keys
         # the control catalog every start pins (None: runs start without one)
         self.catalog = catalog
+        # where a command's answer is shown at once (read-your-writes; None: only the
+        # workflow's own sync updates the read model)
+        self.read_model = read_model
+
+    async def _reflected(self, view: UseCaseView) -> UseCaseView:
+        """``view``, a command's answer, after the read model shows it: the caller's next
+        list or inbox read reflects the command."""
+        if self.read_model is not None:
+            await self.read_model.reflect(view)
+        return view
 
     # ------------------------------------------------------------------ need-to-know
 
@@ -275,8 +287,10 @@ class CommandService:
         await self.authorize(wid, command, sender.person_id, gate=gate)
         refuse_unstorable(cmd)
         await self.bind_key(sender, command)
-        return await self.gateway.execute(
-            wid, command, cmd, update_id=update_id or sender.update_id(command)
+        return await self._reflected(
+            await self.gateway.execute(
+                wid, command, cmd, update_id=update_id or sender.update_id(command)
+            )
         )
 
     # ------------------------------------------------------------------ commands
@@ -291,7 +305,8 @@ class CommandService:
             allowed_hooks=self.allowed_hooks,
             catalog=self.catalog,
         )
-        return await self.gateway.start(plan)
+        view, created = await self.gateway.start(plan)
+        return await self._reflected(view), created
 
     async def complete_stage(
         self,
@@ -495,7 +510,8 @@ class CommandService:
                 "this Idempotency-Key already answered a request whose change cannot be found; "
                 "use a new key"
             )
-        return RaisedChange(change.change_id, await self.gateway.state(change.workflow_id))
+        change_view = await self._reflected(await self.gateway.state(change.workflow_id))
+        return RaisedChange(change.change_id, change_view)
 
     async def retire(self, wid: str, sender: Sender, *, reason: str = "") -> UseCaseView:
         cmd = Retire(actor=sender.person_id, reason=reason, channel=sender.channel)
@@ -515,8 +531,13 @@ class CommandService:
         )
         refuse_unstorable(cmd)
         await self.bind_key(sender, CommandName.SET_DEPUTIES)
-        view = await self.gateway.execute(
-            wid, CommandName.SET_DEPUTIES, cmd, update_id=sender.update_id(CommandName.SET_DEPUTIES)
+        view = await self._reflected(
+            await self.gateway.execute(
+                wid,
+                CommandName.SET_DEPUTIES,
+                cmd,
+                update_id=sender.update_id(CommandName.SET_DEPUTIES),
+            )
         )
         await self.gateway.facts(wid, fresh=True)  # this process's pre-checks see them at once
         return view

@@ -1,7 +1,16 @@
 """The use-case registry: the read model behind ``GET /v1/use-cases`` and the approvals inbox.
 
 Rows are snapshots pushed by the ``registry.sync`` activity. ``event_id`` versions them, so
-the newest snapshot wins no matter in which order retried attempts arrive.
+the newest snapshot wins no matter in which order retried attempts arrive. ``event_id`` is the
+last fact the ledger holds (``verify`` holds the chain to it), so it is only ever set from
+the workflow's snapshots.
+
+Read-your-writes: the API also writes the row straight from a command's answer (``reflect``:
+the run's state right after the command, ``services.commands.read_model``), before the
+workflow's snapshot arrives. Such a row changes what the run shows (stage, gate, who it waits
+on) but never ``event_id``; ``updated_at`` (the time of the run's latest fact) orders the
+content: an answer older than the stored content is dropped, and a snapshot whose content is
+older than what an answer already showed advances ``event_id`` only.
 
 Reads are need-to-know (``workflows.policy.may_read``): listing takes ``visible_to``, the
 caller's id, and keeps the runs whose pinned roster names them; ``None`` (a member of the
@@ -18,7 +27,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import case, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -108,9 +117,19 @@ class RegistryRepository:
         ``upsert`` must be the only write in its unit of work. A key held by a *different*
         workflow id raises ``RegistryKeyConflict``.
         """
+        return await self._retrying(row, reflected=False)
+
+    async def reflect(self, row: RegistryRow) -> bool:
+        """Show ``row`` — built from a command's answer — unless the stored content is as new
+        or newer (by ``updated_at``); ``event_id`` stays what the workflow's snapshots made it
+        (a run not stored yet starts at ``row.event_id``, 0). Returns whether it was applied.
+        Like ``upsert``, the only write in its unit of work."""
+        return await self._retrying(row, reflected=True)
+
+    async def _retrying(self, row: RegistryRow, *, reflected: bool) -> bool:
         for attempt in range(1, _MAX_RACE_ATTEMPTS + 1):
             try:
-                return await self._upsert(row)
+                return await self._upsert(row, reflected=reflected)
             except IntegrityError as exc:
                 await self.session.rollback()
                 holder = await self.session.scalar(
@@ -136,21 +155,38 @@ class RegistryRepository:
         raises and the caller retries the whole unit instead of losing its other writes."""
         return await self._upsert(row)
 
-    async def _upsert(self, row: RegistryRow) -> bool:
+    async def _upsert(self, row: RegistryRow, *, reflected: bool = False) -> bool:
         values = row.model_dump()
         connection = await self.session.connection()
         dialect_insert = (
             postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         )
         proposed = dialect_insert(UseCase).values(**values)
-        statement = proposed.on_conflict_do_update(
-            index_elements=[UseCase.workflow_id],
-            set_={name: proposed.excluded[name] for name in values if name != "workflow_id"},
-            where=UseCase.event_id < proposed.excluded.event_id,
-        ).returning(UseCase.workflow_id)
-        applied = (await self.session.execute(statement)).first() is not None
-        if not applied:
-            return False
+        content = [n for n in values if n not in ("workflow_id", "event_id")]
+        if reflected:
+            # a command's answer: newer content only, and never the ledger's count
+            statement = proposed.on_conflict_do_update(
+                index_elements=[UseCase.workflow_id],
+                set_={name: proposed.excluded[name] for name in content},
+                where=UseCase.updated_at < proposed.excluded.updated_at,
+            ).returning(UseCase.updated_at)
+        else:
+            # a newer snapshot always advances event_id; its content replaces the stored one
+            # unless a command's answer already showed newer (the SET sees the old row)
+            fresher = UseCase.updated_at <= proposed.excluded.updated_at
+            changes: dict[str, Any] = {
+                name: case((fresher, proposed.excluded[name]), else_=getattr(UseCase, name))
+                for name in content
+            }
+            changes["event_id"] = proposed.excluded.event_id
+            statement = proposed.on_conflict_do_update(
+                index_elements=[UseCase.workflow_id],
+                set_=changes,
+                where=UseCase.event_id < proposed.excluded.event_id,
+            ).returning(UseCase.updated_at)
+        stored = (await self.session.execute(statement)).scalar_one_or_none()
+        if stored is None or stored != row.updated_at:
+            return False  # not applied, or only event_id advanced under newer content
 
         await self.session.execute(
             delete(UseCasePerson).where(UseCasePerson.workflow_id == row.workflow_id)

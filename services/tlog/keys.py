@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         aside.write_text(json.dumps(rotated, indent=2))
         aside.chmod(0o600)
         aside.replace(args.file)
-        sys.stdout.write(f"rotated: {parse(rotated, str(args.file)).signer.verifier.vkey}")  # type: ignore[union-attr]
+        signer = parse(rotated, str(args.file)).signer
+        assert signer is not None  # rotate always makes a signing key
+        sys.stdout.write(f"rotated: {signer.verifier.vkey}")
     else:
         document = json.load(sys.stdin)
         if args.command == "public":

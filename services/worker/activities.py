@@ -40,6 +40,7 @@ from services.store.errors import Permanent, classify, describe
 from services.store.ledger import LedgerBatchError, LedgerGapError, LedgerRepository
 from services.store.registry import RegistryKeyConflict, RegistryRepository
 from services.tlog.publish import Checkpointing
+from services.worker.notify import Adapter
 from workflows.activities import (
     LEDGER_APPEND,
     REGISTRY_SYNC,
@@ -47,6 +48,7 @@ from workflows.activities import (
     LedgerBatch,
     RegistryRow,
     StoreBatch,
+    StoreResult,
 )
 
 log = logging.getLogger("releasegate.worker.store")
@@ -72,10 +74,14 @@ class StoreActivities:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         checkpointing: Checkpointing | None = None,
+        notice_log: Adapter | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         # signs transparency-log checkpoints in the append transaction, publishes them after
         self._checkpointing = checkpointing
+        # the worker's only notification channel, when that is its log: ``persist`` logs the
+        # batch's notices itself and the run sends no notification activity
+        self._notice_log = notice_log
 
     @activity.defn(name=LEDGER_APPEND)
     async def append_ledger(self, batch: LedgerBatch) -> int:
@@ -108,10 +114,11 @@ class StoreActivities:
             raise await self._block(batch, reason, describe(exc)) from None
 
     @activity.defn(name=STORE_PERSIST)
-    async def persist(self, batch: StoreBatch) -> int:
-        """Append ``batch.records`` and store ``batch.row`` in one transaction; returns how many
-        ledger entries were newly written. Both parts are idempotent, so a retry (or a replay
-        after a worker died before its workflow task completed) writes nothing twice."""
+    async def persist(self, batch: StoreBatch) -> StoreResult:
+        """Append ``batch.records`` and store ``batch.row`` in one transaction, then log the
+        batch's notices when the log is the worker's only channel. Both writes are idempotent,
+        so a retry (or a replay after a worker died before its workflow task completed) writes
+        nothing twice; a notice may be logged twice."""
         policy = self._checkpointing.policy if self._checkpointing else None
         try:
             async with session_scope(self._sessionmaker) as session:
@@ -139,7 +146,11 @@ class StoreActivities:
             raise _fallback(type(exc).__name__, retry=True) from None
         if ledger.signed is not None and self._checkpointing is not None:
             await self._checkpointing.publisher.publish(ledger.signed)
-        return written
+        if self._notice_log is None:
+            return StoreResult(written=written)
+        for notice in batch.notices:
+            await self._notice_log.send(notice, [])
+        return StoreResult(written=written, notices_logged=True)
 
     async def _block(self, batch: LedgerBatch, reason: Permanent, detail: str) -> ApplicationError:
         first = min(batch.records, key=lambda r: r.event_id)

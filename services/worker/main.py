@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pkgutil
 import signal
 import sys
 from collections.abc import Callable
@@ -59,7 +60,10 @@ def release_activities(
     ``hook_hosts`` is ``RELEASEGATE_HOOK_ALLOWED_HOSTS``; by default no hook may be called.
     ``client``: the worker's Temporal client, to confirm how a change's run ended.
     ``checkpointing``: signs and publishes transparency-log checkpoints (None: no signing)."""
-    store = StoreActivities(sessionmaker, checkpointing)
+    # notices that would reach nobody but the log are logged by the store step: no activity
+    only_log = [a for a in adapters if isinstance(a, LogAdapter)] if adapters else []
+    notice_log = only_log[0] if len(only_log) == len(adapters) and only_log else None
+    store = StoreActivities(sessionmaker, checkpointing, notice_log)
     activities: list[Callable[..., Any]] = [
         store.persist,
         store.append_ledger,
@@ -79,9 +83,27 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     extension cannot be initialised a second time inside the sandbox (a refused signature
     re-imported there aborted the worker process instead of refusing the start)."""
     restrictions = SandboxRestrictions.default.with_passthrough_modules(
-        "workflows.credentials", "cryptography"
+        "workflows.credentials", "cryptography", *pure_workflow_modules()
     )
     return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def pure_workflow_modules() -> list[str]:
+    """The ``workflows`` modules the sandbox takes from the worker process instead of
+    importing them again for every run: all but ``workflows.release``, the workflow itself,
+    which the sandbox still loads afresh (and checks) per run. They are pure by the house
+    rules (no I/O, clocks or randomness; no module state but constants), so sharing them
+    shares nothing a run could change. Measured: importing them per run (pydantic building
+    every model's schema again) was a fifth of the worker's CPU on the gated path, and each
+    cached run held its own copy of every module (bench/gated_path.py, bench/cached_runs.py).
+    """
+    import workflows
+
+    return sorted(
+        f"workflows.{m.name}"
+        for m in pkgutil.iter_modules(workflows.__path__)
+        if m.name != "release"
+    )
 
 
 def build_worker(

@@ -189,8 +189,9 @@ async def test_worker_killed_mid_send_leaves_one_card_per_approver_and_none_open
             if b'"gate_opened"' in bodies[0] and f'"gate":"{GATE}"'.encode() in bodies[0]
         ]
         assert len(opened) == 1
-        print(log.read_text()[-6000:])
         assert {k: len(b) for k, b in deliveries.items() if len(b) > 1} == {}
     finally:
+        # shown when the test fails: what the workers did
+        sys.stdout.write(log.read_text(errors="replace")[-8000:] if log.exists() else "")
         receiver.server.shutdown()
         await double.stop()

@@ -98,8 +98,8 @@ async def test_trace_links_api_request_to_worker_activities(
         headers=auth("dana"),
     )
     assert r.status_code == 200, r.text
-    # activities run after the update answered: wait until the worker finished one
-    spans = await finished(exporter, lambda s: s.name == "RunActivity:ledger.append")
+    # the store step (a local activity) runs before the update answers
+    spans = await finished(exporter, lambda s: s.name == "RunActivity:store.persist")
 
     start = only(spans, "POST /v1/use-cases")
     assert start.kind == SpanKind.SERVER
@@ -118,7 +118,7 @@ async def test_trace_links_api_request_to_worker_activities(
     assert "RunWorkflow:UseCaseRelease" in names
     activities = [s for s in in_trace if s.name.startswith("RunActivity:")]
     assert activities, sorted(names)
-    assert "RunActivity:ledger.append" in {s.name for s in activities}
+    assert "RunActivity:store.persist" in {s.name for s in activities}
 
     # an update: API span → StartWorkflowUpdate; the workflow's HandleUpdate span links to it
     complete = only(spans, "POST /v1/use-cases/{use_case_id}/stages/{stage}/complete")

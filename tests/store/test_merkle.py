@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.settings import ConfigError
+from services.tlog import keys
 from services.tlog.auditor import (
     ALG_COSIGNATURE_V1,
     EMPTY_ROOT,
@@ -253,3 +255,23 @@ def test_witness_cosignature_is_tlog_cosignature_v1() -> None:
     # a cosignature over another body is not one
     other = add_signatures(log.sign(body), witness.cosign(body.replace("8\n", "9\n"), 1))
     assert witness_cosignatures(parse_note(other), [witness.verifier]) == []
+
+
+def test_key_file_rotation_publishes_old_and_new_keys() -> None:
+    document = keys.generate("ledger.example/rg")
+    first = keys.parse(document, "test")
+    assert first.signer is not None
+    before = first.signer.sign(Checkpoint("ledger.example/rg", 1, root(1)).body())
+
+    rotated = keys.parse(keys.rotate(document), "test")
+    assert rotated.signer is not None
+    assert rotated.signer.key_id != first.signer.key_id
+    published = rotated.document()["keys"]
+    assert [k["active"] for k in published] == [True, False]
+    assert published[1]["vkey"] == first.signer.verifier.vkey
+    # a checkpoint signed before the rotation still verifies with the published keys
+    assert open_note(before, rotated.verifiers)[1] == [first.signer.verifier]
+    # a signing key whose public key is not published is refused
+    stray = {**document, "signing": keys.generate("ledger.example/rg")["signing"]}
+    with pytest.raises(ConfigError, match="not listed"):
+        keys.parse(stray, "test")

@@ -1,0 +1,99 @@
+"""The read model written from a command's answer (read-your-writes) beside the workflow's
+snapshots: newer content wins by the time of the run's latest fact, and ``event_id`` — what
+``verify`` holds the ledger to — is only ever the workflow's. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.store.db import session_scope
+from services.store.models import UseCase
+from services.store.registry import RegistryRepository
+from tests.store.factories import T0, new_workflow_id, registry_row
+from workflows.activities import RegistryRow
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def write(sessionmaker: Sessions, row: RegistryRow, *, reflected: bool) -> bool:
+    async with session_scope(sessionmaker) as session:
+        repo = RegistryRepository(session)
+        return await (repo.reflect(row) if reflected else repo.upsert(row))
+
+
+async def stored(sessionmaker: Sessions, wf: str) -> UseCase:
+    async with session_scope(sessionmaker) as session:
+        row = await RegistryRepository(session).get(wf)
+    assert row is not None
+    return row
+
+
+async def inbox(sessionmaker: Sessions, person: str) -> list[str]:
+    async with session_scope(sessionmaker) as session:
+        return [r.workflow_id for r in await RegistryRepository(session).pending_for(person)]
+
+
+def at_gate(wf: str, gate: str, waiting: list[str], minutes: int, event_id: int) -> RegistryRow:
+    return registry_row(
+        wf,
+        stage=gate,
+        gate=gate,
+        quorum=1,
+        pending_approvers=waiting,
+        updated_at=T0 + timedelta(minutes=minutes),
+        event_id=event_id,
+    )
+
+
+async def test_an_answer_shows_at_once_and_never_moves_the_ledger_count(
+    sessionmaker: Sessions,
+) -> None:
+    wf = new_workflow_id()
+    assert await write(sessionmaker, at_gate(wf, "risk_signoff", ["rita"], 1, 6), reflected=False)
+    # rita decides: the answer shows the next gate, waiting on olga; event_id stays 6
+    answer = at_gate(wf, "ops_handoff", ["olga"], 2, 0)
+    assert await write(sessionmaker, answer, reflected=True)
+    row = await stored(sessionmaker, wf)
+    assert (row.stage, row.event_id) == ("ops_handoff", 6)
+    assert wf not in await inbox(sessionmaker, "rita")
+    assert wf in await inbox(sessionmaker, "olga")
+    # the same answer again (a replayed request), or an older one, changes nothing
+    assert not await write(sessionmaker, answer, reflected=True)
+    assert not await write(
+        sessionmaker, at_gate(wf, "risk_signoff", ["rita"], 1, 0), reflected=True
+    )
+    assert wf not in await inbox(sessionmaker, "rita")
+
+
+async def test_a_snapshot_older_than_an_answer_advances_the_count_only(
+    sessionmaker: Sessions,
+) -> None:
+    """A sync computed before the command lands after its answer: the ledger count moves on,
+    the content the answer showed stays."""
+    wf = new_workflow_id()
+    assert await write(sessionmaker, at_gate(wf, "risk_signoff", ["rita"], 1, 4), reflected=False)
+    assert await write(sessionmaker, at_gate(wf, "ops_handoff", ["olga"], 3, 0), reflected=True)
+    assert not await write(
+        sessionmaker, at_gate(wf, "risk_signoff", ["rita"], 2, 6), reflected=False
+    )
+    row = await stored(sessionmaker, wf)
+    assert (row.stage, row.event_id) == ("ops_handoff", 6)
+    assert wf not in await inbox(sessionmaker, "rita")
+    # the snapshot of the same state (or a later one) replaces it, as before
+    assert await write(sessionmaker, at_gate(wf, "go_live", ["bo"], 3, 8), reflected=False)
+    row = await stored(sessionmaker, wf)
+    assert (row.stage, row.event_id) == ("go_live", 8)
+    # and an answer older than that snapshot is dropped
+    assert not await write(sessionmaker, at_gate(wf, "ops_handoff", ["olga"], 3, 0), reflected=True)
+
+
+async def test_an_answer_for_a_run_not_stored_yet_claims_no_ledger_entries(
+    sessionmaker: Sessions,
+) -> None:
+    wf = new_workflow_id()
+    assert await write(sessionmaker, registry_row(wf, stage="scoping", event_id=0), reflected=True)
+    assert (await stored(sessionmaker, wf)).event_id == 0
+    assert await write(sessionmaker, registry_row(wf, stage="scoping", event_id=2), reflected=False)
+    assert (await stored(sessionmaker, wf)).event_id == 2
