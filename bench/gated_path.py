@@ -379,8 +379,9 @@ async def drive(driver: Any, keys: list[str], concurrency: int, rec: Recorder) -
             except asyncio.QueueEmpty:
                 return
             stage = await driver.run(key, n, rec)
-            if stage != "live":
-                raise RuntimeError(f"{key} ended in stage {stage!r}, not live")
+            expected = getattr(driver, "final_stage", "live")
+            if stage != expected:
+                raise RuntimeError(f"{key} ended in stage {stage!r}, not {expected}")
 
     async with asyncio.TaskGroup() as tg:
         for _ in range(min(concurrency, len(keys))):

@@ -26,6 +26,8 @@ from workflows.events import (
     Extras,
     RunClosed,
     RunStarted,
+    WaiverExpired,
+    WaiverFact,
     extras_as,
     parse_payload,
 )
@@ -55,6 +57,10 @@ FLOW_KINDS: tuple[EventKind, ...] = (
     EventKind.GATE_ESCALATED,
     EventKind.SUSPENDED,
     EventKind.RUN_CLOSED,
+    EventKind.WAIVER_REQUESTED,
+    EventKind.WAIVER_GRANTED,
+    EventKind.WAIVER_REFUSED,
+    EventKind.WAIVER_EXPIRED,
 )
 
 # Stages whose time is not flow time: the live system and the terminal states.
@@ -100,6 +106,11 @@ DEFINITIONS: dict[str, str] = {
     "workflow escalates exactly at the due time) marks the breach.",
     "decisions_per_approver": "Decision entries per actor (approve, request_changes, reject), "
     "refused attempts excluded.",
+    "waivers": "Governed exceptions of the runs in scope, from their waiver_* entries: "
+    "requested, granted (its seats filled), refused, expired (granted, then ended at its "
+    "expiry), lapsed (reached its expiry before it was granted), in_force (granted and not yet "
+    "expired); granted_by_kind counts grants per requirement kind (evidence, sla, "
+    "periodic_review); grant_wait_hours is waiver_requested to waiver_granted.",
     "controls": "Live use cases (stage live or suspended, not closed) the caller may read, "
     "whatever their start, judged against the control catalog from their ledger: per framework, "
     "those at least one of its controls applies to, those with at least one gap under it, and "
@@ -193,6 +204,33 @@ class GateVisit(BaseModel):
     sla_source: str | None = None  # policy | escalation | registry
 
 
+class RunWaivers(BaseModel):
+    """One run's governed exceptions, counted from its ledger."""
+
+    requested: int = 0
+    granted: int = 0
+    refused: int = 0
+    expired: int = 0
+    lapsed: int = 0
+    in_force: int = 0
+    granted_by_kind: dict[str, int] = Field(default_factory=dict)
+    grant_wait_hours: list[float] = Field(default_factory=list)
+
+
+class WaiverFlow(BaseModel):
+    """Governed exceptions over the runs in scope (``DEFINITIONS['waivers']``)."""
+
+    requested: int = 0
+    granted: int = 0
+    refused: int = 0
+    expired: int = 0
+    lapsed: int = 0
+    in_force: int = 0
+    runs_with_exceptions: int = 0
+    granted_by_kind: dict[str, int] = Field(default_factory=dict)
+    grant_wait_hours: Stats = Field(default_factory=lambda: Stats(count=0))
+
+
 class RunFlow(BaseModel):
     id: str
     key: str
@@ -210,6 +248,7 @@ class RunFlow(BaseModel):
     stage_hours: dict[str, float] = Field(default_factory=dict)
     stages: list[StageVisit] = Field(default_factory=list)
     gates: list[GateVisit] = Field(default_factory=list)
+    waivers: RunWaivers = Field(default_factory=RunWaivers)
 
 
 class StageFlow(BaseModel):
@@ -285,6 +324,7 @@ class FlowMetrics(BaseModel):
     rates: FlowRates
     by_tier: list[TierFlow]
     approvers: list[ApproverFlow]
+    waivers: WaiverFlow = Field(default_factory=WaiverFlow)
     definitions: dict[str, str] = Field(default_factory=lambda: dict(DEFINITIONS))
     run_rows: list[RunFlow] | None = None
     # open control gaps of the live use cases, per framework (``services.controls``); filled by
@@ -393,6 +433,9 @@ class _RunWalk:
     outcome: str = RUN_IN_PROGRESS
     rework: int = 0
     decisions: int = 0
+    waivers: RunWaivers = field(default_factory=RunWaivers)
+    # exception id -> (requested at, requirement kind)
+    asked: dict[str, tuple[datetime, str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ visits
 
@@ -506,6 +549,31 @@ class _RunWalk:
         if "stage" in step.body.model_fields_set:
             self.stage_name = step.body.stage.value
 
+    def on_waiver(self, step: _Step, kind: str) -> None:
+        fact = extras_as(WaiverFact, step.extras)
+        counts = self.waivers
+        if kind == EventKind.WAIVER_REQUESTED:
+            what = fact.requirement.kind.value if fact.requirement else ""
+            self.asked[fact.waiver] = (step.at, what)
+            counts.requested += 1
+            return
+        asked = self.asked.get(fact.waiver)
+        if asked is None:
+            return  # an entry for an exception this run never asked for
+        if kind == EventKind.WAIVER_GRANTED:
+            counts.granted += 1
+            counts.in_force += 1
+            counts.granted_by_kind[asked[1]] = counts.granted_by_kind.get(asked[1], 0) + 1
+            counts.grant_wait_hours.append(hours_between(asked[0], step.at))
+        elif kind == EventKind.WAIVER_REFUSED:
+            counts.refused += 1
+        elif kind == EventKind.WAIVER_EXPIRED:
+            if extras_as(WaiverExpired, step.extras).was_granted:
+                counts.expired += 1
+                counts.in_force -= 1
+            else:
+                counts.lapsed += 1
+
     # ------------------------------------------------------------------ the end
 
     def finish(self, now: datetime, registry: RegistryInfo | None) -> None:
@@ -554,6 +622,16 @@ _STEPS: dict[str, Callable[[_RunWalk, _Step], None]] = {
 }
 
 
+_WAIVER_KINDS = frozenset(
+    {
+        EventKind.WAIVER_REQUESTED,
+        EventKind.WAIVER_GRANTED,
+        EventKind.WAIVER_REFUSED,
+        EventKind.WAIVER_EXPIRED,
+    }
+)
+
+
 def _step(entry: FlowEntry) -> _Step:
     body, extras = parse_payload(entry.kind, entry.payload)
     return _Step(at=as_utc(entry.at), actor=entry.actor, body=body, extras=extras)
@@ -585,6 +663,8 @@ def run_flow(
     for entry in rows:
         if (handle := _STEPS.get(entry.kind)) is not None:
             handle(walk, _step(entry))
+        elif entry.kind in _WAIVER_KINDS:
+            walk.on_waiver(_step(entry), entry.kind)
     walk.finish(as_utc(now), registry)
     return _run_row(started, start, registry, walk)
 
@@ -611,6 +691,7 @@ def _run_row(
         stage_hours=walk.stage_hours(),
         stages=walk.stages,
         gates=walk.gates,
+        waivers=walk.waivers,
     )
 
 
@@ -706,8 +787,24 @@ def compute_flow(
             for name in _ordered({r.tier for r in runs}, [t.value for t in RiskTier])
         ],
         approvers=_approvers(by_run, {r.id for r in runs}),
+        waivers=_waiver_flow(runs),
         run_rows=runs if detail else None,
     )
+
+
+def _waiver_flow(runs: Sequence[RunFlow]) -> WaiverFlow:
+    out = WaiverFlow()
+    waits: list[float] = []
+    for run in runs:
+        counts = run.waivers
+        for name in ("requested", "granted", "refused", "expired", "lapsed", "in_force"):
+            setattr(out, name, getattr(out, name) + getattr(counts, name))
+        for kind, n in counts.granted_by_kind.items():
+            out.granted_by_kind[kind] = out.granted_by_kind.get(kind, 0) + n
+        waits += counts.grant_wait_hours
+        out.runs_with_exceptions += 1 if counts.requested else 0
+    out.grant_wait_hours = summarize(waits)
+    return out
 
 
 def _expiry_rate(visits: Sequence[GateVisit]) -> Rate:
@@ -793,6 +890,7 @@ __all__ = [
     "RegistryInfo",
     "RunFlow",
     "TierFlow",
+    "WaiverFlow",
     "compute_flow",
     "run_flow",
     "sla_table",

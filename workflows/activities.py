@@ -108,6 +108,8 @@ class GateCard(BaseModel):
     comment: str = ""
     # the run's deputies (delegation of authority): role -> "person" or "person (until …)"
     deputies: dict[str, list[str]] = Field(default_factory=dict)
+    # governed exceptions pending or in force on the run, one line each (workflows/waivers.py)
+    exceptions: list[str] = Field(default_factory=list)
 
 
 class Notification(BaseModel):

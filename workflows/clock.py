@@ -2,7 +2,8 @@
 
 An open gate owes reminders before its SLA, an escalation to the escalation owner at the SLA
 and, when the policy sets one, an expiry. A live use case owes its periodic review; a
-break-glass override, its retrospective review by the end of the policy's window. The
+break-glass override, its retrospective review by the end of the policy's window; a governed
+exception, its end at its expiry (a waived SLA owes no reminder and no escalation). The
 workflow's run loop sleeps until ``next_deadline`` (or until a handler changes the schedule)
 and then calls ``fire_due``; each reminder or escalation happens once.
 """
@@ -11,7 +12,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from workflows import breakglass, gates, outbox, presentation, transitions, triggers
+from workflows import (
+    breakglass,
+    gates,
+    outbox,
+    policy,
+    presentation,
+    transitions,
+    triggers,
+    waivers,
+)
 from workflows.activities import NotificationKind
 from workflows.model import EventKind, Gate, Stage
 from workflows.state import Run
@@ -26,13 +36,14 @@ def next_deadline(run: Run) -> Deadline | None:
         return None
     options: list[Deadline] = []
     gate = state.gate
-    if gate is not None:
+    if gate is not None and not policy.sla_waived(state.waivers, gate.gate):
         for hours in run.rule(gate.gate).remind_before_hours:
             at = gate.due_at - timedelta(hours=hours)
             if hours not in gate.reminded and at > gate.opened_at:
                 options.append((at, f"remind {gate.gate.value} ({hours:g}h before SLA)"))
         if gate.escalated_at is None:
             options.append((gate.due_at, f"escalate {gate.gate.value} at SLA"))
+    if gate is not None:
         if gate.expires_at is not None:
             options.append((gate.expires_at, f"expire {gate.gate.value}"))
     elif state.stage == Stage.LIVE and state.next_review_at is not None and not run.change:
@@ -43,6 +54,9 @@ def next_deadline(run: Run) -> Deadline | None:
     trigger = triggers.next_deadline(run)  # a trigger rule's deadline (workflows/triggers.py)
     if trigger is not None:
         options.append(trigger)
+    exception = waivers.next_deadline(run)  # an exception's expiry (workflows/waivers.py)
+    if exception is not None:
+        options.append(exception)
     return min(options) if options else None
 
 
@@ -58,13 +72,16 @@ def _fire_one(run: Run, now: datetime) -> bool:
     if review is not None and review[0] <= now:
         breakglass.review_expired(run, now)
         return True
+    if waivers.expire_due(run, now):
+        return True
     if triggers.deadline_passed(run, now):
         return True
     gate = run.state.gate
     if gate is None:
         transitions.open_beside(run, Gate.PERIODIC_REVIEW, actor=outbox.SYSTEM, now=now)
         return True
-    due = gates.due_reminders(run, now)
+    waived = policy.sla_waived(run.state.waivers, gate.gate)  # no reminder, no escalation
+    due = [] if waived else gates.due_reminders(run, now)
     if due:
         gate.reminded += due
         outbox.record(
@@ -77,7 +94,7 @@ def _fire_one(run: Run, now: datetime) -> bool:
         )
         outbox.gate_notice(run, NotificationKind.REMINDER, now)
         return True
-    if gate.escalated_at is None and gate.due_at <= now:
+    if gate.escalated_at is None and gate.due_at <= now and not waived:
         gate.escalated_at = now
         outbox.record(
             run,

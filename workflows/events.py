@@ -26,6 +26,7 @@ from workflows.model import (
     RunOutcome,
     Severity,
     Stage,
+    WaiverRequirement,
 )
 
 _Parsed = TypeVar("_Parsed", bound=BaseModel)
@@ -80,6 +81,8 @@ class ApprovalsVoided(Extras):
 class DecisionMade(Extras):
     evidence_digests: list[str] = Field(default_factory=list)
     quorum: int = 0
+    # a grantor's decision on a governed exception (no gate): the exception's id
+    waiver: str | None = None
 
 
 class GatePassed(Extras):
@@ -153,7 +156,46 @@ class OverrideNotUpheld(Extras):
     consequence: str = ""
 
 
+class WaiverFact(Extras):
+    """What every governed-exception fact names: the exception and the requirement it waives."""
+
+    waiver: str = ""
+    requirement: WaiverRequirement | None = None
+    expires_at: str | None = None
+
+
+class WaiverRequested(WaiverFact):
+    """``waiver_requested`` (the justification is the comment): who may grant it."""
+
+    grantors: list[str] = Field(default_factory=list)
+    quorum: int | None = None
+
+
+class WaiverGranted(WaiverFact):
+    """``waiver_granted``: the grantors whose seats granted it; a periodic review it moved."""
+
+    grantors: list[str] = Field(default_factory=list)
+    next_review_at: str | None = None
+    deferred_review_from: str | None = None
+
+
+class WaiverRefused(WaiverFact):
+    """``waiver_refused`` (the refusal's reason is the comment)."""
+
+
+class WaiverExpired(WaiverFact):
+    """``waiver_expired``: whether it had been granted, and what follows (the requirement
+    applies again; a live use case's periodic review opens)."""
+
+    was_granted: bool | None = None
+    consequence: str = ""
+
+
 EXTRAS: dict[EventKind, type[Extras]] = {
+    EventKind.WAIVER_REQUESTED: WaiverRequested,
+    EventKind.WAIVER_GRANTED: WaiverGranted,
+    EventKind.WAIVER_REFUSED: WaiverRefused,
+    EventKind.WAIVER_EXPIRED: WaiverExpired,
     EventKind.OVERRIDE: Overridden,
     EventKind.OVERRIDE_NOT_UPHELD: OverrideNotUpheld,
     EventKind.RUN_STARTED: RunStarted,
@@ -251,6 +293,11 @@ __all__ = [
     "EXTRAS",
     "EventBody",
     "Extras",
+    "WaiverExpired",
+    "WaiverFact",
+    "WaiverGranted",
+    "WaiverRefused",
+    "WaiverRequested",
     "extras_as",
     "extras_model",
     "parse_payload",

@@ -140,6 +140,9 @@ def refresh_evidence(run: Run) -> None:
     gate.required_evidence = policy.missing_evidence(
         run.rule(gate.gate).evidence, run.state.evidence
     )
+    if run.state.waivers:  # kinds a granted exception waives do not block (workflows/waivers.py)
+        waived = policy.waived_evidence(run.state.waivers, gate.gate.value)
+        gate.required_evidence = [k for k in gate.required_evidence if k not in waived]
 
 
 def check_counts(run: Run, cmd: GateDecision) -> None:

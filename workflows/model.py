@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -186,6 +187,12 @@ class EventKind(StrEnum):
     TRIGGER_FIRED = "trigger_fired"
     # a trigger's deadline met (a material change applied in time)
     TRIGGER_SATISFIED = "trigger_satisfied"
+    # governed exceptions (workflows/waivers.py): asked for, granted by its seats, refused,
+    # and ended at its expiry (the requirement applies again)
+    WAIVER_REQUESTED = "waiver_requested"
+    WAIVER_GRANTED = "waiver_granted"
+    WAIVER_REFUSED = "waiver_refused"
+    WAIVER_EXPIRED = "waiver_expired"
 
 
 class GateOutcome(StrEnum):
@@ -240,6 +247,9 @@ class CommandName(StrEnum):
     # monitoring signals: an alert's resolution, the bundle that is running
     RESOLVE_INCIDENT = "resolve_incident"
     REPORT_RUNTIME = "report_runtime"
+    # governed exceptions: ask for one, and a grantor's grant or refusal
+    REQUEST_WAIVER = "request_waiver"
+    DECIDE_WAIVER = "decide_waiver"
 
 
 class Refusal(StrEnum):
@@ -468,6 +478,21 @@ class BreakGlassRule(BaseModel):
     justification_min_chars: int = Field(default=20, ge=1, le=2000)
 
 
+class WaiverRule(BaseModel):
+    """Governed exceptions of one tier (``waivers:``): the longest an exception may run, and
+    who grants it (distinct people filling these seats; whoever asked for the exception or for
+    the run never does)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_days: int = Field(ge=1, le=3650)
+    grantors: list[Requirement] = Field(min_length=1)
+    justification_min_chars: int = Field(default=20, ge=1, le=2000)
+
+    @property
+    def quorum(self) -> int:
+        return sum(r.count for r in self.grantors)
+
+
 class PinnedPolicy(BaseModel):
     """The slice of the policy a run is bound to, pinned into its input at start."""
 
@@ -479,6 +504,8 @@ class PinnedPolicy(BaseModel):
     # the policy's ``limits:`` (None: pinned before the section existed; the defaults apply)
     limits: RunLimits | None = None
     break_glass: BreakGlassRule | None = None
+    # the tier's governed exceptions (None: pinned before they existed, or the policy grants none)
+    waivers: WaiverRule | None = None
 
     @property
     def run_limits(self) -> RunLimits:
@@ -496,7 +523,7 @@ class PinnedPolicy(BaseModel):
         return data
 
 
-PINNED_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("limits", "break_glass")
+PINNED_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("limits", "break_glass", "waivers")
 
 
 # --------------------------------------------------------------------------- use case payloads
@@ -905,6 +932,97 @@ class SetDeputies(BaseModel):
     credential: Credential | None = None  # minted by a front door, verified by the run
 
 
+class WaiverKind(StrEnum):
+    """What a governed exception waives."""
+
+    EVIDENCE = "evidence"  # a required evidence kind at a work stage or a gate
+    SLA = "sla"  # a gate's SLA: it does not escalate while waived
+    PERIODIC_REVIEW = "periodic_review"  # the next periodic review moves to the expiry
+
+
+class WaiverStatus(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"
+    REFUSED = "refused"
+    EXPIRED = "expired"
+
+
+class WaiverVerdict(StrEnum):
+    GRANT = "grant"
+    REFUSE = "refuse"
+
+
+WaiverId = Annotated[str, StringConstraints(pattern=r"^w-[1-9][0-9]{0,5}$")]
+
+
+class WaiverRequirement(BaseModel):
+    """The policy requirement an exception is asked for: ``evidence`` names the kind and the
+    work stage or gate that needs it; ``sla`` names the gate; ``periodic_review`` nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: WaiverKind
+    stage: Stage | None = None
+    gate: Gate | None = None
+    evidence_kind: EvidenceKind | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> WaiverRequirement:
+        if self.kind == WaiverKind.EVIDENCE:
+            if self.evidence_kind is None:
+                raise ValueError("an evidence exception names its evidence_kind")
+            if (self.stage is None) == (self.gate is None):
+                raise ValueError("an evidence exception names a stage or a gate (one of them)")
+            if self.stage is not None and self.stage not in WORK_STAGES:
+                raise ValueError(
+                    f"stage must be a work stage ({', '.join(s.value for s in WORK_STAGES)}); "
+                    "name a gate with gate"
+                )
+        elif self.kind == WaiverKind.SLA:
+            if self.gate is None or self.stage is not None or self.evidence_kind is not None:
+                raise ValueError("an sla exception names its gate, and nothing else")
+        elif self.stage is not None or self.gate is not None or self.evidence_kind is not None:
+            raise ValueError("a periodic_review exception names nothing else")
+        return self
+
+    @property
+    def scope(self) -> str | None:
+        """The work stage or gate it concerns (evidence, sla), as evidence scopes spell it."""
+        if self.gate is not None:
+            return self.gate.value
+        return self.stage.value if self.stage is not None else None
+
+    def describe(self) -> str:
+        if self.kind == WaiverKind.EVIDENCE:
+            return f"evidence {self.evidence_kind} at {self.scope}"
+        if self.kind == WaiverKind.SLA:
+            return f"the SLA of {self.scope}"
+        return "the periodic review date"
+
+
+class RequestWaiver(BaseModel):
+    """The delivery lead or technical owner asks for an exception until ``expires_at``."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    requirement: WaiverRequirement
+    justification: str = Field(min_length=1, max_length=4000)
+    expires_at: AwareDatetime
+    channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
+
+
+class DecideWaiver(BaseModel):
+    """A grantor grants or refuses a pending exception (a comment is required to refuse)."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str
+    waiver_id: WaiverId
+    decision: WaiverVerdict
+    comment: str = Field(default="", max_length=4000)
+    channel: Channel = Channel.API
+    credential: Credential | None = None  # minted by a front door, verified by the run
+
+
 class ChangeOutcome(BaseModel):
     """Signal from a change request's run to its use case when it closes."""
 
@@ -957,6 +1075,46 @@ class Override(BaseModel):
     at: datetime
     justification: str
     review: OpenGate
+
+
+class Waiver(BaseModel):
+    """A governed exception as the run holds it: asked for, seated like a gate beside the
+    path (``seats``: candidates per grantor seat, the requester excluded), granted once the
+    seats are filled, refused by one refusal, expired at ``expires_at``."""
+
+    id: str
+    requirement: WaiverRequirement
+    justification: str
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    status: WaiverStatus = WaiverStatus.PENDING
+    quorum: int
+    eligible: list[str] = Field(default_factory=list)
+    seats: list[list[str]] = Field(default_factory=list)
+    pending: list[str] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    granted_at: datetime | None = None
+    refused_by: str | None = None
+    refused_at: datetime | None = None
+    comment: str = ""
+    expired_at: datetime | None = None
+    # a periodic-review exception: the review date it moved
+    deferred_review_from: datetime | None = None
+    # the Update that asked for it, so the caller finds its own among concurrent ones
+    update_id: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (WaiverStatus.PENDING, WaiverStatus.GRANTED)
+
+    def summary(self) -> str:
+        """One line for cards and details: what is waived, its state, until when."""
+        what = self.requirement.describe()
+        until = f"{self.expires_at:%Y-%m-%d %H:%M} UTC"
+        if self.status == WaiverStatus.GRANTED:
+            return f"{what} waived until {until} ({self.id})"
+        return f"{what}: exception {self.status.value} ({self.id}, until {until})"
 
 
 class ClosedGate(BaseModel):
@@ -1102,6 +1260,10 @@ class UseCaseView(BaseModel):
     runtime: RuntimeSeen | None = None
     open_alerts: int = 0
     triggers: list[TriggerState] = Field(default_factory=list)
+    # governed exceptions: pending and granted ones, and the latest closed; the evidence kinds
+    # the current stage or gate needs that a granted exception waives (never counted present)
+    waivers: list[Waiver] = Field(default_factory=list)
+    waived_evidence: list[str] = Field(default_factory=list)
 
 
 class UseCaseOutcome(BaseModel):

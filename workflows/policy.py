@@ -35,6 +35,7 @@ from workflows.model import (
     Cancel,
     CommandName,
     CompleteStage,
+    DecideWaiver,
     Decision,
     Deputy,
     DeputyIn,
@@ -53,6 +54,7 @@ from workflows.model import (
     ReopenGate,
     ReportIncident,
     ReportRuntime,
+    RequestWaiver,
     ResolveIncident,
     Resume,
     Retire,
@@ -65,6 +67,11 @@ from workflows.model import (
     Suspend,
     TierRule,
     UseCaseView,
+    Waiver,
+    WaiverKind,
+    WaiverRule,
+    WaiverStatus,
+    WaiverVerdict,
 )
 
 GROUP_PREFIX = "group:"
@@ -101,6 +108,9 @@ class PolicyDocument(BaseModel):
     break_glass: BreakGlassRule | None = None
     # per-run caps: evidence items, incidents per reporter per window (pinned with the tier)
     limits: RunLimits = Field(default_factory=RunLimits)
+    # governed exceptions per tier: their longest term and who grants them (a tier not named
+    # grants none)
+    waivers: dict[RiskTier, WaiverRule] | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -167,6 +177,7 @@ class LoadedPolicy:
             live=self.document.live,
             limits=self.document.limits,
             break_glass=self.document.break_glass,
+            waivers=(self.document.waivers or {}).get(tier),
         )
 
 
@@ -703,6 +714,10 @@ SENDERS: dict[CommandName, tuple[tuple[Role, ...], str]] = {
         (Role.TECHNICAL_OWNER, Role.OPERATIONS_OWNER),
         "only the technical or operations owner, or a monitoring source, reports what runs",
     ),
+    CommandName.REQUEST_WAIVER: (
+        _DELIVERY,
+        "only the delivery lead or technical owner asks for an exception",
+    ),
 }
 # What a monitoring source ("signal:<source>") may send: it reports and resolves alerts and
 # says what runs; it never decides, raises, suspends or asks, so separation of duties holds.
@@ -763,6 +778,8 @@ def check_actor(
         ):
             raise PolicyViolation(Refusal.NOT_ELIGIBLE, NOT_ELIGIBLE_FOR_GATE)
         return
+    if command == CommandName.DECIDE_WAIVER:
+        return  # the pinned grantors decide (check_waiver_grantor), then the exception's seats
     roles, refusal = SENDERS[command]
     if not any(actor in roster.get(role, []) for role in roles):
         raise PolicyViolation(Refusal.NOT_ELIGIBLE, refusal)
@@ -1037,6 +1054,14 @@ def check_staffed_request(
         rule = gate_rule(policy, Gate.RESUME_APPROVAL)
         if rule is not None:
             check_gate_staffable(rule, roster, deputies=deputies, resume_requested_by=cmd.actor)
+    elif command == CommandName.REQUEST_WAIVER and policy.waivers is not None:
+        check_waiver_staffable(
+            policy.waivers,
+            roster,
+            cmd.actor,
+            change_raised_by=change_raised_by,
+            deputies=deputies,
+        )
 
 
 # --------------------------------------------------------------------------- per-run limits
@@ -1134,6 +1159,14 @@ def check_command(
         check_signal_source(pinned.live, cmd.actor)
     if command == CommandName.OVERRIDE_GATE:
         check_override(view, cmd, pinned.break_glass if pinned else None)
+    elif command == CommandName.REQUEST_WAIVER:
+        check_waiver_request(view, cmd, pinned, now)
+    elif command == CommandName.DECIDE_WAIVER:
+        if pinned is not None:
+            check_waiver_grantor(
+                pinned, roster, cmd.actor, change_raised_by=change_raised_by, deputies=deputies
+            )
+        check_waiver_decision(view, cmd)
     else:
         STATE_CHECKS[command](view, cmd)
     if pinned is not None:
@@ -1149,6 +1182,241 @@ def check_command(
             now=now,
             open_alerts=open_alerts,
         )
+
+
+# --------------------------------------------------------------------------- governed exceptions
+#
+# An exception (waiver) to a requirement of the pinned policy — a required evidence kind at a
+# stage or gate, a gate's SLA, the periodic review date — asked for by the delivery lead or the
+# technical owner with a justification, until a date no later than the tier's ``max_days``. It
+# is granted when the tier's grantor seats are filled by distinct people; whoever asked for it,
+# the run's delivery lead and a change's raiser never fill one. One refusal ends it.
+
+# pending and granted exceptions one run holds at a time
+MAX_OPEN_WAIVERS = 20
+NOT_ELIGIBLE_FOR_WAIVER = "not eligible to decide exceptions on this use case"
+
+
+def waiver_seats(
+    rule: WaiverRule,
+    roster: Roster,
+    requester: str | None,
+    *,
+    change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> list[set[str]]:
+    """One set of candidates per grantor seat: the role's holders and deputies, never the
+    exception's requester nor whoever asked for the run."""
+    excluded = holders(roster, Role.DELIVERY_LEAD)
+    if change_raised_by:
+        excluded.add(change_raised_by)
+    if requester:
+        excluded.add(requester)
+    stand_ins = deputies or {}
+    seats: list[set[str]] = []
+    for req in rule.grantors:
+        people = (holders(roster, req.role) | set(stand_ins.get(req.role, ()))) - excluded
+        seats += [people] * req.count
+    return seats
+
+
+def check_waiver_staffable(
+    rule: WaiverRule,
+    roster: Roster,
+    requester: str,
+    *,
+    change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> None:
+    """An exception nobody but its requester could grant is refused (the refusal names the
+    seat and whom to name)."""
+    seats = waiver_seats(
+        rule, roster, requester, change_raised_by=change_raised_by, deputies=deputies
+    )
+    roles = [req.role for req in rule.grantors for _ in range(req.count)]
+    role = unstaffed_seat(seats, roles)
+    if role is not None:
+        hint = (
+            f"name a deputy for {role.value}"
+            if role in DEPUTY_ROLES
+            else f"name more {role.value}s"
+        )
+        raise PolicyViolation(
+            Refusal.INVALID,
+            f"an exception asked for by {requester} cannot be granted: seat {role.value} needs "
+            f"{rule.quorum} distinct grantor(s) in all, and whoever asked never grants; {hint}",
+        )
+
+
+def check_waiver_grantor(
+    pinned: PinnedPolicy,
+    roster: Roster,
+    actor: str,
+    *,
+    change_raised_by: str | None = None,
+    deputies: Mapping[Role, Collection[str]] | None = None,
+) -> None:
+    """Authorization from the pinned people: may ``actor`` ever decide an exception here?"""
+    rule = pinned.waivers
+    if rule is None:
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, NOT_ELIGIBLE_FOR_WAIVER)
+    seats = waiver_seats(rule, roster, None, change_raised_by=change_raised_by, deputies=deputies)
+    if actor not in set().union(*seats):
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, NOT_ELIGIBLE_FOR_WAIVER)
+
+
+def _check_waived_requirement(view: UseCaseView, cmd: RequestWaiver, pinned: PinnedPolicy) -> None:
+    """The requirement is one the pinned policy states for this run, now waivable."""
+    req = cmd.requirement
+    if req.kind == WaiverKind.EVIDENCE:
+        if req.stage is not None:
+            needed = list(pinned.rules.evidence.get(req.stage, []))
+        else:
+            assert req.gate is not None  # the requirement's own validator
+            rule = gate_rule(pinned, req.gate)
+            needed = list(rule.evidence) if rule else []
+        if req.evidence_kind not in needed:
+            raise PolicyViolation(
+                Refusal.INVALID,
+                f"requirement: {req.scope} needs no {req.evidence_kind} evidence under the pinned "
+                f"policy (it needs: {', '.join(needed) or 'none'})",
+            )
+    elif req.kind == WaiverKind.SLA:
+        assert req.gate is not None
+        if gate_rule(pinned, req.gate) is None:
+            raise PolicyViolation(
+                Refusal.INVALID, f"requirement: {req.gate.value} is not a gate of this use case"
+            )
+    else:
+        if view.stage not in (Stage.LIVE, Stage.SUSPENDED):
+            raise PolicyViolation(
+                Refusal.WRONG_STAGE,
+                f"the periodic review is scheduled once the use case is live (stage "
+                f"{view.stage.value})",
+            )
+        if view.open_gate is not None and view.open_gate.gate == Gate.PERIODIC_REVIEW:
+            raise PolicyViolation(
+                Refusal.WRONG_STAGE,
+                "the periodic review is open: decide it, or ask for an exception to its SLA",
+            )
+        due = view.next_review_at
+        if due is not None and cmd.expires_at <= due:
+            raise PolicyViolation(
+                Refusal.INVALID,
+                f"expires_at: an exception to the periodic review moves it later than its date "
+                f"({due:%Y-%m-%d %H:%M} UTC)",
+            )
+
+
+def check_waiver_request(
+    view: UseCaseView, cmd: RequestWaiver, pinned: PinnedPolicy | None, now: datetime | None
+) -> None:
+    """An exception asked for on an open use case, to a requirement its pinned policy states,
+    with a justification, expiring within the tier's maximum, not twice at once."""
+    _check_open(view)
+    if view.change is not None:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE, "exceptions are asked for on the use case, not a change"
+        )
+    rule = pinned.waivers if pinned is not None else None
+    if pinned is None or rule is None:
+        raise PolicyViolation(
+            Refusal.INVALID, "the pinned policy grants no exceptions at this use case's tier"
+        )
+    if len(cmd.justification.strip()) < rule.justification_min_chars:
+        raise PolicyViolation(
+            Refusal.INVALID,
+            f"justification: at least {rule.justification_min_chars} characters are required",
+        )
+    if now is None:
+        raise ValueError("an exception's expiry is checked against the run's time")
+    latest = now + timedelta(days=rule.max_days)
+    if cmd.expires_at <= now:
+        raise PolicyViolation(Refusal.INVALID, "expires_at: must be in the future")
+    if cmd.expires_at > latest:
+        raise PolicyViolation(
+            Refusal.INVALID,
+            f"expires_at: a {pinned.tier.value}-tier exception runs at most {rule.max_days} "
+            f"days (until {latest:%Y-%m-%d %H:%M} UTC at the latest)",
+        )
+    _check_waived_requirement(view, cmd, pinned)
+    held = [w for w in view.waivers if w.is_open]
+    same = next((w for w in held if w.requirement == cmd.requirement), None)
+    if same is not None:
+        raise PolicyViolation(
+            Refusal.WRONG_STAGE,
+            f"an exception to {same.requirement.describe()} is already {same.status.value} "
+            f"({same.id})",
+        )
+    if len(held) >= MAX_OPEN_WAIVERS:
+        raise PolicyViolation(
+            Refusal.OVER_LIMIT,
+            f"the use case holds {len(held)} pending or granted exceptions (at most "
+            f"{MAX_OPEN_WAIVERS})",
+        )
+
+
+def waiver_approvers(waiver: Waiver) -> list[str]:
+    return [a.actor for a in waiver.approvals]
+
+
+def check_waiver_decision(view: UseCaseView, cmd: DecideWaiver) -> None:
+    """A grant fills an empty seat of a pending exception; a refusal says why. Its requester
+    never decides it."""
+    _check_open(view)
+    waiver = next((w for w in view.waivers if w.id == cmd.waiver_id), None)
+    if waiver is None:
+        raise PolicyViolation(
+            Refusal.GATE_NOT_OPEN, f"no exception {cmd.waiver_id} on this use case"
+        )
+    if cmd.actor not in waiver.eligible:
+        if cmd.actor == waiver.requested_by:
+            raise PolicyViolation(
+                Refusal.NOT_ELIGIBLE, "whoever asked for an exception never decides it"
+            )
+        raise PolicyViolation(Refusal.NOT_ELIGIBLE, "not eligible to decide this exception")
+    if waiver.status != WaiverStatus.PENDING:
+        raise PolicyViolation(
+            Refusal.GATE_NOT_OPEN,
+            f"exception {waiver.id} is {waiver.status.value}: only a pending one is decided",
+        )
+    approvers = waiver_approvers(waiver)
+    if cmd.actor in approvers:
+        raise PolicyViolation(
+            Refusal.ALREADY_DECIDED, f"{cmd.actor} already granted exception {waiver.id}"
+        )
+    if cmd.decision == WaiverVerdict.REFUSE and not cmd.comment.strip():
+        raise PolicyViolation(Refusal.INVALID, "a comment is required to refuse an exception")
+    seats = [set(s) for s in waiver.seats]
+    if cmd.decision == WaiverVerdict.GRANT and max_matching(
+        seats, [*approvers, cmd.actor]
+    ) <= max_matching(seats, approvers):
+        raise PolicyViolation(
+            Refusal.ALREADY_DECIDED,
+            f"the seats {cmd.actor} can fill on exception {waiver.id} are already taken",
+        )
+
+
+def waived_evidence(waivers: Iterable[Waiver], scope: str) -> set[str]:
+    """The evidence kinds granted exceptions waive at ``scope`` (a work stage or a gate)."""
+    return {
+        w.requirement.evidence_kind
+        for w in waivers
+        if w.status == WaiverStatus.GRANTED
+        and w.requirement.kind == WaiverKind.EVIDENCE
+        and w.requirement.scope == scope
+        and w.requirement.evidence_kind is not None
+    }
+
+
+def sla_waived(waivers: Iterable[Waiver], gate: Gate) -> bool:
+    """A granted exception waives ``gate``'s SLA: no reminder, no escalation."""
+    return any(
+        w.status == WaiverStatus.GRANTED
+        and w.requirement.kind == WaiverKind.SLA
+        and w.requirement.gate == gate
+        for w in waivers
+    )
 
 
 def resolve_deputies(

@@ -43,10 +43,29 @@ def required_evidence(run: Run) -> list[str]:
     if state.gate is not None:
         return list(state.gate.required_evidence)
     if state.stage in WORK_STAGES:
-        return policy.missing_evidence(
+        missing = policy.missing_evidence(
             policy.required_kinds(run.policy, state.stage), state.evidence
         )
+        if state.waivers:  # a granted exception's kind is waived, not missing
+            waived = policy.waived_evidence(state.waivers, state.stage.value)
+            missing = [k for k in missing if k not in waived]
+        return missing
     return []
+
+
+def waived_evidence(run: Run) -> list[str]:
+    """Kinds the current stage or gate needs, not submitted, that a granted exception waives."""
+    state = run.state
+    if not state.waivers:
+        return []
+    if state.gate is not None:
+        scope, needed = state.gate.gate.value, run.rule(state.gate.gate).evidence
+    elif state.stage in WORK_STAGES:
+        scope, needed = state.stage.value, policy.required_kinds(run.policy, state.stage)
+    else:
+        return []
+    waived = policy.waived_evidence(state.waivers, scope)
+    return [k for k in policy.missing_evidence(needed, state.evidence) if k in waived]
 
 
 def view(run: Run) -> UseCaseView:
@@ -91,6 +110,8 @@ def view(run: Run) -> UseCaseView:
         runtime=state.runtime,
         open_alerts=len(state.alerts),
         triggers=list(state.triggers.values()),
+        waivers=[w.model_copy(deep=True) for w in state.waivers],
+        waived_evidence=waived_evidence(run),
     )
 
 
@@ -152,6 +173,9 @@ def details(run: Run) -> str:
             lines.append(f"**Next review:** {state.next_review_at.isoformat()}")
     elif state.closed:
         lines.append(f"**Closed:** {state.outcome.value if state.outcome else ''}")
+    exceptions = [w.summary() for w in state.waivers if w.is_open]
+    if exceptions:
+        lines.append(f"**Exceptions:** {'; '.join(exceptions)}")
     if state.override is not None:
         review = state.override.review
         lines.append(
@@ -179,6 +203,7 @@ def gate_card(
         decided_by=by,
         comment=comment,
         deputies=deputy_lines(run.state.deputies),
+        exceptions=[w.summary() for w in run.state.waivers if w.is_open],
     )
 
 
@@ -252,4 +277,5 @@ __all__ = [
     "required_evidence",
     "search_values",
     "view",
+    "waived_evidence",
 ]

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         presentation,
         search,
         transitions,
+        waivers,
     )
     from workflows.activities import (
         CHANGE_OUTCOME,
@@ -78,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         Channel,
         CommandName,
         CompleteStage,
+        DecideWaiver,
         EventKind,
         Gate,
         GateDecision,
@@ -89,6 +91,7 @@ with workflow.unsafe.imports_passed_through():
         ReopenGate,
         ReportIncident,
         ReportRuntime,
+        RequestWaiver,
         ResolveIncident,
         Resume,
         Retire,
@@ -117,8 +120,9 @@ LOCAL_STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=1),
     maximum_attempts=3,
 )
-LOCAL_STORE_TIMEOUT = timedelta(seconds=5)
-LOCAL_STORE_DEADLINE = timedelta(seconds=10)
+# Both stay below the point (8 s) where the SDK would have to heartbeat the workflow task.
+LOCAL_STORE_TIMEOUT = timedelta(seconds=3)
+LOCAL_STORE_DEADLINE = timedelta(seconds=6)
 # Notifications are worth retrying for a while, but a dead chat service never blocks the run.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -567,6 +571,29 @@ class UseCaseRelease:
     def _validate_set_deputies(self, cmd: SetDeputies) -> None:
         self._check(CommandName.SET_DEPUTIES, cmd)
 
+    # ------------------------------------------------------------------ governed exceptions
+
+    @workflow.update
+    def request_waiver(self, cmd: RequestWaiver) -> UseCaseView:
+        """An exception to a policy requirement, asked for until a date; its grantors decide."""
+        update = workflow.current_update_info()
+        waivers.request(self.run_, cmd, workflow.now(), update_id=update.id if update else None)
+        self._sync()
+        return self._view()
+
+    @request_waiver.validator
+    def _validate_request_waiver(self, cmd: RequestWaiver) -> None:
+        self._check(CommandName.REQUEST_WAIVER, cmd)
+
+    @workflow.update
+    def decide_waiver(self, cmd: DecideWaiver) -> UseCaseView:
+        """A grantor grants (a seat) or refuses (with a comment) a pending exception."""
+        return self._apply(waivers.decide, cmd)
+
+    @decide_waiver.validator
+    def _validate_decide_waiver(self, cmd: DecideWaiver) -> None:
+        self._check(CommandName.DECIDE_WAIVER, cmd)
+
     # ------------------------------------------------------------------ queries
 
     @workflow.query
@@ -794,8 +821,11 @@ class UseCaseRelease:
                 # the worker's log was their only channel: nothing is left to send
                 del box.notices[: len(notices)]
             return
-        except ActivityError as err:
-            workflow.logger.warning("store.persist failed, retrying as activities: %s", err.cause)
+        except (ActivityError, ApplicationError) as err:
+            # a local activity's own failure (persist_fallback) arrives as the ApplicationError
+            # itself, not wrapped in an ActivityError: uncaught, it failed the whole run
+            cause = err.cause if isinstance(err, ActivityError) else err
+            workflow.logger.warning("store.persist failed, retrying as activities: %s", cause)
         if batch:
             await workflow.execute_activity(
                 LEDGER_APPEND,

@@ -39,6 +39,7 @@ from workflows.model import (
     Stage,
     TriggerState,
     UseCaseInput,
+    Waiver,
 )
 
 
@@ -108,6 +109,10 @@ class ReleaseState(BaseModel):
     approved_bundle: list[BundleArtifact] | None = None
     runtime: RuntimeSeen | None = None
     triggers: dict[str, TriggerState] = Field(default_factory=dict)
+    # governed exceptions (workflows/waivers.py): the open ones and the latest closed, and how
+    # many were ever asked for (their ids number on from it)
+    waivers: list[Waiver] = Field(default_factory=list)
+    waiver_seq: int = 0
     outbox: Outbox = Field(default_factory=Outbox)
 
     @classmethod

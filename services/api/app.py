@@ -26,6 +26,7 @@ from services.api.routes import (
     prometheus,
     signals,
     use_cases,
+    waivers,
 )
 from services.api.routes.slack import install_slack
 from services.commands.gateway import UseCaseGateway
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(use_cases.router)
     app.include_router(live.router)
     app.include_router(signals.router)  # monitoring: Alertmanager, generic signals, runtime
+    app.include_router(waivers.router)  # governed exceptions: request, grant/refuse, list
     app.include_router(approvals.router)
     app.include_router(ledger.router)
     app.include_router(ledger.log_router)  # /v1/ledger: checkpoint keys, consistency proofs

@@ -856,5 +856,131 @@ def report(
     render.stderr().print(f"wrote {out} ({data.get('runs', 0)} runs)")
 
 
+# --------------------------------------------------------------------------- governed exceptions
+
+waiver_app = typer.Typer(
+    cls=ReleaseGateGroup,
+    help="Governed exceptions: ask for one, grant or refuse it, list them.",
+    no_args_is_help=True,
+)
+app.add_typer(waiver_app, name="waiver")
+
+
+def waiver_line(w: dict[str, Any]) -> str:
+    req = w.get("requirement") or {}
+    what = req.get("kind", "")
+    if req.get("evidence_kind"):
+        what += f" {req['evidence_kind']} at {req.get('stage') or req.get('gate')}"
+    elif req.get("gate"):
+        what += f" of {req['gate']}"
+    waiting = f"  waiting on {', '.join(w['pending'])}" if w.get("pending") else ""
+    return f"{w.get('id')}  {w.get('status')}  {what}  until {w.get('expires_at')}{waiting}"
+
+
+def show_waiver(waiver: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(waiver)
+    else:
+        typer.echo(waiver_line(waiver))
+
+
+@waiver_app.command("request")
+def waiver_request(
+    ctx: typer.Context,
+    key: Key,
+    kind: Annotated[str, typer.Argument(help="evidence, sla or periodic_review")],
+    justification: Annotated[str, typer.Option("--justification", "-m", help="why (recorded)")],
+    days: Annotated[
+        float, typer.Option("--days", min=0.001, help="expires this many days from now")
+    ],
+    stage: Annotated[str | None, typer.Option(help="the work stage (evidence)")] = None,
+    gate: Annotated[str | None, typer.Option(help="the gate (evidence at a gate, sla)")] = None,
+    evidence_kind: Annotated[str | None, typer.Option(help="the evidence kind waived")] = None,
+    idempotency_key: IdemKey = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ask for an exception to a policy requirement (you: delivery lead or technical owner)."""
+    from datetime import UTC, datetime, timedelta
+
+    from workflows.model import WaiverKind
+
+    requirement: dict[str, Any] = {"kind": enum_value(WaiverKind, kind, "requirement kind")}
+    if stage is not None:
+        requirement["stage"] = enum_value(Stage, stage, "stage")
+    if gate is not None:
+        requirement["gate"] = enum_value(Gate, gate, "gate")
+    if evidence_kind is not None:
+        requirement["evidence_kind"] = evidence_kind
+    body = {
+        "requirement": requirement,
+        "justification": justification,
+        "expires_at": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
+    }
+    waiver = (
+        session(ctx)
+        .api()
+        .post(
+            use_case_path(key, "waivers"),
+            json=body,
+            headers=idem_headers(idempotency_key),
+            feature="governed exceptions",
+        )
+    )
+    show_waiver(waiver, as_json)
+
+
+def _decide_waiver(
+    ctx: typer.Context, key: str, waiver_id: str, verdict: str, comment: str, as_json: bool
+) -> None:
+    waiver = (
+        session(ctx)
+        .api()
+        .post(
+            use_case_path(key, "waivers", segment(waiver_id), "decisions"),
+            json={"decision": verdict, "comment": comment},
+            feature="governed exceptions",
+        )
+    )
+    show_waiver(waiver, as_json)
+
+
+WaiverIdArg = Annotated[str, typer.Argument(help="the exception's id, e.g. w-1")]
+
+
+@waiver_app.command("grant")
+def waiver_grant(
+    ctx: typer.Context,
+    key: Key,
+    waiver_id: WaiverIdArg,
+    comment: Comment = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Grant a pending exception (fills your grantor seat)."""
+    _decide_waiver(ctx, key, waiver_id, "grant", comment, as_json)
+
+
+@waiver_app.command("refuse")
+def waiver_refuse(
+    ctx: typer.Context,
+    key: Key,
+    waiver_id: WaiverIdArg,
+    comment: Annotated[str, typer.Option("--message", "-m", help="why (required)")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Refuse a pending exception (one refusal ends it)."""
+    _decide_waiver(ctx, key, waiver_id, "refuse", comment, as_json)
+
+
+@waiver_app.command("list")
+def waiver_list(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
+    """The use case's exceptions: pending, granted, and the latest closed."""
+    page = session(ctx).api().get(use_case_path(key, "waivers"), feature="governed exceptions")
+    if as_json:
+        emit_json(page)
+        return
+    for w in page.get("items", []):
+        typer.echo(waiver_line(w))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

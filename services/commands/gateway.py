@@ -87,6 +87,8 @@ UPDATES: Final[dict[CommandName, Any]] = {
     CommandName.OVERRIDE_GATE: UseCaseRelease.override_gate,
     CommandName.RESOLVE_INCIDENT: UseCaseRelease.resolve_incident,
     CommandName.REPORT_RUNTIME: UseCaseRelease.report_runtime,
+    CommandName.REQUEST_WAIVER: UseCaseRelease.request_waiver,
+    CommandName.DECIDE_WAIVER: UseCaseRelease.decide_waiver,
 }
 # Temporal's answers that mean "cannot be reached right now" rather than "no"
 UNAVAILABLE_STATUSES = frozenset(

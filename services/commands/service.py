@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 from pydantic import BaseModel
@@ -49,6 +50,7 @@ from workflows.model import (
     Channel,
     CommandName,
     CompleteStage,
+    DecideWaiver,
     Decision,
     DeputiesIn,
     Evidence,
@@ -62,6 +64,7 @@ from workflows.model import (
     ReopenGate,
     ReportIncident,
     ReportRuntime,
+    RequestWaiver,
     ResolveIncident,
     Resume,
     Retire,
@@ -73,6 +76,9 @@ from workflows.model import (
     Suspend,
     UseCaseCreate,
     UseCaseView,
+    Waiver,
+    WaiverRequirement,
+    WaiverVerdict,
 )
 
 
@@ -542,6 +548,97 @@ class CommandService:
         await self.gateway.facts(wid, fresh=True)  # this process's pre-checks see them at once
         return view
 
+    # ------------------------------------------------------------------ governed exceptions
+
+    async def waivers(self, wid: str) -> list[Waiver]:
+        """The use case's exceptions: pending and granted ones, and the latest closed."""
+        return list((await self.gateway.state(wid)).waivers)
+
+    async def waiver(self, wid: str, waiver_id: str) -> Waiver:
+        """One exception of the use case; ``RunNotFound`` for one it does not hold."""
+        found = _waiver_in(await self.gateway.state(wid), waiver_id)
+        if found is None:
+            raise RunNotFound(f"no exception '{waiver_id}' on this use case")
+        return found
+
+    async def request_waiver(
+        self,
+        wid: str,
+        sender: Sender,
+        requirement: WaiverRequirement,
+        *,
+        justification: str,
+        expires_at: datetime,
+    ) -> Waiver:
+        """Ask for an exception to ``requirement`` until ``expires_at``; returns it, pending."""
+        cmd = RequestWaiver(
+            actor=sender.person_id,
+            requirement=requirement,
+            justification=justification,
+            expires_at=expires_at,
+            channel=sender.channel,
+        )
+        update_id = sender.update_id(CommandName.REQUEST_WAIVER)
+        view = await self._send(wid, sender, CommandName.REQUEST_WAIVER, cmd, update_id=update_id)
+        mine = next((w for w in view.waivers if w.update_id == update_id), None)
+        if mine is None:
+            raise ReplayUnresolved(
+                "this Idempotency-Key already answered a request whose exception cannot be "
+                "found; use a new key"
+            )
+        return mine
+
+    async def decide_waiver(
+        self,
+        wid: str,
+        sender: Sender,
+        waiver_id: str,
+        decision: WaiverVerdict,
+        *,
+        comment: str = "",
+    ) -> Waiver:
+        """A grantor grants or refuses a pending exception; returns it after the decision.
+        Not eligible (403) is answered before whether the run holds that exception (404)."""
+        await self._authorize_grantor(wid, sender.person_id)
+        if await self._first_outcome(wid, sender, CommandName.DECIDE_WAIVER) is None:
+            await self.waiver(wid, waiver_id)  # RunNotFound for an exception it does not hold
+        cmd = DecideWaiver(
+            actor=sender.person_id,
+            waiver_id=waiver_id,
+            decision=decision,
+            comment=comment,
+            channel=sender.channel,
+        )
+        view = await self._send(wid, sender, CommandName.DECIDE_WAIVER, cmd)
+        decided = _waiver_in(view, waiver_id)
+        if decided is None:  # trimmed away by later exceptions closing (the ledger has it)
+            raise RunNotFound(f"no exception '{waiver_id}' on this use case")
+        return decided
+
+    async def _authorize_grantor(self, wid: str, person_id: str) -> None:
+        """``CommandRefused(NOT_ELIGIBLE)`` when ``person_id`` holds no grantor seat of the
+        run's pinned policy (judged again on a fresh memo: deputies change)."""
+        facts = await self.gateway.facts(wid)
+        if not facts.roster or facts.policy_sha256 != self.policy.sha256 or not facts.tier:
+            return  # another policy version: leave it to the workflow
+        pinned = self.policy.pin(RiskTier(facts.tier))
+        for fresh in (False, True):
+            if fresh:
+                facts = await self.gateway.facts(wid, fresh=True)
+            try:
+                policy.check_waiver_grantor(
+                    pinned,
+                    facts.roster,
+                    person_id,
+                    change_raised_by=facts.change_raised_by,
+                    deputies=facts.deputies,
+                )
+            except policy.PolicyViolation as exc:
+                if fresh:
+                    raise CommandRefused(exc.refusal, exc.detail) from None
+            else:
+                return
+
     # ------------------------------------------------------------------ Slack cards
 
     async def approve_as_seen(
@@ -579,6 +676,10 @@ class CommandService:
                 "and approve again",
             )
         return list(open_gate.evidence_digests)
+
+
+def _waiver_in(view: UseCaseView, waiver_id: str) -> Waiver | None:
+    return next((w for w in view.waivers if w.id == waiver_id), None)
 
 
 def _key_reused(command: CommandName) -> IdempotencyKeyReused:

@@ -32,10 +32,21 @@ from workflows.events import (
     GatePassed,
     IncidentReported,
     RunStarted,
+    WaiverFact,
+    WaiverGranted,
     extras_as,
     parse_payload,
 )
-from workflows.model import WORK_STAGES, Decision, EventKind, Gate, Role, Stage
+from workflows.model import (
+    WORK_STAGES,
+    Decision,
+    EventKind,
+    Gate,
+    Role,
+    Stage,
+    WaiverKind,
+    WaiverRequirement,
+)
 
 # a break-glass override passes a gate without its seats (its own kind when the policy has one)
 OVERRIDE_KIND: str | None = getattr(EventKind, "OVERRIDE", None)
@@ -45,6 +56,8 @@ LIVE_STAGES: frozenset[str] = frozenset({Stage.LIVE.value, Stage.SUSPENDED.value
 class ControlStatus(StrEnum):
     SATISFIED = "satisfied"
     PENDING = "pending"
+    # a requirement set aside by a granted governed exception: never satisfied
+    EXCEPTION = "exception"
     GAP = "gap"
     NOT_APPLICABLE = "not_applicable"
 
@@ -53,7 +66,8 @@ class ControlStatus(StrEnum):
 SEVERITY: dict[ControlStatus, int] = {
     ControlStatus.SATISFIED: 0,
     ControlStatus.PENDING: 1,
-    ControlStatus.GAP: 2,
+    ControlStatus.EXCEPTION: 2,
+    ControlStatus.GAP: 3,
 }
 
 
@@ -152,6 +166,7 @@ class ControlResult(BaseModel):
 class StatusCounts(BaseModel):
     satisfied: int = 0
     pending: int = 0
+    exception: int = 0
     gap: int = 0
     not_applicable: int = 0
 
@@ -204,6 +219,30 @@ class Passage:
 
 
 @dataclass
+class ExceptionFact:
+    """A governed exception as the ledger tells it (granted ones only count)."""
+
+    id: str
+    requirement: WaiverRequirement | None
+    granted: LedgerFact | None = None
+    grantors: list[str] = field(default_factory=list)
+    expires_at: str | None = None
+    expired: LedgerFact | None = None
+
+    @property
+    def in_force(self) -> bool:
+        return self.granted is not None and self.expired is None
+
+    def describe(self) -> str:
+        what = self.requirement.describe() if self.requirement else "a requirement"
+        granted = self.granted
+        by = f" by {', '.join(self.grantors)}" if self.grantors else ""
+        when = f" at {_when(granted.at)} (ledger seq {granted.seq})" if granted else ""
+        until = f" until {self.expires_at}" if self.expires_at else ""
+        return f"exception {self.id} to {what}, granted{by}{when}{until}"
+
+
+@dataclass
 class RunRecord:
     """What the ledger says about a run, walked once."""
 
@@ -227,6 +266,17 @@ class RunRecord:
     review_passed: LedgerFact | None = None
     deputies: dict[str, set[str]] = field(default_factory=dict)
     evidence: list[EvidenceFact] = field(default_factory=list)
+    exceptions: dict[str, ExceptionFact] = field(default_factory=dict)
+
+    def exceptions_to(self, kind: WaiverKind, *, in_force: bool = True) -> list[ExceptionFact]:
+        return [
+            x
+            for x in self.exceptions.values()
+            if x.requirement is not None
+            and x.requirement.kind == kind
+            and x.granted is not None
+            and x.in_force == in_force
+        ]
 
     @property
     def tier(self) -> str:
@@ -285,8 +335,32 @@ def _walk_entry(rec: RunRecord, e: LedgerFact) -> None:
             rec.deputies[role] = {str(d.get("person")) for d in people if isinstance(d, dict)}
     elif kind == EventKind.RUN_CLOSED:
         rec.closed = True
+    elif kind in _EXCEPTION_KINDS:
+        _walk_exception(rec, e, extras)
     elif body.gate is not None:
         _walk_gate(rec, e, body.gate.value, extras)
+
+
+_EXCEPTION_KINDS = frozenset(
+    {EventKind.WAIVER_REQUESTED, EventKind.WAIVER_GRANTED, EventKind.WAIVER_EXPIRED}
+)
+
+
+def _walk_exception(rec: RunRecord, e: LedgerFact, extras: Any) -> None:
+    fact = extras_as(WaiverFact, extras)
+    if e.kind == EventKind.WAIVER_REQUESTED:
+        rec.exceptions[fact.waiver] = ExceptionFact(
+            fact.waiver, fact.requirement, expires_at=fact.expires_at
+        )
+        return
+    known = rec.exceptions.get(fact.waiver)
+    if known is None:
+        return
+    if e.kind == EventKind.WAIVER_GRANTED:
+        known.granted = e
+        known.grantors = list(extras_as(WaiverGranted, extras).grantors)
+    elif e.kind == EventKind.WAIVER_EXPIRED:
+        known.expired = e
 
 
 def _deputies(started: RunStarted) -> dict[str, set[str]]:
@@ -393,6 +467,16 @@ def _not_reached(rec: RunRecord, point: str) -> Verdict:
     return Verdict(ControlStatus.PENDING, f"due at {point}; the run is at {rec.stage}")
 
 
+def _waiving(rec: RunRecord, kind: str, scopes: set[str], *, in_force: bool) -> list[ExceptionFact]:
+    return [
+        x
+        for x in rec.exceptions_to(WaiverKind.EVIDENCE, in_force=in_force)
+        if x.requirement is not None
+        and x.requirement.evidence_kind == kind
+        and x.requirement.scope in scopes
+    ]
+
+
 def judge_evidence(rec: RunRecord, need: EvidenceNeed) -> Verdict:
     scopes = set(need.at)
     found = [ev for ev in rec.evidence if ev.kind in need.kinds and ev.scope in scopes]
@@ -400,7 +484,26 @@ def judge_evidence(rec: RunRecord, need: EvidenceNeed) -> Verdict:
     refs = tuple(_evidence_ref(ev) for ev in found)
     if not missing:
         return Verdict(ControlStatus.SATISFIED, evidence=refs)
+    waived = {k: _waiving(rec, k, scopes, in_force=True) for k in missing}
+    if all(waived.values()):
+        # set aside on the record, never met: an exception, with who granted it until when
+        return Verdict(
+            ControlStatus.EXCEPTION,
+            "; ".join(f"no {k}: {waived[k][-1].describe()}" for k in missing),
+            evidence=refs,
+        )
+    ended = [x for k in missing for x in _waiving(rec, k, scopes, in_force=False)]
     point, left = _due_point(rec, need.at)
+    if left is not None and ended:
+        expired = ", ".join(
+            f"{x.id} expired at {_when(x.expired.at)}" for x in ended if x.expired is not None
+        )
+        where = " or ".join(need.at)
+        return Verdict(
+            ControlStatus.GAP,
+            f"no {', '.join(missing)} evidence at {where}, and its exception ended ({expired})",
+            evidence=refs,
+        )
     if left is None:
         verdict = _not_reached(rec, point)
         return Verdict(
@@ -466,6 +569,17 @@ def judge_gate(rec: RunRecord, need: GateNeed) -> Verdict:
 
 
 def _judge_review(rec: RunRecord) -> Verdict:
+    verdict = _judge_review_facts(rec)
+    moved = rec.exceptions_to(WaiverKind.PERIODIC_REVIEW)
+    if verdict.status == ControlStatus.GAP or not moved:
+        return verdict
+    # the review's date was moved by an exception: shown as such, never as a review held
+    return Verdict(
+        ControlStatus.EXCEPTION, f"the periodic review is deferred: {moved[-1].describe()}"
+    )
+
+
+def _judge_review_facts(rec: RunRecord) -> Verdict:
     opened, overdue = rec.review_opened, rec.review_overdue
     if opened is None:
         return Verdict(ControlStatus.SATISFIED, facts=("no periodic review has fallen due yet",))

@@ -191,6 +191,8 @@ class Card:
     bound: tuple[str, ...] | None = None
     # delegation of authority in force on the run: role -> "person" or "person (until …)"
     deputies: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # governed exceptions pending or in force on the run, one line each (never "satisfied")
+    exceptions: tuple[str, ...] = ()
 
     @property
     def is_open(self) -> bool:
@@ -228,6 +230,7 @@ def card_from_notice(notice: Notification, ui_url: str | None = None) -> Card:
         decided_at=notice.at if closed else None,
         comment=gate.comment,
         deputies=tuple((role, tuple(people)) for role, people in gate.deputies.items()),
+        exceptions=tuple(gate.exceptions),
     )
 
 
@@ -252,6 +255,7 @@ def card_from_state(
         "deputies": tuple(
             (role, tuple(people)) for role, people in deputy_lines(view.deputies).items()
         ),
+        "exceptions": exception_lines(view),
     }
     open_gate = view.open_gate
     if (
@@ -296,6 +300,16 @@ def card_from_state(
         decided_at=at,
         comment=comment,
     )
+
+
+def exception_lines(view: UseCaseView) -> tuple[str, ...]:
+    """The run's governed exceptions pending or in force, one line each."""
+    return tuple(w.summary() for w in view.waivers if w.is_open)
+
+
+def _exceptions_text(lines: Sequence[str]) -> str:
+    """Exceptions are shown as exceptions: what is waived and until when, never as met."""
+    return ":warning: *Exceptions:*\n" + "\n".join(f"• {esc(line)}" for line in lines)
 
 
 def card_text(card: Card) -> str:
@@ -416,6 +430,8 @@ def gate_card(card: Card, people: People | None = None) -> list[Block]:
             for role, deputies in card.deputies
         )
         blocks.append(_section(f"*Deputies:* {named}"))
+    if card.exceptions:
+        blocks.append(_section(_exceptions_text(card.exceptions)))
     if card.is_open:
         if card.pending is not None:
             waiting = ", ".join(who(p, people) for p in card.pending) or "nobody"
@@ -541,6 +557,9 @@ def status_blocks(view: UseCaseView, people: People | None = None) -> list[Block
     if view.required_evidence:
         missing = ", ".join(esc(kind) for kind in view.required_evidence)
         blocks.append(_section(f"*Evidence missing:* {missing}"))
+    exceptions = exception_lines(view)
+    if exceptions:
+        blocks.append(_section(_exceptions_text(exceptions)))
     if view.temporal_ui_url:
         blocks.append(
             {

@@ -51,6 +51,10 @@ from workflows.events import (
     Refused,
     RunClosed,
     RunStarted,
+    WaiverExpired,
+    WaiverFact,
+    WaiverGranted,
+    WaiverRequested,
     extras_as,
     parse_payload,
 )
@@ -150,6 +154,8 @@ class PackDecision(BaseModel):
     voided: bool = False
     voided_at_seq: int | None = None
     voided_by: str | None = None
+    # a grantor's decision on a governed exception (no gate): the exception's id
+    waiver: str | None = None
 
 
 class PackGatePassed(BaseModel):
@@ -191,6 +197,42 @@ class PackChange(BaseModel):
     raised_by: str
     seq: int
     at: str
+
+
+class PackWaiverDecision(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    channel: str
+    decision: str | None  # approve (a grant) or reject (a refusal)
+    comment: str = ""
+
+
+class PackWaiver(BaseModel):
+    """A governed exception as its ledger entries tell it: what was waived, why, by whose
+    grant, until when, and how it ended. An exception is never evidence that a requirement
+    was met."""
+
+    id: str
+    requirement: dict[str, Any] | None = None
+    justification: str = ""
+    requested_by: str
+    requested_at: str
+    requested_seq: int
+    expires_at: str | None = None
+    grantors: list[str] = Field(default_factory=list)  # who could grant it
+    status: str = "pending"  # pending | granted | refused | expired
+    decisions: list[PackWaiverDecision] = Field(default_factory=list)
+    granted_at: str | None = None
+    granted_seq: int | None = None
+    granted_by: list[str] = Field(default_factory=list)
+    refused_at: str | None = None
+    refused_seq: int | None = None
+    refused_by: str | None = None
+    expired_at: str | None = None
+    expired_seq: int | None = None
+    expired_after_grant: bool | None = None
+    consequence: str | None = None
 
 
 class PackLedger(BaseModel):
@@ -259,6 +301,8 @@ class EvidencePack(BaseModel):
     changes: list[PackChange]
     ledger: PackLedger
     transparency: PackTransparency | None = None
+    # governed exceptions (waivers): requested, decided, granted, refused, expired
+    waivers: list[PackWaiver] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- reads
@@ -400,6 +444,7 @@ def _decision(fact: _Fact, evidence_by_digest: dict[str, list[EvidenceRef]]) -> 
         quorum=recorded(made, "quorum"),
         evidence_digests=digests,
         evidence=[ref for d in digests for ref in evidence_by_digest.get(d.lower(), [])],
+        waiver=made.waiver,
     )
 
 
@@ -503,6 +548,64 @@ def _changes(workflow_id: str, facts: Sequence[_Fact]) -> list[PackChange]:
         for fact, change in raised
         if change.change
     ]
+
+
+def _waivers(facts: Sequence[_Fact]) -> list[PackWaiver]:
+    """Every governed exception, from its entries in order (a later entry of an id that was
+    never requested is left out: the ledger must tell the whole story)."""
+    found: dict[str, PackWaiver] = {}
+    for fact in facts:
+        at, seq = iso_utc(fact.row.at), fact.row.seq
+        if fact.kind == EventKind.WAIVER_REQUESTED:
+            asked = extras_as(WaiverRequested, fact.extras)
+            if asked.waiver:
+                found[asked.waiver] = PackWaiver(
+                    id=asked.waiver,
+                    requirement=_requirement(asked),
+                    justification=fact.body.comment,
+                    requested_by=fact.row.actor,
+                    requested_at=at,
+                    requested_seq=seq,
+                    expires_at=asked.expires_at,
+                    grantors=asked.grantors,
+                )
+            continue
+        if fact.kind == EventKind.DECISION:
+            made = extras_as(DecisionMade, fact.extras)
+            if made.waiver in found:
+                found[made.waiver].decisions.append(
+                    PackWaiverDecision(
+                        seq=seq,
+                        at=at,
+                        actor=fact.row.actor,
+                        channel=fact.row.channel,
+                        decision=fact.body.decision,
+                        comment=fact.body.comment,
+                    )
+                )
+            continue
+        waiver = found.get(extras_as(WaiverFact, fact.extras).waiver)
+        if waiver is None:
+            continue
+        if fact.kind == EventKind.WAIVER_GRANTED:
+            granted = extras_as(WaiverGranted, fact.extras)
+            waiver.status, waiver.granted_at, waiver.granted_seq = "granted", at, seq
+            waiver.granted_by = granted.grantors
+        elif fact.kind == EventKind.WAIVER_REFUSED:
+            waiver.status, waiver.refused_at, waiver.refused_seq = "refused", at, seq
+            waiver.refused_by = fact.row.actor
+        elif fact.kind == EventKind.WAIVER_EXPIRED:
+            expired = extras_as(WaiverExpired, fact.extras)
+            waiver.status, waiver.expired_at, waiver.expired_seq = "expired", at, seq
+            waiver.expired_after_grant = expired.was_granted
+            waiver.consequence = expired.consequence or None
+    return list(found.values())
+
+
+def _requirement(fact: WaiverFact) -> dict[str, Any] | None:
+    if fact.requirement is None:
+        return None
+    return fact.requirement.model_dump(mode="json", exclude_none=True)
 
 
 def _chained_evidence(facts: Sequence[_Fact]) -> list[PackEvidence]:
@@ -640,6 +743,7 @@ async def build_evidence_pack(
         evidence=evidence,
         refused=[_refused(f) for f in run.facts if f.kind == EventKind.REFUSED],
         changes=_changes(run.workflow_id, run.facts),
+        waivers=_waivers(run.facts),
         ledger=_ledger(run.rows, run.registry),
         transparency=await transparency_section(
             session, run.workflow_id, checkpoints or CheckpointSource()

@@ -25,6 +25,8 @@ hold) fails it with a short, driver-free reason, and the workflow hands the same
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -35,7 +37,7 @@ from temporalio.exceptions import ApplicationError
 
 from services import observability
 from services.store.blocked import BlockedRepository
-from services.store.db import session_scope
+from services.store.db import is_sqlite, session_scope
 from services.store.errors import Permanent, classify, describe
 from services.store.ledger import LedgerBatchError, LedgerGapError, LedgerRepository
 from services.store.registry import RegistryKeyConflict, RegistryRepository
@@ -82,6 +84,14 @@ class StoreActivities:
         # the worker's only notification channel, when that is its log: ``persist`` logs the
         # batch's notices itself and the run sends no notification activity
         self._notice_log = notice_log
+        # SQLite takes one writer at a time and lets the others poll for the lock: under load
+        # some waited out busy_timeout (and their local activity's timeout) while later ones
+        # got in. The worker's own writes queue here instead, first come first served.
+        bind = sessionmaker.kw.get("bind")
+        sqlite = bind is not None and is_sqlite(bind.url)
+        self._writes: asyncio.Lock | contextlib.nullcontext[None] = (
+            asyncio.Lock() if sqlite else contextlib.nullcontext()
+        )
 
     @activity.defn(name=LEDGER_APPEND)
     async def append_ledger(self, batch: LedgerBatch) -> int:
@@ -121,7 +131,7 @@ class StoreActivities:
         nothing twice; a notice may be logged twice."""
         policy = self._checkpointing.policy if self._checkpointing else None
         try:
-            async with session_scope(self._sessionmaker) as session:
+            async with self._writes, session_scope(self._sessionmaker) as session:
                 # the ledger first: its race recovery rolls back the unit, which holds nothing
                 # else yet; the row is the unit's last write and retries with it
                 ledger = LedgerRepository(session, policy)

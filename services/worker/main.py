@@ -115,6 +115,9 @@ def build_worker(
         workflows=[UseCaseRelease],
         activities=activities,
         workflow_runner=workflow_runner(),
+        # RELEASEGATE_MAX_CACHED_WORKFLOWS: every live run stays in memory (measured by
+        # bench/cached_runs.py), so a command never waits for its run's history to replay
+        max_cached_workflows=settings.max_cached_workflows,
         # log lines from activities name their workflow and use case (JSON logs)
         interceptors=[observability.ActivityLogContext()],
         # a notice's progress (services/worker/notify.py) reaches Temporal within a second of
