@@ -18,9 +18,10 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
@@ -34,6 +35,7 @@ from tests.slack.helpers import CHANNEL, SECRET, TOKEN
 from tests.worker.test_notify import SECRET as HOOK_SECRET
 from tests.worker.test_notify import Receiver
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_START_S = 60.0
 POST_DELAY_S = 3.0  # how long the double takes to answer a post: the kill lands inside it
@@ -90,7 +92,7 @@ def gate_posts(double: SlackDouble, workflow_id: str) -> list[str]:
     ]
 
 
-async def wait_for(check, what: str, timeout: float = SETTLE_S):  # type: ignore[no-untyped-def]
+async def wait_for(check: Callable[[], T | None], what: str, timeout: float = SETTLE_S) -> T:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (result := check()):
