@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     # Worker (services/worker/main.py): runs kept in memory between their workflow tasks; a run
     # evicted from the cache is replayed from its history on its next command (bench/cached_runs)
     max_cached_workflows: int = Field(
-        default=10_000, alias="RELEASEGATE_MAX_CACHED_WORKFLOWS", ge=0, le=1_000_000
+        default=2_000, alias="RELEASEGATE_MAX_CACHED_WORKFLOWS", ge=0, le=1_000_000
     )
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 

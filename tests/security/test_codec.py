@@ -141,6 +141,11 @@ def payloads_in(message: Message) -> list[Payload]:
     found: list[Payload] = []
     if isinstance(message, HistoryEvent) and is_patch_marker(message):
         return found
+    if isinstance(message, HistoryEvent) and is_local_activity_marker(message):
+        # the core's own bookkeeping of a local activity (its type, id, attempt, times) is
+        # plain; its result is the activity's output and goes through the codec
+        details = message.marker_recorded_event_attributes.details
+        return [p for key, ps in details.items() if key != "data" for p in ps.payloads]
     for field, value in message.ListFields():
         if field.message_type is None or field.message_type.full_name == SEARCH_ATTRIBUTES:
             continue
@@ -164,6 +169,13 @@ def is_patch_marker(event: HistoryEvent) -> bool:
     return (
         event.HasField("marker_recorded_event_attributes")
         and event.marker_recorded_event_attributes.marker_name == "core_patch"
+    )
+
+
+def is_local_activity_marker(event: HistoryEvent) -> bool:
+    return (
+        event.HasField("marker_recorded_event_attributes")
+        and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
     )
 
 

@@ -1,0 +1,143 @@
+"""``store.persist``: a workflow task's ledger records and read-model row in one transaction.
+
+Run as a local activity with a few quick attempts; whatever it cannot get past at once must
+fail it with the fallback type (and no driver text, which would enter the run's history), so
+the workflow hands the same writes to the activities that retry until the store is back.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from services.store.db import make_engine, make_sessionmaker, session_scope
+from services.store.ledger import LedgerRepository
+from services.store.models import LedgerEntry
+from services.store.registry import RegistryRepository
+from services.worker.activities import PERSIST_FALLBACK, StoreActivities
+from tests.store.factories import new_workflow_id, record, registry_row
+from tests.worker.test_activities import Sessions, _database_unavailable
+from workflows.activities import MessageRef, Notification, NotificationKind, StoreBatch
+
+
+def _batch(wf: str, event_ids: list[int], **row: object) -> StoreBatch:
+    last = max(event_ids, default=0)
+    return StoreBatch(
+        records=[record(wf, e) for e in event_ids],
+        row=registry_row(wf, event_id=last, **row),
+    )
+
+
+async def _entries(sessionmaker: Sessions, wf: str) -> int:
+    async with session_scope(sessionmaker) as session:
+        count = await session.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.workflow_id == wf)
+        )
+    return int(count or 0)
+
+
+async def test_ledger_and_read_model_land_together_once(sessionmaker: Sessions) -> None:
+    activities = StoreActivities(sessionmaker)
+    wf = new_workflow_id()
+
+    first = await ActivityEnvironment().run(activities.persist, _batch(wf, [1, 2, 3]))
+    again = await ActivityEnvironment().run(activities.persist, _batch(wf, [1, 2, 3]))
+    later = await ActivityEnvironment().run(activities.persist, _batch(wf, [4]))
+
+    assert (first.written, again.written, later.written) == (3, 0, 1)
+    async with session_scope(sessionmaker) as session:
+        verified = await LedgerRepository(session).verify(wf)
+        row = await RegistryRepository(session).get(wf)
+    assert (verified.ok, verified.entries) == (True, 4)
+    assert row is not None
+    assert row.event_id == 4  # the read model names what the ledger holds, no more, no less
+
+
+async def test_a_row_the_store_refuses_takes_the_ledger_batch_back(sessionmaker: Sessions) -> None:
+    """One transaction: a row that cannot be stored (its key is another run's) leaves no
+    ledger entry behind, and the failure says to fall back at once (no quick retry helps)."""
+    activities = StoreActivities(sessionmaker)
+    holder = registry_row()
+    await ActivityEnvironment().run(activities.sync_registry, holder)
+    wf = new_workflow_id()
+
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities.persist, _batch(wf, [1, 2], key=holder.key))
+
+    assert caught.value.type == PERSIST_FALLBACK
+    assert caught.value.non_retryable
+    assert await _entries(sessionmaker, wf) == 0
+
+
+async def test_a_store_that_is_down_fails_fast_without_driver_text(
+    backend: str, db_url: str, sessionmaker: Sessions
+) -> None:
+    engine = make_engine(db_url, sqlite_busy_timeout_ms=200)
+    activities = StoreActivities(make_sessionmaker(engine))
+    wf = new_workflow_id()
+    try:
+        async with _database_unavailable(backend, db_url):
+            with pytest.raises(ApplicationError) as caught:
+                await ActivityEnvironment().run(activities.persist, _batch(wf, [1]))
+        assert caught.value.type == PERSIST_FALLBACK
+        assert not caught.value.non_retryable  # a quick retry may find the store back
+        message = str(caught.value)
+        assert "INSERT" not in message
+        assert "SELECT" not in message
+        assert db_url not in message
+        # back: the same batch lands, exactly once
+        result = await ActivityEnvironment().run(activities.persist, _batch(wf, [1]))
+        assert result.written == 1
+    finally:
+        await engine.dispose()
+    assert await _entries(sessionmaker, wf) == 1
+
+
+class _Log:
+    name = "log"
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+
+    async def send(self, notice: Notification, refs: list[MessageRef]) -> list[MessageRef]:
+        self.sent.append(notice)
+        return []
+
+
+def _notice(wf: str) -> Notification:
+    from datetime import UTC, datetime
+
+    return Notification(
+        kind=NotificationKind.LIVE_EVENT,
+        workflow_id=wf,
+        key=wf.removeprefix("usecase-"),
+        title="t",
+        risk_tier="low",
+        stage="live",
+        round=1,
+        at=datetime.now(UTC),
+        text="incident reported",
+        recipients=["bo"],
+    )
+
+
+async def test_notices_are_logged_by_the_store_step_only_when_the_log_is_the_only_channel(
+    sessionmaker: Sessions,
+) -> None:
+    log = _Log()
+    wf = new_workflow_id()
+    batch = _batch(wf, [1]).model_copy(update={"notices": [_notice(wf)]})
+
+    logged = await ActivityEnvironment().run(
+        StoreActivities(sessionmaker, None, log).persist, batch
+    )
+    assert logged.notices_logged
+    assert [n.text for n in log.sent] == ["incident reported"]
+
+    # a worker with channels beyond its log: the run sends the notices itself
+    other = new_workflow_id()
+    batch = _batch(other, [1]).model_copy(update={"notices": [_notice(other)]})
+    kept = await ActivityEnvironment().run(StoreActivities(sessionmaker).persist, batch)
+    assert not kept.notices_logged
