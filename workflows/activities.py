@@ -52,6 +52,19 @@ class LedgerBatch(BaseModel):
     records: list[LedgerRecord] = Field(min_length=1)
 
 
+class SideDecision(BaseModel):
+    """A decision waiting beside the run's open gate: a break-glass override's retrospective
+    review (``ref`` = ``override_review``) or a pending exception (``ref`` = the waiver id)."""
+
+    kind: str  # "override_review" or "waiver"
+    ref: str
+    pending: list[str] = Field(default_factory=list)
+    quorum: int | None = None
+    approvals: list[str] = Field(default_factory=list)
+    due_at: datetime | None = None
+    round: int = 1
+
+
 class RegistryRow(BaseModel):
     """The read model behind listing and the approvals inbox; newer ``event_id`` wins."""
 
@@ -71,6 +84,8 @@ class RegistryRow(BaseModel):
     round: int = 1
     updated_at: datetime
     event_id: int = Field(ge=0)
+    # who the run's side decisions wait on (the inbox lists them beside the open gate's)
+    side_decisions: list[SideDecision] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- notifications

@@ -3,19 +3,23 @@ values, gate cards and notice texts, and the read model's row. Pure functions of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from workflows import bundles, policy
-from workflows.activities import GateCard, NotificationKind, RegistryRow
+from workflows.activities import GateCard, NotificationKind, RegistryRow, SideDecision
 from workflows.model import (
     WORK_STAGES,
     ChangeStatus,
     Deputies,
     GateOutcome,
+    Override,
     PolicyRef,
     Stage,
     UseCaseView,
+    Waiver,
+    WaiverStatus,
 )
 from workflows.state import Run
 
@@ -238,6 +242,37 @@ def gate_notice_text(run: Run, kind: NotificationKind, card: GateCard) -> tuple[
     return f"{title}: {name} {outcome}" + (f" by {card.decided_by}" if card.decided_by else ""), []
 
 
+def side_decisions(override: Override | None, waivers: Iterable[Waiver]) -> list[SideDecision]:
+    """The decisions waiting beside the open gate, as the inbox lists them."""
+    out: list[SideDecision] = []
+    if override is not None:
+        review = override.review
+        out.append(
+            SideDecision(
+                kind="override_review",
+                ref=review.gate.value,
+                pending=list(review.pending),
+                quorum=review.quorum,
+                approvals=[a.actor for a in review.approvals],
+                due_at=review.due_at,
+                round=review.round,
+            )
+        )
+    out += [
+        SideDecision(
+            kind="waiver",
+            ref=w.id,
+            pending=list(w.pending),
+            quorum=w.quorum,
+            approvals=[a.actor for a in w.approvals],
+            due_at=w.expires_at,
+        )
+        for w in waivers
+        if w.status == WaiverStatus.PENDING
+    ]
+    return out
+
+
 def registry_row(run: Run) -> RegistryRow:
     state, inp, gate = run.state, run.inp, run.state.gate
     return RegistryRow(
@@ -260,6 +295,7 @@ def registry_row(run: Run) -> RegistryRow:
         # the read model never claims more than the ledger holds and verify compares like
         # with like
         event_id=state.event_id - len(state.outbox.ledger),
+        side_decisions=side_decisions(state.override, state.waivers),
     )
 
 
@@ -276,6 +312,7 @@ __all__ = [
     "registry_row",
     "required_evidence",
     "search_values",
+    "side_decisions",
     "view",
     "waived_evidence",
 ]

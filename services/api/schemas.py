@@ -87,6 +87,12 @@ class PendingApproval(BaseModel):
     due_at: datetime | None = None
     round: int = 1
     url: str
+    # what waits: the open gate (``gate``), a break-glass override's retrospective review
+    # (``override_review``) or a pending exception (``waiver``, with its id)
+    kind: str = "gate"
+    waiver_id: str | None = None
+    # where the decision is sent
+    decide_url: str | None = None
 
 
 class PendingPage(BaseModel):

@@ -21,6 +21,7 @@ from services.store.db import session_scope
 from services.store.registry import RegistryKeyConflict, RegistryRepository
 from workflows.activities import RegistryRow
 from workflows.model import UseCaseView
+from workflows.presentation import side_decisions
 
 log = logging.getLogger("releasegate.commands.read_model")
 
@@ -47,6 +48,7 @@ def row_from_view(view: UseCaseView) -> RegistryRow:
         round=view.round,
         updated_at=view.updated_at,
         event_id=0,
+        side_decisions=side_decisions(view.override, view.waivers),
     )
 
 

@@ -173,6 +173,27 @@ class PendingApproval(Base):
     __table_args__ = (Index(None, "workflow_id"),)
 
 
+class SideApproval(Base):
+    """The inbox beside the open gate: who a side decision waits on — a break-glass override's
+    retrospective review or a pending exception — rewritten with every applied upsert."""
+
+    __tablename__ = "side_approvals"
+
+    person_id: Mapped[str] = mapped_column(String(limits.ACTOR_MAX), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("use_cases.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    # "override_review", or the id of a pending exception
+    ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    quorum: Mapped[int | None] = mapped_column(Integer)
+    approvals: Mapped[list[str]]
+    due_at: Mapped[datetime | None]
+    round: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index(None, "workflow_id"),)
+
+
 # --------------------------------------------------------------------------- ledger
 
 

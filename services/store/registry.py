@@ -33,7 +33,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.store.errors import sqlstate
-from services.store.models import LedgerEntry, PendingApproval, RosterEntry, UseCase, UseCasePerson
+from services.store.models import (
+    LedgerEntry,
+    PendingApproval,
+    RosterEntry,
+    SideApproval,
+    UseCase,
+    UseCasePerson,
+)
 from workflows.activities import RegistryRow
 from workflows.events import DeputiesChanged, RunStarted, extras_as, parse_payload
 from workflows.model import EventKind
@@ -156,7 +163,7 @@ class RegistryRepository:
         return await self._upsert(row)
 
     async def _upsert(self, row: RegistryRow, *, reflected: bool = False) -> bool:
-        values = row.model_dump()
+        values = row.model_dump(exclude={"side_decisions"})
         connection = await self.session.connection()
         dialect_insert = (
             postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
@@ -219,6 +226,12 @@ class RegistryRepository:
                 insert(PendingApproval),
                 [{"workflow_id": row.workflow_id, "person_id": p} for p in pending],
             )
+        await self.session.execute(
+            delete(SideApproval).where(SideApproval.workflow_id == row.workflow_id)
+        )
+        side = side_approvals_of(row)
+        if side:
+            await self.session.execute(insert(SideApproval), side)
         return True
 
     async def _pinned_roster(self, workflow_id: str) -> dict[str, list[str]] | None:
@@ -321,6 +334,20 @@ class RegistryRepository:
         page = rows[:limit]
         return page, encode_cursor(page[-1].updated_at, page[-1].workflow_id)
 
+    async def side_pending_for(
+        self, person_id: str, *, limit: int = 100
+    ) -> Sequence[tuple[UseCase, SideApproval]]:
+        """Side decisions waiting on ``person_id`` (override reviews, pending exceptions),
+        soonest due first."""
+        statement = (
+            select(UseCase, SideApproval)
+            .join(SideApproval, SideApproval.workflow_id == UseCase.workflow_id)
+            .where(SideApproval.person_id == person_id, UseCase.closed.is_(False))
+            .order_by(SideApproval.due_at.asc().nulls_last(), UseCase.workflow_id)
+            .limit(limit)
+        )
+        return [(u, side) for u, side in (await self.session.execute(statement)).all()]
+
     async def pending_for(self, person_id: str, *, limit: int = 100) -> Sequence[UseCase]:
         """Open gates waiting on ``person_id``, soonest due first. Only the run's own people
         are ever waited on, so everything listed is a run the person may read."""
@@ -334,7 +361,31 @@ class RegistryRepository:
         return (await self.session.scalars(statement)).all()
 
 
+def side_approvals_of(row: RegistryRow) -> list[dict[str, Any]]:
+    """One inbox row per person a side decision of an open run waits on."""
+    if row.closed:
+        return []
+    return [
+        {
+            "workflow_id": row.workflow_id,
+            "person_id": person,
+            "ref": side.ref,
+            "kind": side.kind,
+            "quorum": side.quorum,
+            "approvals": list(side.approvals),
+            "due_at": side.due_at,
+            "round": side.round,
+        }
+        for side in row.side_decisions
+        for person in sorted(set(side.pending))
+    ]
+
+
 def to_registry_row(use_case: UseCase) -> RegistryRow:
     """The pydantic form of a stored row (what the API serialises)."""
-    fields: dict[str, Any] = {name: getattr(use_case, name) for name in RegistryRow.model_fields}
+    fields: dict[str, Any] = {
+        name: getattr(use_case, name)
+        for name in RegistryRow.model_fields
+        if name != "side_decisions"  # kept in side_approvals, per person
+    }
     return RegistryRow.model_validate(fields)

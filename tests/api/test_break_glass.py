@@ -47,6 +47,14 @@ async def test_an_expired_gate_is_overridden_on_the_record_and_reviewed(
     assert "eve" not in review["eligible"]
     assert "dana" not in review["eligible"]
 
+    # the review waits in its reviewers' inboxes, beside any open gate
+    inbox = (await api.get("/v1/approvals/pending", headers=auth("bo"))).json()["items"]
+    [item] = [i for i in inbox if i["id"] == uc["id"] and i["kind"] == "override_review"]
+    assert item["gate"] == "override_review"
+    assert item["decide_url"].endswith(f"{run}/gates/override_review/decisions")
+    inbox = (await api.get("/v1/approvals/pending", headers=auth("eve"))).json()["items"]
+    assert not [i for i in inbox if i["id"] == uc["id"]]
+
     # the overrider never reviews; a second override waits for this review
     r = await approve(api, run, "override_review", "eve")
     assert r.status_code == 403, r.text
@@ -55,6 +63,8 @@ async def test_an_expired_gate_is_overridden_on_the_record_and_reviewed(
     r = await approve(api, run, "override_review", "rita")
     assert r.status_code == 200, r.text
     assert r.json()["override"] is None
+    inbox = (await api.get("/v1/approvals/pending", headers=auth("rita"))).json()["items"]
+    assert not [i for i in inbox if i["id"] == uc["id"] and i["kind"] == "override_review"]
 
     history = (await api.get(f"{run}/history", headers=auth("rita"))).json()
     kinds = [(e["kind"], e.get("gate")) for e in history]

@@ -68,6 +68,12 @@ async def test_an_exception_is_asked_for_granted_and_shown_everywhere(
     assert r.status_code == 200, r.text
     assert [w["id"] for w in r.json()["items"]] == ["w-1"]
 
+    # the request waits in its grantors' inboxes, never in the requester's
+    item = await inbox_item(api, "bo", run, "w-1")
+    assert item["kind"] == "waiver"
+    assert item["decide_url"].endswith(f"{run}/waivers/w-1/decisions")
+    assert await inbox_item(api, "dana", run, "w-1", wait=False) is None
+
     for person in ("raj", "bo"):
         r = await api.post(
             f"{run}/waivers/w-1/decisions", json={"decision": "grant"}, headers=auth(person)
@@ -75,6 +81,11 @@ async def test_an_exception_is_asked_for_granted_and_shown_everywhere(
         assert r.status_code == 200, r.text
     assert r.json()["status"] == "granted"
     assert [a["actor"] for a in r.json()["approvals"]] == ["raj", "bo"]
+    for _ in range(100):
+        if await inbox_item(api, "raj", run, "w-1", wait=False) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await inbox_item(api, "raj", run, "w-1", wait=False) is None
 
     view = await state(api, run)
     assert view["required_evidence"] == []
@@ -113,6 +124,20 @@ async def test_an_exception_is_asked_for_granted_and_shown_everywhere(
     assert row["waivers"]["requested"] == row["waivers"]["granted"] == 1
     assert row["waivers"]["granted_by_kind"] == {"evidence": 1}
     assert flow["waivers"]["granted"] >= 1
+
+
+async def inbox_item(
+    api: httpx.AsyncClient, person: str, run: str, waiver: str, *, wait: bool = True
+) -> dict[str, Any] | None:
+    """The inbox item of ``person`` for the exception ``waiver`` of ``run`` (None: absent)."""
+    for _ in range(100 if wait else 1):
+        items = (await api.get("/v1/approvals/pending", headers=auth(person))).json()["items"]
+        found = [i for i in items if run.endswith(i["id"]) and i.get("waiver_id") == waiver]
+        if found:
+            return dict(found[0])
+        if wait:
+            await asyncio.sleep(0.05)
+    return None
 
 
 async def test_bad_input_is_a_problem_and_records_nothing(api: httpx.AsyncClient) -> None:

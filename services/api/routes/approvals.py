@@ -22,7 +22,8 @@ async def pending_approvals(
     res: Res,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> PendingPage:
-    rows = await RegistryRepository(session).pending_for(person.id, limit=limit)
+    registry = RegistryRepository(session)
+    rows = await registry.pending_for(person.id, limit=limit)
     gaps = (
         await gap_items(
             session,
@@ -34,22 +35,44 @@ async def pending_approvals(
         if res.catalog is not None
         else []
     )
-    return PendingPage(
-        control_gaps=gaps,
-        items=[
+    base = res.settings.public_url.rstrip("/")
+    items = [
+        PendingApproval(
+            id=r.workflow_id,
+            key=r.key,
+            title=r.title,
+            risk_tier=r.risk_tier,
+            gate=r.gate or "",
+            quorum=r.quorum,
+            approvals=list(r.approvals or []),
+            due_at=r.due_at,
+            round=r.round,
+            url=f"{base}/v1/use-cases/{r.workflow_id}",
+            decide_url=f"{base}/v1/use-cases/{r.workflow_id}/gates/{r.gate}/decisions",
+        )
+        for r in rows
+        if r.gate
+    ]
+    for r, side in await registry.side_pending_for(person.id, limit=limit):
+        run = f"{base}/v1/use-cases/{r.workflow_id}"
+        waiver = side.kind == "waiver"
+        items.append(
             PendingApproval(
                 id=r.workflow_id,
                 key=r.key,
                 title=r.title,
                 risk_tier=r.risk_tier,
-                gate=r.gate or "",
-                quorum=r.quorum,
-                approvals=list(r.approvals or []),
-                due_at=r.due_at,
-                round=r.round,
-                url=f"{res.settings.public_url.rstrip('/')}/v1/use-cases/{r.workflow_id}",
+                gate="" if waiver else side.ref,
+                quorum=side.quorum,
+                approvals=list(side.approvals or []),
+                due_at=side.due_at,
+                round=side.round,
+                url=run,
+                kind=side.kind,
+                waiver_id=side.ref if waiver else None,
+                decide_url=f"{run}/waivers/{side.ref}/decisions"
+                if waiver
+                else f"{run}/gates/{side.ref}/decisions",
             )
-            for r in rows
-            if r.gate
-        ],
-    )
+        )
+    return PendingPage(control_gaps=gaps, items=items)
