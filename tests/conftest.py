@@ -9,12 +9,14 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -76,6 +78,34 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (it supports updates), with the search attributes."""
     async with time_skipping_server() as env:
         yield env
+
+
+@contextlib.asynccontextmanager
+async def own_clock(store_url: str, name: str) -> AsyncIterator[tuple]:
+    """A module's own time-skipping server and worker: ``(env, task_queue, started)``. Runs
+    appended to ``started`` are terminated at the end — runs left waiting on timers would
+    hold the server's clock — and runs sleeping through days never touch the shared server."""
+    async with time_skipping_server() as env:
+        engine = make_engine(store_url)
+        task_queue = f"{name}-{uuid.uuid4().hex[:8]}"
+        async with (
+            httpx.AsyncClient() as http,
+            Worker(
+                env.client,
+                task_queue=task_queue,
+                workflows=[UseCaseRelease],
+                workflow_runner=workflow_runner(),
+                activities=release_activities(
+                    make_sessionmaker(engine), [LogAdapter()], http, None, client=env.client
+                ),
+            ),
+        ):
+            started: list[Any] = []
+            yield env, task_queue, started
+            for handle in started:
+                with contextlib.suppress(RPCError):  # already closed
+                    await handle.terminate("test over")
+        await engine.dispose()
 
 
 @contextlib.asynccontextmanager

@@ -9,17 +9,10 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import httpx
 import pytest
 from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import release_activities, workflow_runner
-from services.worker.notify import LogAdapter
-from tests.conftest import time_skipping_server
+from tests.conftest import own_clock
 from tests.harness import ReleaseHarness
 from tests.workflows.drive import advance_to
 from tests.workflows.helpers import make_input
@@ -53,40 +46,10 @@ DRIFT = TriggerRule(
 
 
 @pytest.fixture(scope="module")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """This module's own clock: its runs sleep through weeks the shared server must not see."""
-    async with time_skipping_server() as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-async def ts(time_skipping_env: WorkflowEnvironment, store_url: str) -> AsyncIterator[tuple]:
-    engine = make_engine(store_url)
-    task_queue = f"triggers-{uuid.uuid4().hex[:8]}"
-    async with (
-        httpx.AsyncClient() as http,
-        Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=release_activities(
-                make_sessionmaker(engine),
-                [LogAdapter()],
-                http,
-                None,
-                client=time_skipping_env.client,
-            ),
-        ),
-    ):
-        started: list[WorkflowHandle] = []
-        yield time_skipping_env, task_queue, started
-        for handle in started:  # runs left on timers would hold the server's clock
-            try:
-                await handle.terminate("test over")
-            except RPCError:
-                pass
-    await engine.dispose()
+async def ts(store_url: str) -> AsyncIterator[tuple]:
+    """This module's own clock: its runs sleep through days the shared server must not see."""
+    async with own_clock(store_url, "triggers") as clocked:
+        yield clocked
 
 
 async def live_with_triggers(ts: tuple) -> WorkflowHandle:

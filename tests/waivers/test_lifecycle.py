@@ -5,21 +5,14 @@ live use case opens its periodic review."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import httpx
 import pytest
 from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import release_activities, workflow_runner
-from services.worker.notify import LogAdapter
-from tests.conftest import time_skipping_server
+from tests.conftest import own_clock
 from tests.workflows.drive import advance_to, decide, refusal_of
 from tests.workflows.helpers import make_input
 from workflows.model import (
@@ -43,34 +36,10 @@ RISK_ASSESSMENT = WaiverRequirement(
 
 
 @pytest.fixture(scope="module")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """This module's own clock: its runs sleep through months the shared server must not see."""
-    async with time_skipping_server() as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-async def ts(time_skipping_env: WorkflowEnvironment, store_url: str) -> AsyncIterator[tuple]:
-    engine = make_engine(store_url)
-    task_queue = f"waivers-{uuid.uuid4().hex[:8]}"
-    async with (
-        httpx.AsyncClient() as http,
-        Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
-        ),
-    ):
-        started: list[WorkflowHandle] = []
-        yield time_skipping_env, task_queue, started
-        for handle in started:  # runs left on timers would hold this server's clock
-            try:
-                await handle.terminate("test over")
-            except RPCError:
-                pass  # already closed
-    await engine.dispose()
+async def ts(store_url: str) -> AsyncIterator[tuple]:
+    """This module's own clock: its runs sleep through days the shared server must not see."""
+    async with own_clock(store_url, "waivers") as clocked:
+        yield clocked
 
 
 async def start(ts: tuple, tier: str, **kw: object) -> WorkflowHandle:

@@ -3,21 +3,13 @@ retrospective review that must uphold it in time — under the time-skipping tes
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import httpx
 import pytest
 from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import release_activities, workflow_runner
-from services.worker.notify import LogAdapter
-from tests.conftest import time_skipping_server
+from tests.conftest import own_clock
 from tests.workflows.drive import advance_to, decide, refusal_of
 from tests.workflows.helpers import make_input
 from workflows import policy
@@ -37,35 +29,10 @@ WHY = "model owner on leave; regulator deadline Friday, approved by the COO"
 
 
 @pytest.fixture(scope="module")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def ts(store_url: str) -> AsyncIterator[tuple]:
     """This module's own clock: its runs sleep through days the shared server must not see."""
-    async with time_skipping_server() as env:
-        yield env
-
-
-@pytest.fixture(scope="module")
-async def ts(time_skipping_env: WorkflowEnvironment, store_url: str) -> AsyncIterator[tuple]:
-    engine = make_engine(store_url)
-    task_queue = f"breakglass-{uuid.uuid4().hex[:8]}"
-    async with (
-        httpx.AsyncClient() as http,
-        Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
-        ),
-    ):
-        started: list[WorkflowHandle] = []
-        yield time_skipping_env, task_queue, started
-        # runs left waiting on timers would hold the shared time-skipping server's clock
-        for handle in started:
-            try:
-                await handle.terminate("test over")
-            except RPCError:
-                pass  # already closed
-    await engine.dispose()
+    async with own_clock(store_url, "breakglass") as clocked:
+        yield clocked
 
 
 async def start(ts: tuple, tier: str = "low", **kw: str) -> WorkflowHandle:
