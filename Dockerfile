@@ -43,6 +43,9 @@ COPY migrations ./migrations
 COPY config ./config
 COPY services ./services
 COPY workflows ./workflows
+# Bytecode made at build time: the code is read-only at run time and the workflow sandbox
+# imports workflows/release.py afresh for every run (compiling it each time without this).
+RUN python -m compileall -q services workflows
 
 USER 10001:10001
 EXPOSE 8000

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -45,6 +43,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import run_on_stack  # noqa: E402
 from bench.gated_path import (  # noqa: E402
     GATES,
     OWNERS,
@@ -288,35 +287,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="releasegate-bounded-"))
     stack = Stack(tmp, args.temporal_address)
-    try:
-        if stack.temporal_address is None:
-            stack.start_temporal()
-        stack.start_services()
-        print(f"stack up: Temporal {stack.temporal_address}, data {tmp}", flush=True)
-        return asyncio.run(benchmark(args, stack, policy_file(tmp)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        print(f"\nbenchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if not args.keep:
-            print("(re-run with --keep to inspect the process logs)", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return run_on_stack(stack, tmp, args.keep, lambda: benchmark(args, stack, policy_file(tmp)))
 
 
 if __name__ == "__main__":

@@ -15,20 +15,21 @@ import httpx
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from services import command_keys
 from services.commands.signing import SigningInterceptor
 from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker
 from services.store.migrate import upgrade_head
-from services.worker.main import release_activities, workflow_runner
+from services.worker.main import release_activities
 from services.worker.notify import LogAdapter
-from tests.harness import HOOK_ALLOWED_HOSTS, HOOK_SECRET, ReleaseHarness
+from tests.harness import HOOK_ALLOWED_HOSTS, HOOK_SECRET, ReleaseHarness, release_worker
 from workflows import credentials, search
+from workflows.model import UseCaseInput
 from workflows.release import UseCaseRelease
 
 BIN = Path(sys.executable).parent
@@ -90,12 +91,10 @@ async def own_clock(store_url: str, name: str) -> AsyncIterator[tuple]:
         task_queue = f"{name}-{uuid.uuid4().hex[:8]}"
         async with (
             httpx.AsyncClient() as http,
-            Worker(
+            release_worker(
                 env.client,
-                task_queue=task_queue,
-                workflows=[UseCaseRelease],
-                workflow_runner=workflow_runner(),
-                activities=release_activities(
+                task_queue,
+                release_activities(
                     make_sessionmaker(engine), [LogAdapter()], http, None, client=env.client
                 ),
             ),
@@ -106,6 +105,16 @@ async def own_clock(store_url: str, name: str) -> AsyncIterator[tuple]:
                 with contextlib.suppress(RPCError):  # already closed
                     await handle.terminate("test over")
         await engine.dispose()
+
+
+async def start_on(clocked: tuple, inp: UseCaseInput) -> WorkflowHandle:
+    """Start ``inp`` on an ``own_clock`` worker (terminated when the module is over)."""
+    env, task_queue, started = clocked
+    handle = await env.client.start_workflow(
+        UseCaseRelease.run, inp, id=f"usecase-{inp.key}", task_queue=task_queue
+    )
+    started.append(handle)
+    return handle
 
 
 @contextlib.asynccontextmanager
@@ -150,12 +159,10 @@ async def release(
     task_queue = f"release-{uuid.uuid4().hex[:8]}"
     async with (
         httpx.AsyncClient() as http,
-        Worker(
+        release_worker(
             temporal_env.client,
-            task_queue=task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=release_activities(
+            task_queue,
+            release_activities(
                 sessionmaker,
                 [LogAdapter()],
                 http,

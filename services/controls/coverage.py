@@ -79,6 +79,21 @@ def gap_refs(view: ControlsView) -> list[GapRef]:
     ]
 
 
+def use_case_gaps(view: ControlsView) -> UseCaseGaps | None:
+    """The use case with its gaps; None when it has none."""
+    refs = gap_refs(view)
+    if not refs:
+        return None
+    return UseCaseGaps(
+        id=view.id,
+        key=view.key,
+        title=view.title,
+        risk_tier=view.risk_tier,
+        stage=view.stage,
+        gaps=refs,
+    )
+
+
 def coverage(views: Iterable[ControlsView], catalog: LoadedCatalog) -> ControlCoverage:
     frameworks = {
         f.id: FrameworkCoverage(id=f.id, title=f.title) for f in catalog.document.frameworks
@@ -94,19 +109,10 @@ def coverage(views: Iterable[ControlsView], catalog: LoadedCatalog) -> ControlCo
             gaps = sum(1 for c in mine if c.status == ControlStatus.GAP)
             fw.open_gaps += gaps
             fw.with_gaps += 1 if gaps else 0
-        refs = gap_refs(view)
-        if refs:
+        listed = use_case_gaps(view)
+        if listed is not None:
             out.with_gaps += 1
-            out.use_cases.append(
-                UseCaseGaps(
-                    id=view.id,
-                    key=view.key,
-                    title=view.title,
-                    risk_tier=view.risk_tier,
-                    stage=view.stage,
-                    gaps=refs,
-                )
-            )
+            out.use_cases.append(listed)
     out.frameworks = list(frameworks.values())
     return out
 
@@ -120,4 +126,5 @@ __all__ = [
     "UseCaseGaps",
     "coverage",
     "gap_refs",
+    "use_case_gaps",
 ]

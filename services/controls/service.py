@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.controls.catalog import LoadedCatalog
-from services.controls.coverage import ControlCoverage, ControlGapItem, coverage, gap_refs
+from services.controls.coverage import ControlCoverage, ControlGapItem, coverage, use_case_gaps
 from services.controls.evaluate import ControlsView, LedgerCheck, RunFacts, evaluate
 from services.store.audit import UnknownUseCase, verify_use_case
 from services.store.controls import ControlsRepository
@@ -79,17 +79,9 @@ async def gap_items(
     views = await _live_views(session, catalog, now=now, visible_to=None, owned_by=person_id)
     base = public_url.rstrip("/")
     return [
-        ControlGapItem(
-            id=v.id,
-            key=v.key,
-            title=v.title,
-            risk_tier=v.risk_tier,
-            stage=v.stage,
-            gaps=refs,
-            url=f"{base}/v1/use-cases/{v.id}/controls",
-        )
+        ControlGapItem(**dict(gaps), url=f"{base}/v1/use-cases/{gaps.id}/controls")
         for v in views
-        if (refs := gap_refs(v))
+        if (gaps := use_case_gaps(v)) is not None
     ]
 
 

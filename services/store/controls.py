@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.controls.evaluate import EvidenceFact, LedgerFact, RunFacts
+from services.store.flow import ledger_facts
 from services.store.models import EvidenceItem, LedgerEntry, RosterEntry, UseCase
 from workflows.model import Role, Stage
 
@@ -37,21 +38,8 @@ class ControlsRepository:
         if not workflow_ids:
             return {}
         entries: dict[str, list[LedgerFact]] = defaultdict(list)
-        rows = await self.session.execute(
-            select(
-                LedgerEntry.workflow_id,
-                LedgerEntry.seq,
-                LedgerEntry.at,
-                LedgerEntry.kind,
-                LedgerEntry.actor,
-                LedgerEntry.payload,
-            )
-            .where(LedgerEntry.workflow_id.in_(workflow_ids))
-            .order_by(LedgerEntry.workflow_id, LedgerEntry.seq)
-        )
-        for r in rows:
-            payload = r.payload if isinstance(r.payload, dict) else {}
-            entries[r.workflow_id].append(LedgerFact(r.seq, r.at, r.kind, r.actor, payload))
+        for r in await ledger_facts(self.session, LedgerEntry.workflow_id.in_(workflow_ids)):
+            entries[r.workflow_id].append(LedgerFact(r.seq, r.at, r.kind, r.actor, r.payload))
         evidence: dict[str, list[EvidenceFact]] = defaultdict(list)
         items = await self.session.scalars(
             select(EvidenceItem)

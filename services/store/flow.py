@@ -18,6 +18,35 @@ from services.store.models import LedgerEntry, RosterEntry, UseCase
 from workflows.model import EventKind
 
 
+async def ledger_facts(session: AsyncSession, *where: Any) -> list[FlowEntry]:
+    """The ledger entries matching ``where`` by run and seq, only the columns a judgement
+    reads (a payload that is not an object reads as empty)."""
+    statement = (
+        select(
+            LedgerEntry.workflow_id,
+            LedgerEntry.seq,
+            LedgerEntry.at,
+            LedgerEntry.kind,
+            LedgerEntry.actor,
+            LedgerEntry.payload,
+        )
+        .where(*where)
+        .order_by(LedgerEntry.workflow_id, LedgerEntry.seq)
+    )
+    rows = (await session.execute(statement)).all()
+    return [
+        FlowEntry(
+            workflow_id=r.workflow_id,
+            seq=r.seq,
+            at=r.at,
+            kind=r.kind,
+            actor=r.actor,
+            payload=r.payload if isinstance(r.payload, dict) else {},
+        )
+        for r in rows
+    ]
+
+
 class FlowRepository:
     """The ledger entries and registry rows of the runs that started in [since, until).
 
@@ -46,33 +75,11 @@ class FlowRepository:
         return runs
 
     async def entries(self, since: datetime | None, until: datetime | None) -> list[FlowEntry]:
-        statement = (
-            select(
-                LedgerEntry.workflow_id,
-                LedgerEntry.seq,
-                LedgerEntry.at,
-                LedgerEntry.kind,
-                LedgerEntry.actor,
-                LedgerEntry.payload,
-            )
-            .where(
-                LedgerEntry.workflow_id.in_(self._started(since, until)),
-                LedgerEntry.kind.in_([kind.value for kind in FLOW_KINDS]),
-            )
-            .order_by(LedgerEntry.workflow_id, LedgerEntry.seq)
+        return await ledger_facts(
+            self.session,
+            LedgerEntry.workflow_id.in_(self._started(since, until)),
+            LedgerEntry.kind.in_([kind.value for kind in FLOW_KINDS]),
         )
-        rows = (await self.session.execute(statement)).all()
-        return [
-            FlowEntry(
-                workflow_id=r.workflow_id,
-                seq=r.seq,
-                at=r.at,
-                kind=r.kind,
-                actor=r.actor,
-                payload=r.payload if isinstance(r.payload, dict) else {},
-            )
-            for r in rows
-        ]
 
     async def registry(self, since: datetime | None, until: datetime | None) -> list[RegistryInfo]:
         statement = select(UseCase).where(UseCase.workflow_id.in_(self._started(since, until)))

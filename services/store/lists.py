@@ -144,6 +144,21 @@ async def _entries(
     return rows, encode_cursor(list_name, rows[-1].seq)
 
 
+async def _known_entries(
+    session: AsyncSession,
+    workflow_id: str,
+    list_name: str,
+    cursor: str | None,
+    limit: int,
+    *kinds: EventKind,
+) -> tuple[Sequence[LedgerEntry], str | None]:
+    """``_entries`` of a run the store knows (``ensure_known``), the limit checked."""
+    await ensure_known(session, workflow_id)
+    return await _entries(
+        session, workflow_id, list_name=list_name, cursor=cursor, limit=_limit(limit), kinds=kinds
+    )
+
+
 def _channel(value: str) -> Channel:
     try:
         return Channel(value)
@@ -179,10 +194,7 @@ async def history_page(
     session: AsyncSession, workflow_id: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None
 ) -> Page[HistoryEvent]:
     """The run's stage and decision events, in order, from the ledger."""
-    await ensure_known(session, workflow_id)
-    rows, next_cursor = await _entries(
-        session, workflow_id, list_name="history", cursor=cursor, limit=_limit(limit)
-    )
+    rows, next_cursor = await _known_entries(session, workflow_id, "history", cursor, limit)
     return Page([e for e in map(history_event, rows) if e is not None], next_cursor)
 
 
@@ -206,14 +218,8 @@ async def incidents_page(
     session: AsyncSession, workflow_id: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None
 ) -> Page[Incident]:
     """The run's incidents, in the order they were reported."""
-    await ensure_known(session, workflow_id)
-    rows, next_cursor = await _entries(
-        session,
-        workflow_id,
-        list_name="incidents",
-        cursor=cursor,
-        limit=_limit(limit),
-        kinds=(EventKind.INCIDENT_REPORTED,),
+    rows, next_cursor = await _known_entries(
+        session, workflow_id, "incidents", cursor, limit, EventKind.INCIDENT_REPORTED
     )
     suspensions = await _suspensions(session, workflow_id, rows)
     items = []
@@ -309,14 +315,8 @@ async def changes_page(
     session: AsyncSession, workflow_id: str, *, limit: int = DEFAULT_LIMIT, cursor: str | None
 ) -> Page[ChangeSummary]:
     """The use case's change requests in the order raised, each with its status now."""
-    await ensure_known(session, workflow_id)
-    rows, next_cursor = await _entries(
-        session,
-        workflow_id,
-        list_name="changes",
-        cursor=cursor,
-        limit=_limit(limit),
-        kinds=(EventKind.CHANGE_RAISED,),
+    rows, next_cursor = await _known_entries(
+        session, workflow_id, "changes", cursor, limit, EventKind.CHANGE_RAISED
     )
     changes: dict[str, ChangeSummary] = {}
     for row in rows:
@@ -343,41 +343,39 @@ async def change_status(
     session: AsyncSession, use_case_id: str, change_id: str
 ) -> ChangeStatus | None:
     """How the use case holds one of its changes now (None: no closing fact yet)."""
-    rows = await session.scalars(
-        select(LedgerEntry)
-        .where(
-            LedgerEntry.workflow_id == use_case_id,
-            LedgerEntry.kind.in_([k.value for k in CLOSING_STATUS]),
-        )
-        .order_by(LedgerEntry.seq)
-    )
     status: ChangeStatus | None = None
-    for row in rows:
-        own: Any = extras_as(ChangeClosed, parse_payload(row.kind, row.payload)[1])
-        if own.change == change_id:
-            status = CLOSING_STATUS[EventKind(row.kind)]
+    for _, change, closing in await _closings(session, use_case_id):
+        if change == change_id:
+            status = closing
     return status
+
+
+async def _closings(
+    session: AsyncSession, workflow_id: str, since_seq: int | None = None
+) -> list[tuple[LedgerEntry, str | None, ChangeStatus]]:
+    """(entry, change id, status it leaves) of the facts that closed the use case's changes
+    (after ``since_seq``, if named), in order."""
+    query = select(LedgerEntry).where(
+        LedgerEntry.workflow_id == workflow_id,
+        LedgerEntry.kind.in_([k.value for k in CLOSING_STATUS]),
+    )
+    if since_seq is not None:
+        query = query.where(LedgerEntry.seq > since_seq)
+    out = []
+    for row in await session.scalars(query.order_by(LedgerEntry.seq)):
+        own: Any = extras_as(ChangeClosed, parse_payload(row.kind, row.payload)[1])
+        out.append((row, own.change, CLOSING_STATUS[EventKind(row.kind)]))
+    return out
 
 
 async def _apply_closings(
     session: AsyncSession, workflow_id: str, since_seq: int, changes: dict[str, ChangeSummary]
 ) -> None:
     """Each change's status after the facts that closed it (all recorded after it was raised)."""
-    closings = await session.scalars(
-        select(LedgerEntry)
-        .where(
-            LedgerEntry.workflow_id == workflow_id,
-            LedgerEntry.kind.in_([k.value for k in CLOSING_STATUS]),
-            LedgerEntry.seq > since_seq,
-        )
-        .order_by(LedgerEntry.seq)
-    )
-    for row in closings:
-        own: Any = extras_as(ChangeClosed, parse_payload(row.kind, row.payload)[1])
-        change = changes.get(own.change)
+    for row, change_id, status in await _closings(session, workflow_id, since_seq):
+        change = changes.get(change_id) if change_id is not None else None
         if change is None:
             continue
-        status = CLOSING_STATUS[EventKind(row.kind)]
         change.status = status
         if status != ChangeStatus.AWAITING_RESUME or change.closed_at is None:
             change.closed_at = row.at

@@ -86,7 +86,8 @@ class StoreActivities:
         self._notice_log = notice_log
         # SQLite takes one writer at a time and lets the others poll for the lock: under load
         # some waited out busy_timeout (and their local activity's timeout) while later ones
-        # got in. The worker's own writes queue here instead, first come first served.
+        # got in. The worker's own writes (all three activities) queue here instead, first
+        # come first served.
         bind = sessionmaker.kw.get("bind")
         sqlite = bind is not None and is_sqlite(bind.url)
         self._writes: asyncio.Lock | contextlib.nullcontext[None] = (
@@ -98,7 +99,7 @@ class StoreActivities:
         """Append the batch to the ledger; returns how many entries were newly written."""
         policy = self._checkpointing.policy if self._checkpointing else None
         try:
-            async with session_scope(self._sessionmaker) as session:
+            async with self._writes, session_scope(self._sessionmaker) as session:
                 ledger = LedgerRepository(session, policy)
                 written = await ledger.append(batch)
                 # a write that succeeds lifts any block an earlier batch left
@@ -195,7 +196,7 @@ class StoreActivities:
     async def sync_registry(self, row: RegistryRow) -> None:
         """Store the workflow's current snapshot unless a newer one is already stored."""
         try:
-            async with session_scope(self._sessionmaker) as session:
+            async with self._writes, session_scope(self._sessionmaker) as session:
                 applied = await RegistryRepository(session).upsert(row)
         except RegistryKeyConflict as exc:
             raise ApplicationError(str(exc), type=REGISTRY_CONFLICT, non_retryable=True) from exc

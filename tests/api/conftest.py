@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import yaml
 from temporalio.testing import WorkflowEnvironment
 
-from services.api.app import create_app
 from services.settings import Settings
-from tests.harness import ReleaseHarness
-from tests.workflows.helpers import ROOT
+from tests.harness import ReleaseHarness, api_client, policy_variant, suite_settings
 
 
 @pytest.fixture(scope="session")
@@ -22,20 +19,13 @@ async def api_settings(
     release: ReleaseHarness,
     store_url: str,
 ) -> Settings:
-    return Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=release.task_queue,
-        RELEASEGATE_DATABASE_URL=store_url,
-    )
+    return suite_settings(temporal_env, release.task_queue, store_url)
 
 
 @pytest.fixture(scope="session")
 async def api(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(api_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+    async with api_client(api_settings) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +34,15 @@ async def expiring_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API with a policy whose low-tier risk_signoff expires about a second after it
     opens (the dev server has no time skipping; the worker runs whatever policy a run pins)."""
-    doc = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
-    doc["version"] = "2026.1-expiring"
-    gate = doc["tiers"]["low"]["gates"][0]
-    assert gate["gate"] == "risk_signoff"
-    gate.update(sla_hours=0.0002, remind_before_hours=[], expire_after_hours=0.0003)
-    path: Path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    app = create_app(api_settings.model_copy(update={"policy_path": path}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+
+    def expiring(doc: dict[str, Any]) -> None:
+        gate = doc["tiers"]["low"]["gates"][0]
+        assert gate["gate"] == "risk_signoff"
+        gate.update(sla_hours=0.0002, remind_before_hours=[], expire_after_hours=0.0003)
+
+    path = policy_variant(tmp_path_factory.mktemp("policy"), "2026.1-expiring", expiring)
+    async with api_client(api_settings.model_copy(update={"policy_path": path})) as client:
+        yield client
 
 
 def auth(person: str) -> dict[str, str]:

@@ -14,19 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from services.api.app import create_app
 from services.settings import Settings
 from tests.api.conftest import auth
 from tests.api.test_use_cases import create, walk
-from tests.harness import ReleaseHarness
-from tests.workflows.helpers import ROOT
+from tests.harness import ReleaseHarness, api_client, policy_variant
 from workflows.limits import TEXT_MAX
 from workflows.presentation import VIEW_EVIDENCE, VIEW_INCIDENTS
 
@@ -45,16 +41,13 @@ async def roomy_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API with a policy whose incident rate limit lets one reporter flood a run (the
     flood is what this module measures; the default limit is tested on its own)."""
-    doc = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
-    doc["version"] = "2026.2-roomy"
-    doc["limits"]["max_incidents_per_reporter"] = 10_000
-    path: Path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    app = create_app(api_settings.model_copy(update={"policy_path": path}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+
+    def roomy(doc: dict[str, Any]) -> None:
+        doc["limits"]["max_incidents_per_reporter"] = 10_000
+
+    path = policy_variant(tmp_path_factory.mktemp("policy"), "2026.2-roomy", roomy)
+    async with api_client(api_settings.model_copy(update={"policy_path": path})) as client:
+        yield client
 
 
 async def live(api: httpx.AsyncClient) -> dict[str, Any]:

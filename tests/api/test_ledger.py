@@ -23,7 +23,6 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.api.app import create_app
 from services.settings import PROJECT_ROOT, Settings
 from services.store import audit_cli
 from services.store.audit import build_evidence_pack
@@ -34,7 +33,7 @@ from services.store.models import EvidenceItem, LedgerEntry
 from services.store.tempdb import temporary_sqlite_database
 from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import PROBLEM, create, ev, walk
-from tests.harness import ReleaseHarness
+from tests.harness import ReleaseHarness, api_client
 from tests.store.factories import batch, new_workflow_id
 from workflows.model import Decision, Gate, GateDecision
 from workflows.release import UseCaseRelease
@@ -435,15 +434,12 @@ async def test_ledger_endpoints_answer_503_when_the_database_is_unreachable(
     settings = api_settings.model_copy(
         update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/releasegate"}
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            for path in ("ledger", "ledger/verify", "evidence-pack"):
-                r = await client.get(f"/v1/use-cases/usecase-anything/{path}", headers=auth("bo"))
-                assert r.status_code == 503, r.text
-                assert r.headers["content-type"] == PROBLEM
-                assert r.json()["type"].endswith("db-unavailable")
+    async with api_client(settings) as client:
+        for path in ("ledger", "ledger/verify", "evidence-pack"):
+            r = await client.get(f"/v1/use-cases/usecase-anything/{path}", headers=auth("bo"))
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == PROBLEM
+            assert r.json()["type"].endswith("db-unavailable")
 
 
 # --------------------------------------------------------------------------- audit CLI

@@ -12,41 +12,26 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.api.app import create_app
 from services.api.problems import problem_of, problem_response
 from services.commands.errors import Outage, Unavailable
 from services.settings import Settings
 from services.store.blocked import BlockedRepository
 from services.store.db import session_scope
 from services.store.errors import Permanent
-from services.worker.main import release_activities, workflow_runner
+from services.worker.main import release_activities
 from services.worker.notify import LogAdapter
 from tests.api.conftest import auth
 from tests.api.test_use_cases import create, new_body
-from tests.harness import HOOK_SECRET, ReleaseHarness
-from workflows.release import UseCaseRelease
+from tests.harness import HOOK_SECRET, ReleaseHarness, api_client, release_worker
 
 PROBLEM = "application/problem+json"
 FAIL_FAST_S = 5.0  # "a few seconds"; the RPC timeout it replaces is 15 s
-
-
-@asynccontextmanager
-async def api_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
-    ):
-        yield api
 
 
 def assert_503(r: httpx.Response, code: str) -> dict[str, Any]:
@@ -69,7 +54,7 @@ async def test_without_a_worker_readiness_and_commands_fail_fast(
 ) -> None:
     task_queue = f"no-worker-{uuid.uuid4().hex[:8]}"
     settings = api_settings.model_copy(update={"task_queue": task_queue})
-    async with api_for(settings) as api:
+    async with api_client(settings) as api:
         # a fresh process knows nothing of the workers: the start is sent and lands (Temporal
         # keeps it), but nothing can read the run, which is found out within seconds
         body = new_body("low")
@@ -97,7 +82,7 @@ async def test_without_a_worker_readiness_and_commands_fail_fast(
 
     # a fresh process knows nothing yet: the Update is sent, and found stuck within seconds
     keyed = {**auth("dana"), "Idempotency-Key": "cancel-1"}
-    async with api_for(settings) as api:
+    async with api_client(settings) as api:
         r, elapsed = await timed(api.post(f"/v1/use-cases/{uc_id}/cancel", json={}, headers=keyed))
         problem = assert_503(r, "no-worker")
         assert r.headers["retry-after"] == "10"
@@ -112,14 +97,10 @@ async def test_without_a_worker_readiness_and_commands_fail_fast(
 
         async with (
             httpx.AsyncClient() as http,
-            Worker(
+            release_worker(
                 temporal_env.client,
-                task_queue=task_queue,
-                workflows=[UseCaseRelease],
-                workflow_runner=workflow_runner(),
-                activities=release_activities(
-                    release.sessionmaker, [LogAdapter()], http, HOOK_SECRET
-                ),
+                task_queue,
+                release_activities(release.sessionmaker, [LogAdapter()], http, HOOK_SECRET),
             ),
         ):
             await _ready(api)
@@ -140,12 +121,12 @@ async def test_database_and_temporal_outages_say_when_to_retry(api_settings: Set
     no_db = api_settings.model_copy(
         update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
     )
-    async with api_for(no_db) as api:
+    async with api_client(no_db) as api:
         assert_503(await api.get("/v1/use-cases", headers=auth("eve")), "db-unavailable")
         problem = assert_503(await api.get("/readyz"), "not-ready")
         assert "database" in problem["failed"]
     no_temporal = api_settings.model_copy(update={"temporal_address": "127.0.0.1:1"})
-    async with api_for(no_temporal) as api:
+    async with api_client(no_temporal) as api:
         r = await api.post("/v1/use-cases", json=new_body(), headers=auth("dana"))
         assert_503(r, "temporal-unavailable")
         problem = assert_503(await api.get("/readyz"), "not-ready")

@@ -19,17 +19,13 @@ import httpx
 import pytest
 from aiohttp import web
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.api.app import create_app
-from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import release_activities, workflow_runner
+from services.worker.main import release_activities
 from services.worker.notify import LogAdapter, WebhookAdapter
 from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import create, walk
-from tests.harness import HOOK_SECRET
-from workflows.release import UseCaseRelease
+from tests.harness import HOOK_SECRET, api_client, release_worker, serve_loopback, suite_settings
 
 RUNS = 20  # two decisions each: 40 decisions
 CONCURRENCY = 10
@@ -47,12 +43,8 @@ async def slow_notices() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/notify", take)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/notify"
+    runner, url = await serve_loopback(app)
+    yield f"{url}/notify"
     await runner.cleanup()
 
 
@@ -61,29 +53,21 @@ async def api(
     temporal_env: WorkflowEnvironment, store_url: str, slow_notices: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API, and a worker whose notices also go to the slow webhook."""
-    settings = Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=f"ryw-{uuid.uuid4().hex[:8]}",
-        RELEASEGATE_DATABASE_URL=store_url,
-    )
+    settings = suite_settings(temporal_env, f"ryw-{uuid.uuid4().hex[:8]}", store_url)
     engine = make_engine(store_url)
-    app = create_app(settings)
     async with (
         httpx.AsyncClient() as http,
-        Worker(
+        release_worker(
             temporal_env.client,
-            task_queue=settings.task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=release_activities(
+            settings.task_queue,
+            release_activities(
                 make_sessionmaker(engine),
                 [LogAdapter(), WebhookAdapter(http, slow_notices, HOOK_SECRET)],
                 http,
                 HOOK_SECRET,
             ),
         ),
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+        api_client(settings) as api,
     ):
         yield api
     await engine.dispose()

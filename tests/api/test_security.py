@@ -3,9 +3,7 @@ response, and no secret in the logs of a full run through a real uvicorn server.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,7 +18,7 @@ from services.api.app import create_app
 from services.settings import DEMO_DIRECTORY, PROJECT_ROOT, ConfigError, Settings, load_settings
 from tests.api.conftest import auth
 from tests.api.test_use_cases import new_body, walk
-from tests.harness import HOOK_SECRET
+from tests.harness import HOOK_SECRET, UvicornServer, loopback_socket
 from tests.workflows.test_live import HookReceiver
 from workflows.policy import load_directory
 
@@ -330,13 +328,10 @@ async def test_a_hook_url_on_an_allowed_host_starts_the_run(hook_api: httpx.Asyn
 # --------------------------------------------------------------------------- secrets
 
 
-class RealServer:
+class RealServer(UvicornServer):
     """The API under a real uvicorn on loopback, logging at DEBUG into the test's capture."""
 
     def __init__(self, settings: Settings) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(
             create_app(settings),
             log_level="debug",
@@ -344,22 +339,7 @@ class RealServer:
             access_log=True,
             lifespan="on",
         )
-        self.server = uvicorn.Server(config)
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> RealServer:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        for _ in range(200):
-            if self.server.started:
-                return self
-            await asyncio.sleep(0.05)
-        raise AssertionError("uvicorn did not start")
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        assert self.task is not None
-        await self.task
-        self.sock.close()
+        super().__init__(config, *loopback_socket())
 
 
 @pytest.fixture

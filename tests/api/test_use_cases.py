@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from services.api.app import create_app
 from services.settings import Settings
 from tests.api.conftest import approve, auth, seen
+from tests.harness import api_client
 from tests.workflows.helpers import (
     GATE_APPROVERS,
     GATE_EVIDENCE,
@@ -22,19 +23,22 @@ from tests.workflows.helpers import (
 PROBLEM = "application/problem+json"
 
 
+OWNERS: dict[str, Any] = {
+    "business_owner": "bo",
+    "technical_owner": "tom",
+    "operations_owner": "olga",
+    "risk_approvers": ["group:risk-committee"],
+    "escalation_owner": "eve",
+}
+
+
 def new_body(tier: str = "low", **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "key": f"uc-{uuid.uuid4().hex[:10]}",
         "title": "Claims triage assistant",
         "summary": "Routes incoming claims to the right queue",
         "risk_tier": tier,
-        "owners": {
-            "business_owner": "bo",
-            "technical_owner": "tom",
-            "operations_owner": "olga",
-            "risk_approvers": ["group:risk-committee"],
-            "escalation_owner": "eve",
-        },
+        "owners": copy.deepcopy(OWNERS),
     }
     body.update(over)
     return body
@@ -425,18 +429,15 @@ async def test_health_and_docs(api: httpx.AsyncClient) -> None:
 
 async def test_temporal_unreachable_is_503(api_settings: Settings) -> None:
     settings = api_settings.model_copy(update={"temporal_address": "127.0.0.1:1"})
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            r = await client.get("/v1/use-cases/usecase-anything", headers=auth("bo"))
-            assert r.status_code == 503, r.text
-            assert r.headers["content-type"] == PROBLEM
-            r = await client.post("/v1/use-cases", json=new_body(), headers=auth("dana"))
-            assert r.status_code == 503
-            r = await client.get("/readyz")
-            assert r.status_code == 503
-            assert r.json()["checks"]["database"] == "ok"
+    async with api_client(settings) as client:
+        r = await client.get("/v1/use-cases/usecase-anything", headers=auth("bo"))
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == PROBLEM
+        r = await client.post("/v1/use-cases", json=new_body(), headers=auth("dana"))
+        assert r.status_code == 503
+        r = await client.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["checks"]["database"] == "ok"
 
 
 # --------------------------------------------------------------------------- reopen

@@ -19,16 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.api.test_use_cases import walk
+from tests.api.test_use_cases import OWNERS, walk
 from tests.cli.conftest import Cli, Result
-
-OWNERS = {
-    "business_owner": "bo",
-    "technical_owner": "tom",
-    "operations_owner": "olga",
-    "risk_approvers": ["group:risk-committee"],
-    "escalation_owner": "eve",
-}
 
 
 def new_key(prefix: str = "cli") -> str:

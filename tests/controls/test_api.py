@@ -14,7 +14,13 @@ import pytest
 from tests.api.conftest import approve, auth
 from tests.api.test_ledger import settled
 from tests.api.test_use_cases import new_body
-from tests.workflows.helpers import GATE_APPROVERS, GATE_EVIDENCE, STAGE_EVIDENCE, evidence
+from tests.workflows.helpers import (
+    EXPECTED_PATH,
+    GATE_APPROVERS,
+    GATE_EVIDENCE,
+    STAGE_EVIDENCE,
+    evidence,
+)
 
 PROBLEM = "application/problem+json"
 SETTLE_S = 15.0
@@ -102,16 +108,7 @@ async def test_low_tier_view_at_every_stage(api: httpx.AsyncClient) -> None:
             break
         await run.step()
 
-    assert list(seen) == [
-        "scoping",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ]
+    assert list(seen) == EXPECTED_PATH["low"]
     # registered with its owners from the first fact on; the ledger verifies all along
     for stage, st in seen.items():
         assert st["nist-ai-rmf.govern-1.6"] == "satisfied", stage
@@ -187,17 +184,7 @@ async def test_high_tier_view_at_every_stage_and_fria_for_annex_iii(
         await run.step()
 
     assert view["eu_annex_iii"] == ["5b"]
-    assert list(seen) == [
-        "scoping",
-        "scope_approval",
-        "specification",
-        "implementation",
-        "validation",
-        "risk_signoff",
-        "ops_handoff",
-        "go_live",
-        "live",
-    ]
+    assert list(seen) == EXPECTED_PATH["high"]
     for stage, st in seen.items():
         # every control applies to a high-tier use case marked Annex III 5(b)
         assert "not_applicable" not in st.values(), stage

@@ -20,22 +20,13 @@ from services.controls.evaluate import (
     evaluate,
 )
 from services.settings import PROJECT_ROOT
-from tests.workflows.helpers import make_input
+from tests.workflows.helpers import EXPECTED_PATH, make_input
 from workflows.credentials import signed_bytes
 from workflows.model import EuAiActMarker, PinnedCatalog, UseCaseInput
 
 POLICY_FILE = PROJECT_ROOT / "config" / "policy.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-LOW_PATH = [
-    "scoping",
-    "specification",
-    "implementation",
-    "validation",
-    "risk_signoff",
-    "ops_handoff",
-    "go_live",
-    "live",
-]
+LOW_PATH = EXPECTED_PATH["low"]
 ROSTER = {
     "delivery_lead": ["dana"],
     "business_owner": ["bo"],
@@ -105,12 +96,15 @@ class Ledger:
             self.add("decision", person, gate=gate, decision="approve")
         self.add("gate_passed", approvers[-1], gate=gate, approvers=list(approvers))
 
-    def walk_low_to_live(self) -> None:
+    def walk_low_to_risk_signoff(self) -> None:
         for stage in ("scoping", "specification", "implementation"):
             self.complete(stage)
             self.enter(LOW_PATH[LOW_PATH.index(stage) + 1])
         self.complete("validation", "evaluation_report")
         self.enter("risk_signoff")
+
+    def walk_low_to_live(self) -> None:
+        self.walk_low_to_risk_signoff()
         self.pass_gate("risk_signoff", "rita")
         self.enter("ops_handoff")
         self.pass_gate("ops_handoff", "olga")
@@ -157,11 +151,7 @@ def test_periodic_review_overdue_is_a_gap_until_it_passes(catalog: Any) -> None:
 def test_gate_passed_by_override_is_a_gap(catalog: Any) -> None:
     assert OVERRIDE_KIND is not None
     run = Ledger()
-    for stage in ("scoping", "specification", "implementation"):
-        run.complete(stage)
-        run.enter(LOW_PATH[LOW_PATH.index(stage) + 1])
-    run.complete("validation", "evaluation_report")
-    run.enter("risk_signoff")
+    run.walk_low_to_risk_signoff()
     run.add(OVERRIDE_KIND, "boris", gate="risk_signoff")
     run.enter("ops_handoff")
     view = evaluate(run.facts(), catalog, now=T0)
@@ -173,11 +163,7 @@ def test_gate_passed_by_override_is_a_gap(catalog: Any) -> None:
 
 def test_approver_who_built_it_is_no_independent_challenge(catalog: Any) -> None:
     run = Ledger()
-    for stage in ("scoping", "specification", "implementation"):
-        run.complete(stage)
-        run.enter(LOW_PATH[LOW_PATH.index(stage) + 1])
-    run.complete("validation", "evaluation_report")
-    run.enter("risk_signoff")
+    run.walk_low_to_risk_signoff()
     run.pass_gate("risk_signoff", "tom")  # a ledger edited (or an older rule) lets tom sign
     run.enter("ops_handoff")
     view = evaluate(run.facts(), catalog, now=T0)

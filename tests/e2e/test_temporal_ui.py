@@ -14,18 +14,8 @@ import pytest
 from temporalio.client import Client
 
 from tests.e2e.stack import OWNERS, Stack, call, evidence
+from tests.harness import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT_COPY = Path(tempfile.gettempdir()) / "releasegate-temporal-ui.png"
 
 
@@ -81,7 +71,7 @@ def test_temporal_ui_shows_the_stage_story(stack: Stack, tmp_path: Path) -> None
         browser = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh profile every run
             executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
+            args=["--headless", *CHROMIUM_ARGS],
             viewport={"width": 1400, "height": 1000},
         )
         try:

@@ -22,22 +22,18 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.api.app import create_app
-from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker, session_scope
 from services.store.migrate import upgrade_head
 from services.store.models import LedgerEntry
 from services.store.tempdb import admin_engine
-from services.worker.main import release_activities, workflow_runner
+from services.worker.main import release_activities
 from services.worker.notify import LogAdapter
 from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import create, walk
-from tests.harness import HOOK_SECRET
+from tests.harness import HOOK_SECRET, api_client, release_worker, suite_settings
 from tests.store.conftest import POSTGRES_ADMIN_URL, fresh_database
 from workflows.activities import LEDGER_APPEND, REGISTRY_SYNC
-from workflows.release import UseCaseRelease
 
 PROBLEM = "application/problem+json"
 OUTAGE_MIN_S = 5.0  # the workflow's store retry starts at 1 s and doubles: keep this short
@@ -69,26 +65,16 @@ async def stack(temporal_env: WorkflowEnvironment, url: str) -> AsyncIterator[ht
     """A worker with the real activities and the API, both on the database at ``url``."""
     engine = make_engine(url)
     task_queue = f"outage-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=task_queue,
-        RELEASEGATE_DATABASE_URL=url,
-    )
-    app = create_app(settings)
+    settings = suite_settings(temporal_env, task_queue, url)
     try:
         async with (
             httpx.AsyncClient() as http,
-            Worker(
+            release_worker(
                 temporal_env.client,
-                task_queue=task_queue,
-                workflows=[UseCaseRelease],
-                workflow_runner=workflow_runner(),
-                activities=release_activities(
-                    make_sessionmaker(engine), [LogAdapter()], http, HOOK_SECRET
-                ),
+                task_queue,
+                release_activities(make_sessionmaker(engine), [LogAdapter()], http, HOOK_SECRET),
             ),
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+            api_client(settings) as api,
         ):
             yield api
     finally:

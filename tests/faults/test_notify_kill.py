@@ -18,18 +18,16 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from services.api.app import create_app
-from services.settings import Settings
 from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import ev, new_body, walk
+from tests.harness import api_client, suite_settings
 from tests.slack.double import Message, SlackDouble
 from tests.slack.helpers import CHANNEL, SECRET, TOKEN
 from tests.worker.test_notify import SECRET as HOOK_SECRET
@@ -72,16 +70,6 @@ async def polling(process: subprocess.Popen[bytes], log: Path, offset: int) -> N
         await asyncio.sleep(0.2)
 
 
-@asynccontextmanager
-async def api_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
-    ):
-        yield api
-
-
 def gate_posts(double: SlackDouble, workflow_id: str) -> list[str]:
     """The conversations the gate's card was sent to (requests received, answered or not)."""
     return [
@@ -107,11 +95,7 @@ async def test_worker_killed_mid_send_leaves_one_card_per_approver_and_none_open
     double = SlackDouble(TOKEN)
     await double.start()
     receiver = Receiver()
-    settings = Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=f"notify-kill-{uuid.uuid4().hex[:8]}",
-        RELEASEGATE_DATABASE_URL=store_url,
-    )
+    settings = suite_settings(temporal_env, f"notify-kill-{uuid.uuid4().hex[:8]}", store_url)
     env = {
         **os.environ,
         "RELEASEGATE_DATA_DIR": str(tmp_path / "data"),
@@ -126,7 +110,7 @@ async def test_worker_killed_mid_send_leaves_one_card_per_approver_and_none_open
     }
     log = tmp_path / "worker.log"
     try:
-        async with api_for(settings) as api:
+        async with api_client(settings) as api:
             with worker_process(env, log) as first:
                 await polling(first, log, 0)
                 r = await api.post(

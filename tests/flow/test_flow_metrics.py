@@ -16,7 +16,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.api.app import create_app
 from services.flow import FlowMetrics, compute_flow, sla_table
 from services.settings import PROJECT_ROOT, Settings
 from services.store.db import make_engine, make_sessionmaker, session_scope
@@ -24,6 +23,7 @@ from services.store.flow import FlowRepository
 from services.store.ledger import LedgerRepository
 from services.store.migrate import upgrade_head
 from services.store.registry import RegistryRepository
+from tests.harness import api_client
 from tests.store.conftest import BACKENDS, fresh_database
 from workflows.activities import LedgerBatch, LedgerRecord, RegistryRow
 from workflows.model import Channel
@@ -443,11 +443,8 @@ async def test_filters_apply_to_the_run_start(seeded: str) -> None:
 async def api(seeded: str) -> AsyncIterator[httpx.AsyncClient]:
     # The metrics never call Temporal: the client is lazy and points nowhere.
     settings = Settings(TEMPORAL_ADDRESS="127.0.0.1:9", RELEASEGATE_DATABASE_URL=seeded)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+    async with api_client(settings) as client:
+        yield client
 
 
 # carla is in the compliance reader group: every run counts for her

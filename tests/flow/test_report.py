@@ -16,18 +16,8 @@ import pytest
 from services.flow import FlowEntry, FlowMetrics, compute_flow, sla_table
 from services.report import render_report
 from tests.flow.test_flow_metrics import NOW, POLICY, seed_runs
+from tests.harness import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CHARTS = (
     "stage-durations",
     "gate-waits-over-time",
@@ -75,7 +65,7 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", *CHROMIUM_ARGS])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", lambda request: requests.append(request.url))

@@ -24,7 +24,7 @@ from services.temporal import connect
 from services.worker.main import build_worker, release_activities
 from services.worker.notify import LogAdapter
 from tests.api.test_use_cases import create, walk
-from tests.harness import HOOK_SECRET
+from tests.harness import HOOK_SECRET, suite_settings
 from workflows.ids import run_key
 
 
@@ -55,11 +55,7 @@ async def logged_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API plus a worker built by build_worker (with its log-context interceptor)."""
     queue = f"logs-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=queue,
-        RELEASEGATE_DATABASE_URL=store_url,
-    )
+    settings = suite_settings(temporal_env, queue, store_url)
     engine = make_engine(store_url)
     client = await connect(settings)
     async with httpx.AsyncClient() as http:

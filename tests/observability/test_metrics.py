@@ -13,10 +13,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
-from services.settings import Settings
 from services.worker.main import run_worker
 from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import create, walk
+from tests.harness import suite_settings
 from tests.security.nginx import free_port
 from tests.workflows.helpers import make_input
 from workflows.release import UseCaseRelease
@@ -132,10 +132,10 @@ async def test_worker_serves_temporal_sdk_metrics(
 ) -> None:
     """run_worker with RELEASEGATE_WORKER_METRICS_PORT: the SDK runtime serves Prometheus."""
     port = free_port()
-    settings = Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=f"metrics-{uuid.uuid4().hex[:8]}",
-        RELEASEGATE_DATABASE_URL=store_url,
+    settings = suite_settings(
+        temporal_env,
+        f"metrics-{uuid.uuid4().hex[:8]}",
+        store_url,
         RELEASEGATE_WORKER_METRICS_PORT=port,
     )
     stop = asyncio.Event()

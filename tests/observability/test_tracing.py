@@ -16,7 +16,6 @@ from opentelemetry.trace import SpanKind
 from temporalio.testing import WorkflowEnvironment
 
 from services import observability
-from services.api.app import create_app
 from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker
 from services.temporal import connect
@@ -24,7 +23,7 @@ from services.worker.main import build_worker, release_activities
 from services.worker.notify import LogAdapter
 from tests.api.conftest import auth
 from tests.api.test_use_cases import new_body
-from tests.harness import HOOK_SECRET
+from tests.harness import HOOK_SECRET, api_client, suite_settings
 
 
 @pytest.fixture
@@ -45,14 +44,9 @@ async def traced_api(
     exporter: InMemorySpanExporter, temporal_env: WorkflowEnvironment, store_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Worker and API each connected by services.temporal.connect with tracing on."""
-    settings = Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=f"traced-{uuid.uuid4().hex[:8]}",
-        RELEASEGATE_DATABASE_URL=store_url,
-    )
+    settings = suite_settings(temporal_env, f"traced-{uuid.uuid4().hex[:8]}", store_url)
     engine = make_engine(store_url)
     worker_client = await connect(settings)
-    app = create_app(settings)
     try:
         async with (
             httpx.AsyncClient() as http,
@@ -61,8 +55,7 @@ async def traced_api(
                 settings,
                 release_activities(make_sessionmaker(engine), [LogAdapter()], http, HOOK_SECRET),
             ),
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
+            api_client(settings) as api,
         ):
             yield api
     finally:

@@ -13,17 +13,11 @@ from typing import Any
 import httpx
 
 from tests.api.conftest import auth
+from tests.api.test_use_cases import OWNERS
 from tests.workflows.helpers import GATE_APPROVERS, GATE_EVIDENCE, STAGE_EVIDENCE, evidence
 
 PROBLEM = "application/problem+json"
 READER = "carla"  # a member of a policy reader group: reads every run
-OWNERS: dict[str, Any] = {
-    "business_owner": "bo",
-    "technical_owner": "tom",
-    "operations_owner": "olga",
-    "risk_approvers": ["group:risk-committee"],
-    "escalation_owner": "eve",
-}
 
 AtGate = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -31,7 +31,7 @@ from services.temporal import connect
 from services.worker.main import build_worker, release_activities
 from services.worker.notify import LogAdapter
 from tests.api.conftest import auth, seen
-from tests.harness import HOOK_SECRET
+from tests.harness import HOOK_SECRET, api_client
 from tests.workflows.helpers import make_input
 from workflows.release import UseCaseRelease
 
@@ -282,11 +282,7 @@ async def test_history_holds_only_ciphertext_and_the_endpoint_decrypts(
 
     # a codec that lost the old key says which key id it is missing
     only_new = codec_settings(NEW)
-    app = create_app(only_new)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
-    ):
+    async with api_client(only_new) as api:
         old_one = [p for p in payloads if p.metadata[KEY_ID] == b"k1"][:1]
         r = await api.post("/codec/decode", json=as_json(old_one), headers=auth("eve"))
         assert r.status_code == 422
@@ -319,11 +315,7 @@ async def test_without_keys_history_is_plain_json(
 async def codec_api(
     codec_settings: Callable[..., Settings],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(codec_settings(f"{NEW},{OLD}"))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
-    ):
+    async with api_client(codec_settings(f"{NEW},{OLD}")) as api:
         yield api
 
 
@@ -404,11 +396,7 @@ async def test_cors_is_open_to_the_ui_origin_for_the_codec_only(
 async def test_codec_routes_exist_only_with_encryption_on(
     temporal_env: WorkflowEnvironment, store_url: str
 ) -> None:
-    app = create_app(settings_with(temporal_env, store_url))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
-    ):
+    async with api_client(settings_with(temporal_env, store_url)) as api:
         r = await api.post("/codec/decode", json={"payloads": []}, headers=auth("rita"))
         assert r.status_code == 404
 

@@ -16,19 +16,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from services.api.app import create_app
 from services.settings import Settings
 from tests.api.conftest import auth
+from tests.harness import api_client, policy_variant
 from tests.security import runs
 from tests.security.runs import PROBLEM, approval, ev
-from tests.workflows.helpers import ROOT
+from tests.workflows.helpers import POLICY, ROOT
 
 # ----------------------------------------------------------------------------- the table
 
@@ -366,18 +365,16 @@ async def expiring_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API with a policy whose risk_signoff expires about a second after it opens, in
     every tier (the dev server has no time skipping; the worker runs what a run pinned)."""
-    doc = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
-    doc["version"] = f"{doc['version']}-expiring"
-    for tier in TIERS:
-        gate = next(g for g in doc["tiers"][tier]["gates"] if g["gate"] == "risk_signoff")
-        gate.update(sla_hours=0.0002, remind_before_hours=[], expire_after_hours=0.0003)
-    path: Path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    app = create_app(api_settings.model_copy(update={"policy_path": path}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+
+    def expiring(doc: dict[str, Any]) -> None:
+        for tier in TIERS:
+            gate = next(g for g in doc["tiers"][tier]["gates"] if g["gate"] == "risk_signoff")
+            gate.update(sla_hours=0.0002, remind_before_hours=[], expire_after_hours=0.0003)
+
+    version = f"{POLICY.version}-expiring"
+    path = policy_variant(tmp_path_factory.mktemp("policy"), version, expiring)
+    async with api_client(api_settings.model_copy(update={"policy_path": path})) as client:
+        yield client
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from services.api.app import create_app
 from services.settings import Settings
@@ -32,14 +31,13 @@ from services.store.models import LedgerEntry
 from services.tlog import auditor
 from services.tlog import keys as checkpoint_keys
 from services.tlog.publish import checkpointing
-from services.worker.main import release_activities, workflow_runner
+from services.worker.main import release_activities
 from services.worker.notify import LogAdapter
 from tests.api.conftest import approve, auth
 from tests.api.test_use_cases import create, walk
-from tests.harness import HOOK_ALLOWED_HOSTS, HOOK_SECRET
+from tests.harness import HOOK_ALLOWED_HOSTS, HOOK_SECRET, release_worker, suite_settings
 from tests.security.test_offline_audit import rehash
 from tests.security.witness import LoopbackWitness
-from workflows.release import UseCaseRelease
 
 RELEASEGATE = Path(sys.executable).parent / "releasegate"
 AUDITOR_SCRIPT = Path(auditor.__file__)
@@ -57,10 +55,10 @@ class Stack:
 async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'releasegate.db'}"
     await upgrade_head(url)
-    base = Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=f"tlog-{uuid.uuid4().hex[:8]}",
-        RELEASEGATE_DATABASE_URL=url,
+    base = suite_settings(
+        temporal_env,
+        f"tlog-{uuid.uuid4().hex[:8]}",
+        url,
         RELEASEGATE_CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
         RELEASEGATE_CHECKPOINT_KEYS=str(tmp_path / "checkpoint-keys.json"),
         RELEASEGATE_CHECKPOINT_SECONDS=0.3,
@@ -87,13 +85,7 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncItera
             temporal_env.client,
             signing,
         )
-        worker = Worker(
-            temporal_env.client,
-            task_queue=settings.task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=activities,
-        )
+        worker = release_worker(temporal_env.client, settings.task_queue, activities)
         app = create_app(settings)
         timer = asyncio.create_task(signing.run_timer(stop))
         try:

@@ -19,6 +19,7 @@ from services.tlog.auditor import (
     verify_consistency,
 )
 from services.tlog.note import NoteSigner, new_seed
+from tests.harness import serve_loopback
 
 
 class LoopbackWitness:
@@ -40,12 +41,7 @@ class LoopbackWitness:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/add-checkpoint", self._add_checkpoint)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_loopback(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -17,9 +17,8 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from services.api.app import create_app
 from services.settings import Settings
-from tests.harness import HOOK_ALLOWED_HOSTS, ReleaseHarness
+from tests.harness import HOOK_ALLOWED_HOSTS, ReleaseHarness, api_client, suite_settings
 from tests.workflows.test_live import HookReceiver
 
 AM_TOKEN = "am-secret-token-0123456789"
@@ -34,34 +33,26 @@ async def signal_settings(
     temporal_env: WorkflowEnvironment, release: ReleaseHarness, store_url: str
 ) -> Settings:
     """The API's settings of tests/api, with monitoring sources and the hook receivers' host."""
-    return Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=release.task_queue,
-        RELEASEGATE_DATABASE_URL=store_url,
+    return suite_settings(
+        temporal_env,
+        release.task_queue,
+        store_url,
         RELEASEGATE_SIGNAL_TOKENS=SecretStr(SIGNAL_TOKENS),
         RELEASEGATE_HOOK_ALLOWED_HOSTS=HOOK_ALLOWED_HOSTS,
     )
 
 
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
-
-
 @pytest.fixture(scope="module")
 async def sapi(signal_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The API with RELEASEGATE_SIGNAL_TOKENS set (sources alertmanager, grafana, deploy)."""
-    async for client in _client(signal_settings):
+    async with api_client(signal_settings) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 async def replica(signal_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A second API process's app: its own Temporal client, facts cache and everything."""
-    async for client in _client(signal_settings):
+    async with api_client(signal_settings) as client:
         yield client
 
 

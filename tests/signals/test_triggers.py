@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowHandle
 
-from tests.conftest import own_clock
+from tests.conftest import own_clock, start_on
 from tests.harness import ReleaseHarness
 from tests.workflows.drive import advance_to
 from tests.workflows.helpers import make_input
@@ -53,14 +53,10 @@ async def ts(store_url: str) -> AsyncIterator[tuple]:
 
 
 async def live_with_triggers(ts: tuple) -> WorkflowHandle:
-    env, task_queue, started = ts
     inp = make_input("low")
     live = inp.policy.live.model_copy(update={"triggers": [REPEATED, DRIFT]})
     inp = inp.model_copy(update={"policy": inp.policy.model_copy(update={"live": live})})
-    handle = await env.client.start_workflow(
-        UseCaseRelease.run, inp, id=f"usecase-{inp.key}", task_queue=task_queue
-    )
-    started.append(handle)
+    handle = await start_on(ts, inp)
     await advance_to(handle, "live", "low")
     return handle
 

@@ -9,16 +9,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.api.app import create_app
 from services.settings import Settings
 from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import build_adapters, release_activities, workflow_runner
-from tests.harness import HOOK_SECRET
+from services.worker.main import build_adapters, release_activities
+from tests.harness import HOOK_SECRET, api_client, release_worker, suite_settings
 from tests.slack.double import SlackDouble
 from tests.slack.helpers import SECRET, TOKEN, Slack
-from workflows.release import UseCaseRelease
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +30,10 @@ async def slack_double() -> AsyncIterator[SlackDouble]:
 async def slack_settings(
     temporal_env: WorkflowEnvironment, store_url: str, slack_double: SlackDouble
 ) -> Settings:
-    return Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=f"slack-{uuid.uuid4().hex[:8]}",
-        RELEASEGATE_DATABASE_URL=store_url,
+    return suite_settings(
+        temporal_env,
+        f"slack-{uuid.uuid4().hex[:8]}",
+        store_url,
         SLACK_BOT_TOKEN=TOKEN,
         SLACK_SIGNING_SECRET=SECRET,
         SLACK_API_URL=slack_double.api_url,
@@ -53,12 +50,10 @@ async def slack_worker(
     async with httpx.AsyncClient() as http:
         adapters = build_adapters(slack_settings, http)
         assert [a.name for a in adapters] == ["log", "slack"]
-        async with Worker(
+        async with release_worker(
             temporal_env.client,
-            task_queue=slack_settings.task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=release_activities(
+            slack_settings.task_queue,
+            release_activities(
                 make_sessionmaker(engine), adapters, http, HOOK_SECRET, client=temporal_env.client
             ),
         ):
@@ -70,11 +65,8 @@ async def slack_worker(
 async def slack_api(
     slack_settings: Settings, slack_worker: None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(slack_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
+    async with api_client(slack_settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.harness import serve_loopback
+
 JSON_ARGS = ("blocks", "metadata", "view", "attachments")
 
 
@@ -84,12 +86,7 @@ class SlackDouble:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)  # slack_sdk reads history with GET
         app.router.add_post("/respond/{hook}", self._respond)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_loopback(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

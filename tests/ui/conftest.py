@@ -3,7 +3,6 @@ SQLite store behind it), Debian's Chromium driven by Playwright, and axe-core fr
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -20,56 +19,28 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.api.app import create_app
 from services.settings import Settings
-from tests.harness import ReleaseHarness
+from tests.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ReleaseHarness,
+    UvicornServer,
+    loopback_socket,
+    suite_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# as the Temporal UI check launches it (tests/e2e/test_temporal_ui.py)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 AXE_VERSION = "4"
 LAPTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-class LiveServer:
+class LiveServer(UvicornServer):
     """The API (with its console) under uvicorn on a free loopback port, in the test loop."""
 
     def __init__(self, settings: Settings, sock: socket.socket) -> None:
-        self.sock = sock
-        self.url = settings.public_url
-        self.settings = settings
         config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LiveServer:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-        for _ in range(200):
-            if self.server.started:
-                return self
-            await asyncio.sleep(0.05)
-        raise AssertionError("uvicorn did not start")
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        assert self.task is not None
-        await self.task
-        self.sock.close()
-
-
-def loopback_socket() -> tuple[socket.socket, str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+        super().__init__(config, sock, settings.public_url)
+        self.settings = settings
 
 
 def console_settings(
@@ -79,13 +50,7 @@ def console_settings(
     url: str,
     **extra: Any,
 ) -> Settings:
-    return Settings(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        RELEASEGATE_TASK_QUEUE=release.task_queue,
-        RELEASEGATE_DATABASE_URL=store_url,
-        RELEASEGATE_URL=url,
-        **extra,
-    )
+    return suite_settings(temporal_env, release.task_queue, store_url, RELEASEGATE_URL=url, **extra)
 
 
 @pytest.fixture(scope="session")

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import Any
 
 import httpx
 from playwright.async_api import Page
 
-OWNERS = {
-    "business_owner": "bo",
-    "technical_owner": "tom",
-    "operations_owner": "olga",
-    "risk_approvers": ["group:risk-committee"],
-    "escalation_owner": "eve",
-}
-
-
-def auth(person: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer dev-{person}"}
-
-
-def evidence(kind: str) -> dict[str, str]:
-    return {
-        "kind": kind,
-        "name": f"{kind}.pdf",
-        "uri": f"https://docs.example.com/{kind}/{uuid.uuid4().hex[:8]}.pdf",
-        "sha256": hashlib.sha256(f"{kind}-{uuid.uuid4()}".encode()).hexdigest(),
-    }
+from tests.api.conftest import auth
+from tests.api.test_use_cases import OWNERS
+from tests.api.test_use_cases import ev as evidence
 
 
 async def at_risk_signoff(rest: httpx.AsyncClient, title: str = "Claims triage assistant") -> str:

@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import own_clock
+from tests.conftest import own_clock, start_on
 from tests.workflows.drive import advance_to, decide, refusal_of
 from tests.workflows.helpers import make_input
 from workflows.model import (
@@ -43,13 +43,7 @@ async def ts(store_url: str) -> AsyncIterator[tuple]:
 
 
 async def start(ts: tuple, tier: str, **kw: object) -> WorkflowHandle:
-    env, task_queue, started = ts
-    inp = make_input(tier, **kw)  # type: ignore[arg-type]
-    handle = await env.client.start_workflow(
-        UseCaseRelease.run, inp, id=f"usecase-{inp.key}", task_queue=task_queue
-    )
-    started.append(handle)
-    return handle
+    return await start_on(ts, make_input(tier, **kw))  # type: ignore[arg-type]
 
 
 async def now(ts: tuple) -> datetime:

@@ -17,7 +17,7 @@ from services.controls.evaluate import judge_control as judge
 from services.flow import FlowEntry, compute_flow
 from services.slack import blocks
 from tests.slack.test_blocks import PEOPLE, notice, texts
-from tests.workflows.helpers import POLICY, make_input
+from tests.workflows.helpers import EXPECTED_PATH, POLICY, make_input
 from workflows import policy
 from workflows.model import (
     CommandName,
@@ -185,16 +185,7 @@ def _entries(*, expired: bool) -> list[tuple[str, str, dict[str, Any]]]:
                 "stage": "scoping",
                 "risk_tier": "medium",
                 "title": "t",
-                "path": [
-                    "scoping",
-                    "specification",
-                    "implementation",
-                    "validation",
-                    "risk_signoff",
-                    "ops_handoff",
-                    "go_live",
-                    "live",
-                ],
+                "path": EXPECTED_PATH["medium"],
                 "policy": {"version": "v", "sha256": "s"},
                 "roster": {"risk_approver": ["rita", "raj"], "business_owner": ["bo"]},
             },

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowHandle
 
-from tests.conftest import own_clock
+from tests.conftest import own_clock, start_on
 from tests.workflows.drive import advance_to, decide, refusal_of
 from tests.workflows.helpers import make_input
 from workflows import policy
@@ -36,13 +36,7 @@ async def ts(store_url: str) -> AsyncIterator[tuple]:
 
 
 async def start(ts: tuple, tier: str = "low", **kw: str) -> WorkflowHandle:
-    env, task_queue, started = ts
-    inp = make_input(tier, **kw)  # type: ignore[arg-type]
-    handle = await env.client.start_workflow(
-        UseCaseRelease.run, inp, id=f"usecase-{inp.key}", task_queue=task_queue
-    )
-    started.append(handle)
-    return handle
+    return await start_on(ts, make_input(tier, **kw))  # type: ignore[arg-type]
 
 
 async def override(handle: WorkflowHandle, actor: str, gate: str, why: str = WHY):  # type: ignore[no-untyped-def]

@@ -10,11 +10,11 @@ import httpx
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from services.store.db import make_engine, make_sessionmaker
-from services.worker.main import release_activities, workflow_runner
+from services.worker.main import release_activities
 from services.worker.notify import LogAdapter
+from tests.harness import release_worker
 from tests.workflows.drive import advance_to, decide, refusal_of
 from tests.workflows.helpers import make_input
 from workflows.model import Cancel, Gate, ReopenGate, Stage
@@ -27,12 +27,10 @@ async def ts(time_skipping_env: WorkflowEnvironment, store_url: str) -> AsyncIte
     task_queue = f"timers-{uuid.uuid4().hex[:8]}"
     async with (
         httpx.AsyncClient() as http,
-        Worker(
+        release_worker(
             time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[UseCaseRelease],
-            workflow_runner=workflow_runner(),
-            activities=release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
+            task_queue,
+            release_activities(make_sessionmaker(engine), [LogAdapter()], http, None),
         ),
     ):
         yield time_skipping_env, task_queue

@@ -41,40 +41,48 @@ async def _page(call: Any, session: AsyncSession, wid: str, limit: int, cursor: 
         raise Problem(404, f"no use case '{wid}'", code="not-found") from None
 
 
-@router.get("/{use_case_id}/incidents", response_model=IncidentPage, responses=RESPONSES)
-async def list_incidents(
-    wid: ReadableRecord,
-    session: DbSession,
-    limit: Limit = lists.DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> IncidentPage:
-    """Every incident reported on the use case, oldest first."""
-    page = await _page(lists.incidents_page, session, wid, limit, cursor)
-    return IncidentPage(items=page.items, next_cursor=page.next_cursor)
+def _list_route(path: str, read: Any, model: type[Any], doc: str) -> None:
+    """``GET /{use_case_id}/<path>`` (operation ``list_<path>``): a page of ``read``."""
+
+    async def endpoint(
+        wid: ReadableRecord,
+        session: DbSession,
+        limit: Limit = lists.DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Any:
+        page = await _page(read, session, wid, limit, cursor)
+        return model(items=page.items, next_cursor=page.next_cursor)
+
+    endpoint.__name__ = endpoint.__qualname__ = f"list_{path}"
+    endpoint.__doc__ = doc
+    router.add_api_route(
+        f"/{{use_case_id}}/{path}",
+        endpoint,
+        methods=["GET"],
+        response_model=model,
+        responses=RESPONSES,
+        name=endpoint.__name__,
+    )
 
 
-@router.get("/{use_case_id}/evidence", response_model=EvidencePage, responses=RESPONSES)
-async def list_evidence(
-    wid: ReadableRecord,
-    session: DbSession,
-    limit: Limit = lists.DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> EvidencePage:
-    """Every evidence item of the use case's run, in the order submitted."""
-    page = await _page(lists.evidence_page, session, wid, limit, cursor)
-    return EvidencePage(items=page.items, next_cursor=page.next_cursor)
-
-
-@router.get("/{use_case_id}/changes", response_model=ChangePage, responses=RESPONSES)
-async def list_changes(
-    wid: ReadableRecord,
-    session: DbSession,
-    limit: Limit = lists.DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> ChangePage:
-    """Every change request of the use case in the order raised, each with its status."""
-    page = await _page(lists.changes_page, session, wid, limit, cursor)
-    return ChangePage(items=page.items, next_cursor=page.next_cursor)
+_list_route(
+    "incidents",
+    lists.incidents_page,
+    IncidentPage,
+    "Every incident reported on the use case, oldest first.",
+)
+_list_route(
+    "evidence",
+    lists.evidence_page,
+    EvidencePage,
+    "Every evidence item of the use case's run, in the order submitted.",
+)
+_list_route(
+    "changes",
+    lists.changes_page,
+    ChangePage,
+    "Every change request of the use case in the order raised, each with its status.",
+)
 
 
 async def whole_history(
@@ -105,4 +113,22 @@ async def history_page(
     return items
 
 
-__all__ = ["Cursor", "history_page", "router", "whole_history"]
+HistoryLimit = Annotated[int | None, Query(ge=1, le=lists.MAX_LIMIT)]
+
+
+async def history(
+    commands: CommandService,
+    session: AsyncSession,
+    wid: str,
+    limit: int | None,
+    cursor: str | None,
+    response: Response,
+) -> list[HistoryEvent]:
+    """``GET …/history`` of a use case or a change: the whole history, or with ``limit`` or
+    ``cursor`` one page of it from the ledger."""
+    if limit is None and cursor is None:
+        return await whole_history(commands, session, wid)
+    return await history_page(session, wid, limit, cursor, response)
+
+
+__all__ = ["Cursor", "HistoryLimit", "history", "history_page", "router", "whole_history"]

@@ -7,12 +7,10 @@ authenticate and call the command layer.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from services.api.deps import ApiSender, Commands, DbSession, ReadableChange
-from services.api.routes.lists import Cursor, history_page, whole_history
+from services.api.routes.lists import Cursor, HistoryLimit, history
 from services.api.schemas import (
     ChangeBody,
     ChangeState,
@@ -121,14 +119,12 @@ async def get_change_history(
     commands: Commands,
     session: DbSession,
     response: Response,
-    limit: Annotated[int | None, Query(ge=1, le=lists.MAX_LIMIT)] = None,
+    limit: HistoryLimit = None,
     cursor: Cursor = None,
 ) -> list[HistoryEvent]:
     """The change's own stage and decision events (its run id names no use case); with
     ``limit`` or ``cursor`` one page of them, as for a use case's history."""
-    if limit is None and cursor is None:
-        return await whole_history(commands, session, wid)
-    return await history_page(session, wid, limit, cursor, response)
+    return await history(commands, session, wid, limit, cursor, response)
 
 
 @router.post(

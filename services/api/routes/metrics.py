@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.deps import Commands, CurrentPerson, DbSession, Res
+from services.api.deps import Commands, CurrentPerson, DbSession, Res, Resources
 from services.api.problems import Problem
 from services.controls.service import portfolio_coverage
 from services.flow import FlowMetrics, compute_flow, sla_table
@@ -59,10 +60,29 @@ async def flow_metrics(
     start, end = parse_instant("since", since), parse_instant("until", until)
     if start is not None and end is not None and start >= end:
         raise Problem(422, "since must be earlier than until", code="invalid-request")
-    repo = FlowRepository(
-        session, visible_to=None if commands.reads_every_run(person) else person.id
-    )
-    metrics = compute_flow(
+    visible_to = None if commands.reads_every_run(person) else person.id
+    metrics = await flow_of(session, res, visible_to, start, end, tier=tier, detail=detail)
+    if res.catalog is not None:
+        metrics.controls = await portfolio_coverage(
+            session, res.catalog, now=metrics.generated_at, visible_to=visible_to
+        )
+    return metrics
+
+
+async def flow_of(  # noqa: PLR0913 - the window and its filters
+    session: AsyncSession,
+    res: Resources,
+    visible_to: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    tier: RiskTier | None,
+    detail: bool,
+) -> FlowMetrics:
+    """The flow metrics of the runs started in [start, end) that ``visible_to`` may read
+    (None: every run), as the API and the console's metrics page show them."""
+    repo = FlowRepository(session, visible_to=visible_to)
+    return compute_flow(
         await repo.entries(start, end),
         await repo.registry(start, end),
         now=datetime.now(UTC),
@@ -72,8 +92,3 @@ async def flow_metrics(
         tier=tier,
         detail=detail,
     )
-    if res.catalog is not None:
-        metrics.controls = await portfolio_coverage(
-            session, res.catalog, now=metrics.generated_at, visible_to=repo.visible_to
-        )
-    return metrics

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 
 from services.api.deps import ApiSender, Commands, CurrentPerson, DbSession, ReadableUseCase
 from services.api.problems import Problem
-from services.api.routes.lists import Cursor, history_page, whole_history
+from services.api.routes.lists import Cursor, HistoryLimit, history
 from services.api.schemas import (
     CancelBody,
     CompleteStageBody,
@@ -25,7 +25,6 @@ from services.api.schemas import (
 )
 from services.api.state import SEEN_RESPONSES, IfMatch, with_etag
 from services.commands.service import Sender, workflow_id
-from services.store import lists
 from services.store.registry import RegistryRepository
 from workflows.model import (
     Channel,
@@ -110,14 +109,12 @@ async def get_history(
     commands: Commands,
     session: DbSession,
     response: Response,
-    limit: Annotated[int | None, Query(ge=1, le=lists.MAX_LIMIT)] = None,
+    limit: HistoryLimit = None,
     cursor: Cursor = None,
 ) -> list[HistoryEvent]:
     """The run's stage and decision events in order. With ``limit`` or ``cursor``, one page
     of them from the ledger (next page: the ``X-Next-Cursor`` header)."""
-    if limit is None and cursor is None:
-        return await whole_history(commands, session, wid)
-    return await history_page(session, wid, limit, cursor, response)
+    return await history(commands, session, wid, limit, cursor, response)
 
 
 @router.post("/{use_case_id}/stages/{stage}/complete", response_model=UseCaseView)

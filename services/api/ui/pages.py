@@ -8,6 +8,8 @@ answer, saying what REST's problem document says.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,15 @@ def refused(exc: CommandError, back: str) -> ConsoleError:
     )
 
 
+@contextmanager
+def refusals(back: str) -> Iterator[None]:
+    """The command layer's refusals inside, as answer pages leading back to ``back``."""
+    try:
+        yield
+    except CommandError as exc:
+        raise refused(exc, back) from None
+
+
 _TITLES = {
     403: "Not allowed",
     404: "Not found",
@@ -154,8 +165,9 @@ __all__ = [
     "ConsoleError",
     "SignInRequired",
     "error_page",
-    "refused",
     "redirect",
+    "refusals",
+    "refused",
     "render",
     "templates",
     "to_sign_in",

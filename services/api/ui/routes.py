@@ -13,7 +13,8 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,10 +22,16 @@ from markupsafe import Markup
 
 from services.api.deps import DbSession, Res, Resources
 from services.api.problems import Problem
-from services.api.routes.metrics import parse_instant
+from services.api.routes.metrics import flow_of, parse_instant
 from services.api.ui import session as sessions
 from services.api.ui.oidc_login import OidcLogin, SignInFailed
-from services.api.ui.pages import ConsoleError, SignInRequired, redirect, refused, render
+from services.api.ui.pages import (
+    ConsoleError,
+    SignInRequired,
+    redirect,
+    refusals,
+    render,
+)
 from services.api.ui.queries import ConsoleQueries
 from services.api.ui.views import (
     ELIGIBILITY_TEXT,
@@ -40,13 +47,11 @@ from services.api.ui.views import (
     sla_state,
     timeline,
 )
-from services.commands.errors import CommandError, CommandRefused
+from services.commands.errors import CommandRefused
 from services.commands.evidence import state_etag
 from services.commands.idempotency import request_sha256
 from services.commands.service import CommandService, Sender, workflow_id
-from services.flow import compute_flow, sla_table
 from services.report import html as report
-from services.store.flow import FlowRepository
 from services.store.models import UseCase
 from services.store.registry import RegistryRepository
 from workflows import policy
@@ -68,6 +73,7 @@ from workflows.model import (
 from workflows.policy import Person
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+Choice = TypeVar("Choice", bound=Enum)
 
 INBOX_LIMIT = 200
 PAGE_SIZE = 25
@@ -368,11 +374,9 @@ async def _allowed_live(
 
 
 async def _readable(commands: CommandService, use_case_id: str, person: Person) -> str:
-    try:
+    with refusals("/ui/use-cases"):
         wid = workflow_id(use_case_id)
         await commands.readable(wid, person)
-    except CommandError as exc:
-        raise refused(exc, "/ui/use-cases") from None
     return wid
 
 
@@ -380,12 +384,10 @@ async def _readable(commands: CommandService, use_case_id: str, person: Person) 
 async def use_case_page(request: Request, use_case_id: str, me: Viewer, res: Res) -> Response:
     commands = res.commands
     wid = await _readable(commands, use_case_id, me)
-    try:
+    with refusals("/ui/use-cases"):
         view = await commands.state(wid)
         history = await commands.history(wid)
         live = await _allowed_live(commands, wid, view, me)
-    except CommandError as exc:
-        raise refused(exc, "/ui/use-cases") from None
     now = datetime.now(UTC)
     can = eligibility(view, me.id)
     return render(
@@ -440,7 +442,7 @@ async def decide(request: Request, use_case_id: str, gate: str, sub: Form, res: 
         gate=decided.value,
     )
     wid = workflow_id_or_404(use_case_id, back)
-    try:
+    with refusals(back):
         if choice is not Decision.APPROVE and state_etag(await res.commands.state(wid)) != etag:
             # the REST door asks If-Match of approvals only; a page's decision of any kind
             # was made on the evidence it showed
@@ -454,38 +456,43 @@ async def decide(request: Request, use_case_id: str, gate: str, sub: Form, res: 
         view = await res.commands.decide_as_seen(
             wid, sender, decided, choice, comment=comment, if_match=etag
         )
-    except CommandError as exc:
-        raise refused(exc, back) from None
     return _answer(
         request, sub.person, view, f"{choice.value.replace('_', ' ')} on {gate.replace('_', ' ')}"
     )
 
 
 def workflow_id_or_404(use_case_id: str, back: str) -> str:
-    try:
+    with refusals(back):
         return workflow_id(use_case_id)
-    except CommandError as exc:
-        raise refused(exc, back) from None
+
+
+def _choice(sub: Submitted, name: str, allowed: type[Choice], missing: str, back: str) -> Choice:
+    """The form's ``name`` as one of ``allowed``; else a 422 page saying ``missing``."""
+    try:
+        return allowed(sub.get(name))
+    except ValueError:
+        raise ConsoleError(422, "Check the form", missing, back=back) from None
+
+
+def _required(sub: Submitted, name: str, missing: str, back: str) -> str:
+    """The form's ``name``, not blank; else a 422 page saying ``missing``."""
+    value = sub.get(name)
+    if not value:
+        raise ConsoleError(422, "Check the form", missing, back=back)
+    return value
 
 
 @router.post("/use-cases/{use_case_id}/incidents", response_class=HTMLResponse)
 async def report_incident(request: Request, use_case_id: str, sub: Form, res: Res) -> Response:
     back = f"/ui/use-cases/{use_case_id}"
-    try:
-        severity = Severity(sub.get("severity"))
-    except ValueError:
-        raise ConsoleError(422, "Check the form", "Choose a severity.", back=back) from None
-    summary = sub.get("summary")
-    if not summary:
-        raise ConsoleError(422, "Check the form", "Describe the incident.", back=back)
+    severity = _choice(sub, "severity", Severity, "Choose a severity.", back)
+    summary = _required(sub, "summary", "Describe the incident.", back)
     wid = workflow_id_or_404(use_case_id, back)
     body = {"severity": severity.value, "summary": summary}
-    try:
+    with refusals(back):
         view = await res.commands.report_incident(
             wid, web_sender(request, sub, body, use_case_id=wid), severity, summary
         )
-    except CommandError as exc:
-        raise refused(exc, back) from None
     return _answer(request, sub.person, view, f"{severity.value} incident reported")
 
 
@@ -493,10 +500,8 @@ async def report_incident(request: Request, use_case_id: str, sub: Form, res: Re
 async def confirm_suspend(request: Request, use_case_id: str, me: Viewer, res: Res) -> Response:
     """Stop-ship asks for a confirmation on a page of its own."""
     wid = await _readable(res.commands, use_case_id, me)
-    try:
+    with refusals(f"/ui/use-cases/{use_case_id}"):
         view = await res.commands.state(wid)
-    except CommandError as exc:
-        raise refused(exc, f"/ui/use-cases/{use_case_id}") from None
     return render(request, "suspend.html", {"me": me, "view": view, "form_key": form_key()})
 
 
@@ -509,12 +514,10 @@ async def suspend(request: Request, use_case_id: str, sub: Form, res: Res) -> Re
             422, "Check the form", "Give a reason and confirm the stop-ship.", back=back
         )
     wid = workflow_id_or_404(use_case_id, back)
-    try:
+    with refusals(back):
         view = await res.commands.suspend(
             wid, web_sender(request, sub, {"reason": reason}, use_case_id=wid), reason
         )
-    except CommandError as exc:
-        raise refused(exc, back) from None
     return _answer(request, sub.person, view, "suspended (stop-ship)")
 
 
@@ -523,34 +526,25 @@ async def resume(request: Request, use_case_id: str, sub: Form, res: Res) -> Res
     back = f"/ui/use-cases/{use_case_id}"
     reason = sub.get("reason")
     wid = workflow_id_or_404(use_case_id, back)
-    try:
+    with refusals(back):
         view = await res.commands.resume(
             wid, web_sender(request, sub, {"reason": reason}, use_case_id=wid), reason=reason
         )
-    except CommandError as exc:
-        raise refused(exc, back) from None
     return _answer(request, sub.person, view, "resume requested")
 
 
 @router.post("/use-cases/{use_case_id}/changes", response_class=HTMLResponse)
 async def raise_change(request: Request, use_case_id: str, sub: Form, res: Res) -> Response:
     back = f"/ui/use-cases/{use_case_id}"
-    try:
-        materiality = Materiality(sub.get("materiality"))
-    except ValueError:
-        raise ConsoleError(422, "Check the form", "Choose minor or material.", back=back) from None
-    summary = sub.get("summary")
-    if not summary:
-        raise ConsoleError(422, "Check the form", "Describe the change.", back=back)
+    materiality = _choice(sub, "materiality", Materiality, "Choose minor or material.", back)
+    summary = _required(sub, "summary", "Describe the change.", back)
     wid = workflow_id_or_404(use_case_id, back)
     body = {"summary": summary, "materiality": materiality.value}
-    try:
+    with refusals(back):
         raised = await res.commands.raise_change(
             wid, web_sender(request, sub, body, use_case_id=wid), summary, materiality
         )
         view = await res.commands.state(wid)
-    except CommandError as exc:
-        raise refused(exc, back) from None
     what = f"change {raised.change_id} raised ({materiality.value}; it is at {raised.view.stage})"
     return _answer(request, sub.person, view, what)
 
@@ -574,14 +568,12 @@ async def flow_page(  # noqa: PLR0913 - one parameter per filter
     except Exception as exc:  # the API's Problem: shown as this page's 422
         raise ConsoleError(422, "Check the filters", str(exc)) from None
     chosen = _enum_filter("tier", tier, RiskTier)
-    repo = FlowRepository(session, visible_to=None if res.commands.reads_every_run(me) else me.id)
-    metrics = compute_flow(
-        await repo.entries(start, end),
-        await repo.registry(start, end),
-        now=datetime.now(UTC),
-        slas=sla_table(res.policy),
-        since=start,
-        until=end,
+    metrics = await flow_of(
+        session,
+        res,
+        None if res.commands.reads_every_run(me) else me.id,
+        start,
+        end,
         tier=RiskTier(chosen) if chosen else None,
         detail=True,
     )
