@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from workflows import gates, outbox, policy, transitions
 from workflows.activities import NotificationKind
 from workflows.model import (
-    Approval,
     BreakGlassRule,
     Channel,
     Decision,
@@ -123,31 +122,11 @@ def decide(run: Run, cmd: GateDecision, now: datetime) -> None:
     current = state.override
     assert current is not None  # checked by policy.check_decision
     review = current.review
-    outbox.record(
-        run,
-        EventKind.DECISION,
-        now,
-        actor=cmd.actor,
-        channel=cmd.channel,
-        gate=Gate.OVERRIDE_REVIEW,
-        decision=cmd.decision,
-        comment=cmd.comment,
-        extras={"evidence_digests": review.evidence_digests, "quorum": review.quorum},
-    )
+    gates.record_decision(run, cmd, Gate.OVERRIDE_REVIEW, review, now)
     if cmd.decision != Decision.APPROVE:
         _not_upheld(run, f"{cmd.actor}: {cmd.comment}", actor=cmd.actor, now=now)
         return
-    review.approvals.append(
-        Approval(
-            actor=cmd.actor,
-            at=now,
-            channel=cmd.channel,
-            evidence_digests=list(review.evidence_digests),
-            comment=cmd.comment,
-        )
-    )
-    seats = gates.Seats.of(review)
-    review.pending = seats.pending(gates.approvers(review))
+    seats = gates.fill_seat(review, cmd, now)
     if seats.met(gates.approvers(review)):
         outbox.record(
             run,

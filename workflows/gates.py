@@ -179,33 +179,44 @@ def void_approvals(run: Run, actor: str, channel: object, now: datetime) -> None
     )
 
 
-def decide(run: Run, cmd: GateDecision, now: datetime) -> GateOutcome | None:
-    """Record a decision on the open gate; the gate's outcome once it ends, else None."""
-    gate = run.state.gate
-    assert gate is not None  # checked by policy.check_decision
+def record_decision(run: Run, cmd: GateDecision, name: Gate, gate: OpenGate, now: datetime) -> None:
+    """The decision on gate ``name`` on the record, bound to the evidence ``gate`` shows."""
     outbox.record(
         run,
         EventKind.DECISION,
         now,
         actor=cmd.actor,
         channel=cmd.channel,
-        gate=gate.gate,
+        gate=name,
         decision=cmd.decision,
         comment=cmd.comment,
         extras={"evidence_digests": gate.evidence_digests, "quorum": gate.quorum},
     )
-    if cmd.decision == Decision.APPROVE:
-        gate.approvals.append(
-            Approval(
-                actor=cmd.actor,
-                at=now,
-                channel=cmd.channel,
-                evidence_digests=list(gate.evidence_digests),
-                comment=cmd.comment,
-            )
+
+
+def fill_seat(gate: OpenGate, cmd: GateDecision, now: datetime) -> Seats:
+    """An approval of ``gate`` (bound to its evidence) fills a seat; its seats after it."""
+    gate.approvals.append(
+        Approval(
+            actor=cmd.actor,
+            at=now,
+            channel=cmd.channel,
+            evidence_digests=list(gate.evidence_digests),
+            comment=cmd.comment,
         )
-        seats = Seats.of(gate)
-        gate.pending = seats.pending(approvers(gate))
+    )
+    seats = Seats.of(gate)
+    gate.pending = seats.pending(approvers(gate))
+    return seats
+
+
+def decide(run: Run, cmd: GateDecision, now: datetime) -> GateOutcome | None:
+    """Record a decision on the open gate; the gate's outcome once it ends, else None."""
+    gate = run.state.gate
+    assert gate is not None  # checked by policy.check_decision
+    record_decision(run, cmd, gate.gate, gate, now)
+    if cmd.decision == Decision.APPROVE:
+        seats = fill_seat(gate, cmd, now)
         if not seats.met(approvers(gate)):
             outbox.publish(run)
             outbox.gate_notice(run, NotificationKind.GATE_UPDATED, now)
@@ -270,7 +281,9 @@ __all__ = [
     "decide",
     "due_reminders",
     "ensure_seats",
+    "fill_seat",
     "open_gate",
+    "record_decision",
     "refresh_evidence",
     "seats_for",
     "void_approvals",

@@ -10,7 +10,7 @@ from typing import Any
 
 from services.controls.coverage import ControlCoverage
 from services.controls.evaluate import ControlResult, ControlsView
-from services.report.html import CSP, CSS
+from services.report.html import CSS, page_head
 
 CONTROLS_CSS = """
 .status { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 11.5px;
@@ -89,17 +89,7 @@ def render_controls(data: ControlsView | Mapping[str, Any], *, source: str = "")
         else ""
     )
     title = f"Controls: {view.title}"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<title>{escape(title)}</title>
-<style>{CSS}{CONTROLS_CSS}</style>
-</head>
-<body>
-<main>
+    return f"""{page_head(title, CSS + CONTROLS_CSS)}<main>
 <h1>{escape(title)}</h1>
 <div class="meta">{escape(view.key or view.id)} · tier {escape(view.risk_tier)} · stage
 {escape(view.stage)}{marker} · catalog {escape(view.catalog.version)} ({pinned}) · judged

@@ -354,6 +354,21 @@ def _definitions(m: FlowMetrics) -> str:
     )
 
 
+def page_head(title: str, style: str) -> str:
+    """A report page up to its ``<body>``: the report's CSP (no scripts), ``style`` inline."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<title>{escape(title)}</title>
+<style>{style}</style>
+</head>
+<body>
+"""
+
+
 def render_report(
     data: FlowMetrics | Mapping[str, Any],
     *,
@@ -364,17 +379,7 @@ def render_report(
     m = data if isinstance(data, FlowMetrics) else FlowMetrics.model_validate(data)
     runs = m.run_rows or []
     details = "".join(_run_detail(r) for r in runs) or "<p class='meta'>No runs.</p>"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<title>{escape(title)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<main>
+    return f"""{page_head(title, CSS)}<main>
 <h1>{escape(title)}</h1>
 <div class="meta">{escape(_window(m))} · generated {when(m.generated_at)} UTC{
         f" from {escape(source)}" if source else ""

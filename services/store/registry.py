@@ -292,11 +292,13 @@ class RegistryRepository:
         owner: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
+        waiting_on: str | None = None,
     ) -> tuple[builtins.list[UseCase], str | None]:
         """One page, newest first, and the cursor of the next page (None on the last page).
 
         Order is (updated_at DESC, workflow_id DESC), a total order, so keyset pages never
-        repeat or skip rows. ``owner`` matches anyone named in the owners block.
+        repeat or skip rows. ``owner`` matches anyone named in the owners block;
+        ``waiting_on`` anyone an open gate waits on.
         ``visible_to`` keeps only the runs whose roster names that person (the caller who is
         no member of a reader group); None keeps every run.
         """
@@ -320,6 +322,11 @@ class RegistryRepository:
         if owner is not None:
             involved = select(UseCasePerson.workflow_id).where(UseCasePerson.person_id == owner)
             statement = statement.where(UseCase.workflow_id.in_(involved))
+        if waiting_on is not None:
+            waits = select(PendingApproval.workflow_id).where(
+                PendingApproval.person_id == waiting_on
+            )
+            statement = statement.where(UseCase.workflow_id.in_(waits))
         if cursor is not None:
             after_at, after_id = decode_cursor(cursor)
             # `updated_at <= x` first so both planners get an index range bound, not just a filter

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.store.models import PendingApproval, RosterEntry, UseCase, UseCasePerson
-from services.store.registry import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from services.store.models import UseCase, UseCasePerson
+from services.store.registry import RegistryRepository
 
 ESCALATION_OWNER = "escalation_owner"
 
@@ -53,39 +53,17 @@ class ConsoleQueries:
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[UseCase], str | None]:
-        """One page, most recently changed first; ``ValueError`` for a cursor not ours."""
-        statement = select(UseCase)
-        if visible_to is not None:
-            named = select(RosterEntry.workflow_id).where(
-                RosterEntry.person_id == visible_to,
-                RosterEntry.workflow_id == UseCase.workflow_id,
-            )
-            statement = statement.where(named.exists())
-        if stage:
-            statement = statement.where(UseCase.stage == stage)
-        if risk_tier:
-            statement = statement.where(UseCase.risk_tier == risk_tier)
-        if owner:
-            involved = select(UseCasePerson.workflow_id).where(UseCasePerson.person_id == owner)
-            statement = statement.where(UseCase.workflow_id.in_(involved))
-        if waiting_on:
-            waits = select(PendingApproval.workflow_id).where(
-                PendingApproval.person_id == waiting_on
-            )
-            statement = statement.where(UseCase.workflow_id.in_(waits))
-        if cursor:
-            after_at, after_id = decode_cursor(cursor)
-            statement = statement.where(
-                UseCase.updated_at <= after_at,
-                or_(UseCase.updated_at < after_at, UseCase.workflow_id < after_id),
-            )
-        limit = max(1, min(limit, MAX_PAGE_SIZE))
-        statement = statement.order_by(UseCase.updated_at.desc(), UseCase.workflow_id.desc())
-        rows = list((await self.session.scalars(statement.limit(limit + 1))).all())
-        if len(rows) <= limit:
-            return rows, None
-        page = rows[:limit]
-        return page, encode_cursor(page[-1].updated_at, page[-1].workflow_id)
+        """One page, most recently changed first (``RegistryRepository.list``, and a filter on
+        whom a gate waits on); ``ValueError`` for a cursor not ours. Blank filters are none."""
+        return await RegistryRepository(self.session).list(
+            visible_to=visible_to,
+            stage=stage or None,
+            risk_tier=risk_tier or None,
+            owner=owner or None,
+            waiting_on=waiting_on or None,
+            limit=max(1, limit),
+            cursor=cursor or None,
+        )
 
 
 __all__ = ["ConsoleQueries"]
