@@ -3,6 +3,9 @@ change), the portfolio's filters and paging, and the flow metrics page with the 
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 import httpx
 from playwright.async_api import Page, expect
 
@@ -159,3 +162,31 @@ async def test_the_escalation_owner_sees_escalated_gates(
     await sign_out(page)
     await sign_in(page, console.url, "raj", "Raj Patel")
     await expect(page.get_by_test_id("inbox-row").filter(has_text=key)).to_have_count(1)
+
+
+async def test_the_inbox_lists_side_decisions_waiting_on_me(
+    console: LiveServer, rest: httpx.AsyncClient, page: Page
+) -> None:
+    """An exception asked for waits in its grantors' console inbox beside their gates."""
+    key = await at_risk_signoff(rest, "Claims triage with an exception")
+    expires = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    r = await rest.post(
+        f"/v1/use-cases/{key}/waivers",
+        json={
+            "requirement": {"kind": "sla", "gate": "risk_signoff"},
+            "justification": "the risk committee meets after the SLA; nothing else is late",
+            "expires_at": expires,
+        },
+        headers=auth("dana"),
+    )
+    assert r.status_code == 201, r.text
+    await sign_in(page, console.url, "rita", "Rita Menon")
+    for _ in range(50):  # the read model follows the request
+        await page.goto(f"{console.url}/ui/inbox")
+        if await page.get_by_test_id("side-row").filter(has_text=key).count():
+            break
+        await asyncio.sleep(0.1)
+    row = page.get_by_test_id("side-row").filter(has_text=key)
+    await expect(row).to_contain_text("Exception")
+    await expect(row).to_contain_text("1 of 1")
+    await sign_out(page)

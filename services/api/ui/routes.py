@@ -272,10 +272,31 @@ async def inbox(request: Request, me: Viewer, res: Res, session: DbSession) -> R
     for row in escalated:
         items.setdefault(row.workflow_id, _inbox_item(row, res, now, True))
     ordered = sorted(items.values(), key=lambda i: (i.opened_at or i.due_at or now, i.workflow_id))
+    side = [
+        {
+            "key": row.key,
+            "title": row.title,
+            "risk_tier": row.risk_tier,
+            "what": "Break-glass review" if item.kind == "override_review" else "Exception",
+            "ref": item.ref,
+            "due_at": item.due_at,
+            "seats_left": max((item.quorum or 0) - len(item.approvals or []), 0),
+            "quorum": item.quorum or 0,
+        }
+        for row, item in await RegistryRepository(session).side_pending_for(
+            me.id, limit=INBOX_LIMIT
+        )
+    ]
     return render(
         request,
         "inbox.html",
-        {"me": me, "inbox": Inbox(ordered), "states": list(SlaState), "nav": "inbox"},
+        {
+            "me": me,
+            "inbox": Inbox(ordered),
+            "side": side,
+            "states": list(SlaState),
+            "nav": "inbox",
+        },
     )
 
 
