@@ -745,14 +745,7 @@ class UseCaseRelease:
         await self._send_notices()
         if self._handover_due():
             return
-        while box.cancel_runs:
-            run_id = box.cancel_runs.pop(0)
-            await workflow.get_external_workflow_handle(run_id).cancel()
-        change = self.run_.change
-        if box.parent_report is not None and change is not None:
-            report, box.parent_report = box.parent_report, None
-            parent = workflow.get_external_workflow_handle(change.parent_id)
-            await parent.signal(UseCaseRelease.change_finished, report)
+        await self._message_runs()
         if box.read_model_stale:
             box.read_model_stale = False
             await workflow.execute_activity(
@@ -779,6 +772,12 @@ class UseCaseRelease:
             await self._send_notices()
         if self._handover_due():
             return
+        await self._message_runs()
+
+    async def _message_runs(self) -> None:
+        """Run-to-run messages: cancel the change runs a retirement ended; a change's run tells
+        its use case how it ended."""
+        box = self.state_.outbox
         while box.cancel_runs:
             run_id = box.cancel_runs.pop(0)
             await workflow.get_external_workflow_handle(run_id).cancel()
