@@ -156,13 +156,18 @@ class RegistryRepository:
                 await self.session.rollback()
         raise AssertionError("unreachable")
 
-    async def upsert_in_unit(self, row: RegistryRow) -> bool:
+    async def upsert_in_unit(self, row: RegistryRow, *, people_changed: bool = True) -> bool:
         """``upsert`` as one write among others in the caller's unit of work (the ledger batch
         of the same workflow task): one attempt and no rollback of its own, so a lost race
         raises and the caller retries the whole unit instead of losing its other writes."""
-        return await self._upsert(row)
+        return await self._upsert(row, people_changed=people_changed)
 
-    async def _upsert(self, row: RegistryRow, *, reflected: bool = False) -> bool:
+    async def _upsert(
+        self, row: RegistryRow, *, reflected: bool = False, people_changed: bool = True
+    ) -> bool:
+        """``people_changed=False``: the caller knows the run's people and pinned roster are
+        as stored (its facts hold no start and no change of deputies), so their tables are left
+        as they are instead of rewritten (and the roster's two ledger reads are saved)."""
         values = row.model_dump(exclude={"side_decisions"})
         connection = await self.session.connection()
         dialect_insert = (
@@ -195,28 +200,29 @@ class RegistryRepository:
         if stored is None or stored != row.updated_at:
             return False  # not applied, or only event_id advanced under newer content
 
-        await self.session.execute(
-            delete(UseCasePerson).where(UseCasePerson.workflow_id == row.workflow_id)
-        )
-        await self.session.execute(
-            insert(UseCasePerson),
-            [
-                {"workflow_id": row.workflow_id, "person_id": person, "role": role}
-                for person, role in sorted(people_of(row))
-            ],
-        )
-        await self.session.execute(
-            delete(RosterEntry).where(RosterEntry.workflow_id == row.workflow_id)
-        )
-        roster = roster_of(row, await self._pinned_roster(row.workflow_id))
-        if roster:
+        if people_changed:
             await self.session.execute(
-                insert(RosterEntry),
+                delete(UseCasePerson).where(UseCasePerson.workflow_id == row.workflow_id)
+            )
+            await self.session.execute(
+                insert(UseCasePerson),
                 [
                     {"workflow_id": row.workflow_id, "person_id": person, "role": role}
-                    for person, role in sorted(roster)
+                    for person, role in sorted(people_of(row))
                 ],
             )
+            await self.session.execute(
+                delete(RosterEntry).where(RosterEntry.workflow_id == row.workflow_id)
+            )
+            roster = roster_of(row, await self._pinned_roster(row.workflow_id))
+            if roster:
+                await self.session.execute(
+                    insert(RosterEntry),
+                    [
+                        {"workflow_id": row.workflow_id, "person_id": person, "role": role}
+                        for person, role in sorted(roster)
+                    ],
+                )
         await self.session.execute(
             delete(PendingApproval).where(PendingApproval.workflow_id == row.workflow_id)
         )

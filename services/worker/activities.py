@@ -48,10 +48,12 @@ from workflows.activities import (
     REGISTRY_SYNC,
     STORE_PERSIST,
     LedgerBatch,
+    LedgerRecord,
     RegistryRow,
     StoreBatch,
     StoreResult,
 )
+from workflows.model import EventKind
 
 log = logging.getLogger("releasegate.worker.store")
 
@@ -140,7 +142,9 @@ class StoreActivities:
                 if batch.records:
                     written = await ledger.append(LedgerBatch(records=batch.records))
                     await BlockedRepository(session).clear(batch.row.workflow_id)
-                await RegistryRepository(session).upsert_in_unit(batch.row)
+                await RegistryRepository(session).upsert_in_unit(
+                    batch.row, people_changed=_people_changed(batch.records)
+                )
         except (LedgerBatchError, RegistryKeyConflict) as exc:
             raise _fallback(type(exc).__name__, retry=False) from None
         except LedgerGapError as exc:
@@ -224,6 +228,14 @@ class StoreActivities:
             activity.logger.debug(
                 "registry snapshot %s@%d superseded by a newer one", row.workflow_id, row.event_id
             )
+
+
+# the facts after which a run's people or pinned roster may differ from what is stored
+_PEOPLE_FACTS = frozenset({EventKind.RUN_STARTED, EventKind.DEPUTIES_CHANGED})
+
+
+def _people_changed(records: list[LedgerRecord]) -> bool:
+    return any(r.kind in _PEOPLE_FACTS for r in records)
 
 
 def _fallback(reason: str, *, retry: bool) -> ApplicationError:

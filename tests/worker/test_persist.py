@@ -8,18 +8,19 @@ the workflow hands the same writes to the activities that retry until the store 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from services.store.db import make_engine, make_sessionmaker, session_scope
 from services.store.ledger import LedgerRepository
-from services.store.models import LedgerEntry
+from services.store.models import LedgerEntry, RosterEntry
 from services.store.registry import RegistryRepository
 from services.worker.activities import PERSIST_FALLBACK, StoreActivities
 from tests.store.factories import new_workflow_id, record, registry_row
 from tests.worker.test_activities import Sessions, _database_unavailable
 from workflows.activities import MessageRef, Notification, NotificationKind, StoreBatch
+from workflows.model import EventKind
 
 
 def _batch(wf: str, event_ids: list[int], **row: object) -> StoreBatch:
@@ -141,3 +142,38 @@ async def test_notices_are_logged_by_the_store_step_only_when_the_log_is_the_onl
     batch = _batch(other, [1]).model_copy(update={"notices": [_notice(other)]})
     kept = await ActivityEnvironment().run(StoreActivities(sessionmaker).persist, batch)
     assert not kept.notices_logged
+
+
+async def test_the_runs_people_are_rewritten_only_after_facts_that_change_them(
+    sessionmaker: Sessions,
+) -> None:
+    """Issue 15: the people and pinned-roster tables are written with the facts that set them
+    (the start, a change of deputies), not again with every command's row."""
+    activities = StoreActivities(sessionmaker)
+    wf = new_workflow_id()
+
+    async def roster_rows() -> int:
+        async with session_scope(sessionmaker) as session:
+            count = await session.scalar(
+                select(func.count()).select_from(RosterEntry).where(RosterEntry.workflow_id == wf)
+            )
+        return int(count or 0)
+
+    started = StoreBatch(
+        records=[record(wf, 1, kind=EventKind.RUN_STARTED, payload={"stage": "scoping"})],
+        row=registry_row(wf, event_id=1),
+    )
+    await ActivityEnvironment().run(activities.persist, started)
+    assert await roster_rows() > 0
+    async with session_scope(sessionmaker) as session:  # stands for "unchanged since"
+        await session.execute(delete(RosterEntry).where(RosterEntry.workflow_id == wf))
+
+    await ActivityEnvironment().run(activities.persist, _batch(wf, [2]))
+    assert await roster_rows() == 0  # an ordinary command's row left the people alone
+
+    changed = StoreBatch(
+        records=[record(wf, 3, kind=EventKind.DEPUTIES_CHANGED, payload={"stage": "scoping"})],
+        row=registry_row(wf, event_id=3),
+    )
+    await ActivityEnvironment().run(activities.persist, changed)
+    assert await roster_rows() > 0  # written again with the fact that changes them
