@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import run_on_stack  # noqa: E402
 from bench.gated_path import (  # noqa: E402
     DirectDriver,
     Recorder,
@@ -222,36 +220,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
 
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="releasegate-cache-"))
     # room for every run and a margin: an eviction would hide the memory being measured
     stack = CacheStack(tmp, args.temporal_address, cache=args.runs + 100)
-    try:
-        if stack.temporal_address is None:
-            stack.start_temporal()
-        stack.start_services()
-        print(f"stack up: Temporal {stack.temporal_address}, data {tmp}", flush=True)
-        result: Any = asyncio.run(benchmark(args, stack))
-        return int(result)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        causes = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
-        for cause in causes:
-            print(f"\nbenchmark failed: {type(cause).__name__}: {cause}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return run_on_stack(stack, tmp, args.keep, lambda: benchmark(args, stack))
 
 
 if __name__ == "__main__":

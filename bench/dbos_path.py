@@ -24,11 +24,8 @@ Exit status 1 when the ratio is below the target, 2 when a use case failed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
 import os
-import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -39,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import run_on_stack  # noqa: E402
 from bench.gated_path import (  # noqa: E402
     GATES,
     WORK_STAGES,
@@ -246,10 +244,6 @@ def main() -> int:
 
     args = parse_args()
 
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="releasegate-dbos-"))
     stack = Stack(tmp, args.temporal_address)
 
@@ -257,28 +251,7 @@ def main() -> int:
         async with temporary_postgres_database(args.postgres_url, prefix="rg_bench_dbos") as url:
             return await benchmark(args, stack, url)
 
-    try:
-        if stack.temporal_address is None:
-            stack.start_temporal()
-        stack.start_services()
-        print(f"stack up: Temporal {stack.temporal_address}, API {stack.api_url}", flush=True)
-        return asyncio.run(run())
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        causes = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
-        for cause in causes:
-            print(f"\nbenchmark failed: {type(cause).__name__}: {cause}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return run_on_stack(stack, tmp, args.keep, run)
 
 
 if __name__ == "__main__":
