@@ -57,6 +57,17 @@ class InvalidOwners(CommandError):
 
     CODE = "invalid-owners"
 
+    @property
+    def field(self) -> str | None:
+        """The owners field the refusal names (``business_owner``, ``risk_approvers``, …), or
+        None when it concerns a gate's staffing as a whole: a form marks that field, and no
+        front door reads the detail's words itself. The policy names the field as the
+        detail's location, ``owners.<field>[.<index>]: …``."""
+        where, sep, _ = self.detail.partition(":")
+        if not sep or not where.startswith("owners."):
+            return None
+        return where.removeprefix("owners.").split(".", 1)[0]
+
 
 class ReplayUnresolved(CommandError):
     """An idempotency key was replayed, but its first answer cannot be rebuilt."""

@@ -9,7 +9,6 @@ told so in an ephemeral note. It holds no rules of its own and never records any
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from services.commands.service import CommandService, Sender, workflow_id
 from services.slack import blocks
 from services.slack.actions import SLASH_COMMAND, ActionId
 from services.store.registry import RegistryRepository, to_registry_row
+from workflows.ids import use_case_run_id
 from workflows.model import (
     Channel,
     CommandName,
@@ -38,7 +38,6 @@ from workflows.policy import Directory, Person
 
 log = logging.getLogger("releasegate.slack")
 
-KEY_PATTERN = re.compile(r"^(usecase-)?[a-z0-9][a-z0-9-]{2,62}$")
 UNKNOWN_USER = (
     "Your Slack account is not linked to anyone in the ReleaseGate directory, so ReleaseGate "
     "cannot act for you. Nothing was recorded."
@@ -278,7 +277,7 @@ class SlackDesk:
             await respond(text=text, response_type="ephemeral")
 
     async def _status(self, respond: AsyncRespond, person: Person, key: str) -> None:
-        if not KEY_PATTERN.match(key):
+        if use_case_run_id(key) is None:  # names no use case (workflows.ids)
             await respond(
                 text=f"Usage: `{SLASH_COMMAND} status KEY`, e.g. `{SLASH_COMMAND} status "
                 "kyc-onboarding`",

@@ -121,7 +121,6 @@ def start_request(
     try:
         staffed_roster(owners_of(body, delivery_lead), loaded_policy.pin(body.risk_tier), directory)
     except InvalidOwners as exc:
-        field = exc.detail.split(":", 1)[0].removeprefix("owners.").split(".", 1)[0]
-        block = _OWNER_FIELDS.get(field, InputId.RISK_APPROVERS).value
+        block = _OWNER_FIELDS.get(exc.field or "", InputId.RISK_APPROVERS).value
         return {block: exc.detail}
     return body

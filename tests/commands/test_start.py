@@ -69,8 +69,25 @@ def test_owners_that_leave_a_gate_unstaffed_are_refused_naming_it() -> None:
         "risk_approvers": ["rita", "tom"],
         "escalation_owner": "eve",
     }
-    with pytest.raises(InvalidOwners, match="risk_signoff"):
+    with pytest.raises(InvalidOwners, match="risk_signoff") as refused:
         plan_start(body(owners=owners), "dana", POLICY, DIRECTORY)
+    assert refused.value.field is None  # a gate's staffing, no one field
+
+
+@pytest.mark.parametrize(
+    ("owners", "field"),
+    [
+        ({"escalation_owner": "nobody-here"}, "escalation_owner"),
+        ({"risk_approvers": ["rita", "nobody-here"]}, "risk_approvers"),
+        ({"risk_approvers": ["group:no-such-group"]}, "risk_approvers"),
+    ],
+)
+def test_an_unknown_owner_is_refused_naming_its_field(owners: dict[str, Any], field: str) -> None:
+    """The field a start form marks comes with the refusal (``InvalidOwners.field``)."""
+    named = {**body().owners.model_dump(exclude_none=True), **owners}
+    with pytest.raises(InvalidOwners) as refused:
+        plan_start(body(owners=named), "dana", POLICY, DIRECTORY)
+    assert refused.value.field == field
 
 
 ALLOWED = HookAllowList.parse("deploy.example")

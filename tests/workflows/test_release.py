@@ -105,6 +105,8 @@ async def test_gate_shows_eligible_quorum_due_and_waits_on(release: ReleaseHarne
         "raj",
         "rita",
     ]
+    # the state names whom the gate waits on: the same people as PendingApprovers
+    assert gate.pending == ["bo", "raj", "rita"]
     assert desc.typed_search_attributes.get(search.GATE_DUE_AT) is not None
 
     view = await decide(handle, "rita", "scope_approval")
@@ -112,6 +114,7 @@ async def test_gate_shows_eligible_quorum_due_and_waits_on(release: ReleaseHarne
     desc = await handle.describe()
     # raj would fill no seat rita left empty: the gate waits on the business owner only.
     assert list(desc.typed_search_attributes.get(search.PENDING_APPROVERS) or []) == ["bo"]
+    assert view.open_gate.pending == ["bo"]
 
 
 async def test_rework_loop_counts_rounds(release: ReleaseHarness) -> None:
