@@ -349,3 +349,106 @@ async def test_the_run_named_by_key_or_id_is_one_request(api: httpx.AsyncClient)
     elsewhere = await create(api, "low")
     r = await api.post(f"/v1/use-cases/{elsewhere['id']}/evidence", json=body, headers=headers)
     assert (r.status_code, r.json()["type"]) == (422, REUSED)
+
+
+# ----------------------------------------------------------------------------- routes added later
+# break-glass, governed exceptions and the running bundle: each bound to its first request too
+
+WHY = "payments outage: the fraud model must ship tonight, COO approved by phone"
+
+
+async def test_override_is_bound_to_its_first_request(expiring_api: httpx.AsyncClient) -> None:
+    api = expiring_api
+    uc = await stalled(api)
+    run = f"/v1/use-cases/{uc['id']}"
+    case = Case(
+        run, f"{run}/gates/risk_signoff/override", {"justification": WHY},
+        {"justification": f"{WHY}, again"}, "eve", "bo", 200,
+    )  # fmt: skip
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    first = await send(api, case, "eve", case.body, key)
+    assert first.status_code == 200, first.text
+    assert first.headers["etag"] == etag_of(first.json())
+    after_first = await recorded(api, case)
+    again = await send(api, case, "eve", case.body, key)
+    assert (again.status_code, again.json()) == (200, first.json())
+    other = await send(api, case, "eve", case.other_body, key)
+    assert (other.status_code, other.json()["type"]) == (422, REUSED)
+    assert await recorded(api, case) == after_first
+    theirs = await send(api, case, "bo", case.body, key)
+    assert theirs.status_code == 403, theirs.text  # bo's own answer: not in the break-glass group
+
+
+async def test_waiver_request_and_decision_are_bound_to_their_first_request(
+    api: httpx.AsyncClient,
+) -> None:
+    from tests.waivers.test_http import body as waiver_body
+
+    uc = await create(api, "medium")
+    await walk(api, uc, "risk_signoff")
+    run = f"/v1/use-cases/{uc['id']}"
+    ask = Case(
+        run, f"{run}/waivers", waiver_body(), waiver_body(justification=f"{WHY}, and more"),
+        "dana", "tom", 201,
+    )  # fmt: skip
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    first = await send(api, ask, "dana", ask.body, key)
+    assert first.status_code == 201, first.text
+    after_first = await recorded(api, ask)
+    again = await send(api, ask, "dana", ask.body, key)
+    assert (again.status_code, again.json()) == (201, first.json())
+    other = await send(api, ask, "dana", ask.other_body, key)
+    assert (other.status_code, other.json()["type"]) == (422, REUSED)
+    assert await recorded(api, ask) == after_first
+    theirs = await send(api, ask, "tom", ask.body, key)
+    assert theirs.status_code not in (422, 500), theirs.text
+    assert theirs.json() != first.json()
+
+    waiver = first.json()["id"]
+    grant = Case(
+        run, f"{run}/waivers/{waiver}/decisions", {"decision": "grant"},
+        {"decision": "grant", "comment": "fine"}, "raj", "bo", 200,
+    )  # fmt: skip
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    first = await send(api, grant, "raj", grant.body, key)
+    assert first.status_code == 200, first.text
+    after_first = await recorded(api, grant)
+    again = await send(api, grant, "raj", grant.body, key)
+    assert (again.status_code, again.json()) == (200, first.json())
+    other = await send(api, grant, "raj", grant.other_body, key)
+    assert (other.status_code, other.json()["type"]) == (422, REUSED)
+    assert await recorded(api, grant) == after_first
+    theirs = await send(api, grant, "bo", grant.body, key)  # bo's own seat
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json() != first.json()
+    assert [a["actor"] for a in theirs.json()["approvals"]] == ["raj", "bo"]
+
+
+async def test_a_runtime_report_is_bound_to_its_first_request(api: httpx.AsyncClient) -> None:
+    from tests.signals.test_bundles import BUNDLE, replaced
+
+    r = await api.post("/v1/use-cases", json=new_body("low", bundle=BUNDLE), headers=auth("dana"))
+    assert r.status_code == 201, r.text
+    uc = await walk(api, r.json(), "live")
+    run = f"/v1/use-cases/{uc['id']}"
+    case = Case(
+        run, f"{run}/runtime", {"bundle": BUNDLE}, {"bundle": replaced("prompt", "other")},
+        "tom", "olga", 200,
+    )  # fmt: skip
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    first = await send(api, case, "tom", case.body, key)
+    assert first.status_code == 200, first.text
+    assert first.headers["etag"]  # of the evidence and the bundle (etag_of knows no bundle)
+    after_first = await recorded(api, case)
+    again = await send(api, case, "tom", case.body, key)
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert await recorded(api, case) == after_first
+    # another bundle under the same key: refused, and no unauthorized_change incident
+    other = await send(api, case, "tom", case.other_body, key)
+    assert (other.status_code, other.json()["type"]) == (422, REUSED)
+    assert await recorded(api, case) == after_first
+    # olga's same key is hers: never "reused", and her other bundle is judged on its merits
+    theirs = await send(api, case, "olga", case.other_body, key)
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json()["runtime"]["matches"] is False
+    assert await recorded(api, case) > after_first

@@ -40,6 +40,8 @@ def read_paths(uc_id: str, change_id: str) -> list[str]:
         f"/v1/use-cases/{uc_id}/ledger",
         f"/v1/use-cases/{uc_id}/ledger/verify",
         f"/v1/use-cases/{uc_id}/evidence-pack",
+        f"/v1/use-cases/{uc_id}/waivers",
+        f"/v1/use-cases/{uc_id}/controls",
         f"/v1/use-cases/{uc_id}/changes/{change_id}",
         f"/v1/use-cases/{change_run}/ledger",
         f"/v1/use-cases/{change_run}/ledger/verify",

@@ -9,16 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
+from services.commands.signing import SigningInterceptor
 from services.store.ledger import LedgerRepository
+from services.worker.main import workflow_runner
+from tests.conftest import KEYS, SIGNER
 from tests.harness import ReleaseHarness
 from tests.workflows.drive import advance_to
 from tests.workflows.helpers import make_input
-from workflows.model import Materiality, RaiseChange, Stage
+from workflows import credentials
+from workflows.credentials import Credential, Keyring, Signer, TrustedKey
+from workflows.model import Decision, Gate, GateDecision, Materiality, RaiseChange, Stage
 from workflows.release import UseCaseRelease
 
 
@@ -195,3 +205,133 @@ async def test_a_run_started_without_a_credential_fails_at_once(
     assert desc.status is not None
     assert desc.status.name == "FAILED"
     assert await ledger_kinds(release, wid) == []
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def client_signing_with(env: WorkflowEnvironment, *interceptors: Any) -> Client:
+    """A Temporal client on the same server; ``interceptors``: how (if at all) it signs."""
+    return Client(
+        env.client.service_client,
+        namespace=env.client.namespace,
+        data_converter=pydantic_data_converter,
+        interceptors=list(interceptors),
+    )
+
+
+async def accepted_updates(handle: WorkflowHandle[Any, Any], since: int) -> int:
+    history = (await handle.fetch_history()).events
+    return sum(
+        1
+        for e in history[since:]
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    )
+
+
+def olga_hands_off(**extra: Any) -> GateDecision:
+    return GateDecision(actor="olga", gate=Gate.OPS_HANDOFF, decision=Decision.APPROVE, **extra)
+
+
+async def test_a_rotated_key_keeps_in_flight_runs_and_the_retired_key_signs_nothing_new(
+    release: ReleaseHarness, temporal_env: WorkflowEnvironment
+) -> None:
+    """Rotation: the run was started and driven under the suite's key; the new key is added and
+    the old one retired. The in-flight run takes the new key's commands, refuses the old key's
+    (an Update before history, a Signal as a refused attempt) and its history, signed by both,
+    still replays."""
+    handle = await release.start(make_input("low"))
+    await advance_to(handle, "ops_handoff", "low")
+    new = Signer.generate("rotation-k2")
+    retired = TrustedKey(SIGNER.kid, SIGNER.public_key().public_key, datetime.now(UTC))
+    rotated = Keyring([new.public_key(), retired])
+    credentials.configure(rotated)
+    try:
+        before = len((await handle.fetch_history()).events)
+        with pytest.raises(WorkflowUpdateFailedError) as info:  # the old key: retired
+            await handle.execute_update(UseCaseRelease.decide, olga_hands_off())
+        assert isinstance(info.value.cause, ApplicationError)
+        assert info.value.cause.type == "unauthenticated"
+        assert "retired" in str(info.value.cause)
+        assert await accepted_updates(handle, before) == 0
+        await handle.signal(UseCaseRelease.decide_signal, olga_hands_off())
+        refused: list[Any] = []
+        for _ in range(100):
+            refused = await handle.query(UseCaseRelease.refused_attempts)
+            if refused:
+                break
+            await asyncio.sleep(0.05)
+        assert [(r.refusal.value, r.actor) for r in refused] == [
+            ("unauthenticated", "unverified:olga")
+        ]
+        assert (await handle.query(UseCaseRelease.state)).stage == Stage.OPS_HANDOFF
+
+        # the new key: the same run, in flight since before the rotation, takes it
+        rotated_client = client_signing_with(temporal_env, SigningInterceptor(new))
+        view = await rotated_client.get_workflow_handle(handle.id).execute_update(
+            UseCaseRelease.decide, olga_hands_off()
+        )
+        assert view.stage == Stage.GO_LIVE
+
+        # its history — a start and Updates under the old key, an Update under the new one,
+        # a refused Signal — replays under the rotated keys
+        replayer = Replayer(
+            workflows=[UseCaseRelease],
+            data_converter=pydantic_data_converter,
+            workflow_runner=workflow_runner(),
+        )
+        await replayer.replay_workflow(await handle.fetch_history())
+    finally:
+        credentials.configure(KEYS.keyring)
+
+
+def _lifted(wid: str, scope: str) -> Credential:
+    """A valid credential for olga's hand-off of ``wid`` under update id ``scope``."""
+    now = datetime.now(UTC)
+    return SIGNER.sign(wid, "decide", olga_hands_off(), scope=scope, now=now)
+
+
+FORGERIES: dict[str, Any] = {
+    # a key of one's own under the trusted key's id
+    "own-key": lambda wid: (olga_hands_off(), "u-1", Signer.generate(SIGNER.kid)),
+    # olga's credential lifted onto bo's decision
+    "other-payload": lambda wid: (
+        GateDecision(
+            actor="bo",
+            gate=Gate.OPS_HANDOFF,
+            decision=Decision.APPROVE,
+            credential=_lifted(wid, "u-1"),
+        ),
+        "u-1",
+        None,
+    ),  # fmt: skip
+    # olga's credential replayed under another update id
+    "other-update": lambda wid: (olga_hands_off(credential=_lifted(wid, "u-1")), "u-2", None),
+    # olga's credential for another run
+    "other-run": lambda wid: (
+        olga_hands_off(credential=_lifted("usecase-elsewhere", "u-1")),
+        "u-1",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+async def test_a_credential_forged_or_lifted_is_refused_before_history(
+    release: ReleaseHarness, temporal_env: WorkflowEnvironment, forgery: str
+) -> None:
+    """Through a Temporal client (the SDK an insider with frontend access would use)."""
+    handle = await release.start(make_input("low"))
+    await advance_to(handle, "ops_handoff", "low")
+    cmd, update_id, signer = FORGERIES[forgery](handle.id)
+    interceptors = [SigningInterceptor(signer)] if signer is not None else []
+    outsider = client_signing_with(temporal_env, *interceptors)
+    before = len((await handle.fetch_history()).events)
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await outsider.get_workflow_handle(handle.id).execute_update(
+            UseCaseRelease.decide, cmd, id=update_id
+        )
+    assert isinstance(info.value.cause, ApplicationError)
+    assert info.value.cause.type == "unauthenticated", info.value.cause
+    assert await accepted_updates(handle, before) == 0
+    assert (await handle.query(UseCaseRelease.state)).stage == Stage.OPS_HANDOFF

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -394,3 +395,74 @@ async def test_reopen_an_expired_gate(expiring_api: httpx.AsyncClient, tier: str
     state = await succeeds(matrix, run, "reopen_gate", "dana")
     matrix.check()
     assert state["open_gate"]["gate"] == "risk_signoff"
+
+
+# ----------------------------------------------------------------------------- added later
+# exceptions (waivers), what runs (the bundle), break-glass: the same table, the same rules
+
+SENDERS["request_waiver"] = frozenset({"dana", "tom"})  # delivery lead or technical owner
+SENDERS["report_runtime"] = frozenset({"tom", "olga"})  # technical or operations owner
+SENDERS["override_gate"] = frozenset({"eve", "sam"})  # the policy's break-glass group
+# the tier's grantors (config/policy.yaml ``waivers``), the business owner's deputy standing in
+GRANTORS: dict[str, frozenset[str]] = {
+    "low": frozenset({"rita", "raj"}),  # one risk approver
+    "high": frozenset({"rita", "raj", "bo", "priya"}),  # two risk approvers, business owner
+}
+BUNDLE = [{"name": "model", "sha256": "b" * 64}]
+WHY = "the go-live window is the vendor's, not ours; a week more is needed"
+
+
+@pytest.mark.parametrize("tier", TIERS)
+async def test_exceptions_and_what_runs(api: httpx.AsyncClient, matrix: Matrix, tier: str) -> None:
+    uc = await runs.walk(
+        api,
+        await runs.start(api, tier, owners=OWNERS, bundle=BUNDLE),
+        "risk_signoff",
+        approvers=WALKS[tier][0],
+    )
+    run = Run.of(uc)
+    ask = {
+        "requirement": {"kind": "sla", "gate": "go_live"},
+        "justification": WHY,
+        "expires_at": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
+    }
+    await matrix.refused(run, "POST", "/waivers", ask, SENDERS["request_waiver"])
+    waiver = await matrix.succeeds(run, "POST", "/waivers", ask, "tom", 201)
+    decisions = f"/waivers/{waiver.get('id', 'w-1')}/decisions"
+    await matrix.refused(run, "POST", decisions, {"decision": "grant"}, GRANTORS[tier])
+    # every seat filled: one risk approver (low); both, and bo for the business owner (high)
+    for person in ("rita",) if tier == "low" else ("rita", "raj", "bo"):
+        await matrix.succeeds(run, "POST", decisions, {"decision": "grant"}, person)
+    granted = await runs.state(api, run.path)
+    if not any(w["status"] == "granted" for w in granted["waivers"]):
+        matrix.wrong.append(f"the exception on {run.wid} was not granted: {granted['waivers']}")
+
+    live_run = Run.of(await runs.walk(api, granted, "live", approvers=WALKS[tier][0]))
+    runtime = {"bundle": BUNDLE}
+    await matrix.refused(live_run, "POST", "/runtime", runtime, SENDERS["report_runtime"])
+    for person in sorted(SENDERS["report_runtime"]):
+        state = await matrix.succeeds(live_run, "POST", "/runtime", runtime, person)
+        if state and state["runtime"]["matches"] is not True:
+            matrix.wrong.append(f"the approved bundle reported by {person} did not match")
+    matrix.check()
+
+
+@pytest.mark.parametrize("tier", TIERS)
+async def test_override_a_stalled_gate(expiring_api: httpx.AsyncClient, tier: str) -> None:
+    matrix = Matrix(expiring_api, [])
+    uc = await runs.walk(
+        expiring_api, await start(expiring_api, tier), "risk_signoff", approvers=WALKS[tier][0]
+    )
+    run = Run.of(uc)
+    for _ in range(100):  # 10 s
+        if (await runs.state(expiring_api, run.path))["stage"] == "stalled":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"risk_signoff of {run.wid} did not expire")
+    override = {"justification": "payments outage: the fraud model must ship tonight"}
+    route = "/gates/risk_signoff/override"
+    await matrix.refused(run, "POST", route, override, SENDERS["override_gate"])
+    state = await matrix.succeeds(run, "POST", route, override, "sam")
+    matrix.check()
+    assert state["override"]["by"] == "sam"

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services import observability
-from services.api.deps import Res, current_person
+from services.api.deps import Res, api_sender, current_person
 from services.api.problems import Problem
 from services.api.state import with_etag
 from services.commands.errors import CommandRefused, RunNotFound
@@ -462,8 +462,9 @@ async def report_runtime(
     if source is not None:
         sender = _sender(source)
     else:
+        # a person's report is a command like any other: its Idempotency-Key is bound to it
         person = await current_person(request, res)
-        sender = Sender(person.id, Channel.API)
+        sender = await api_sender(request, person, request.headers.get("idempotency-key"))
     parsed = _parsed(source, body, RuntimeBody)
     wid = workflow_id(use_case_id)
     try:
