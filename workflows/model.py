@@ -252,6 +252,14 @@ class CommandName(StrEnum):
     DECIDE_WAIVER = "decide_waiver"
 
 
+class RunSignal(StrEnum):
+    """Signals one run sends another (never a person's command): a change request's run
+    reports how it ended; runs before authenticated commands seeded a change's evidence."""
+
+    CHANGE_FINISHED = "change_finished"
+    SEED_EVIDENCE = "seed_evidence"
+
+
 class Refusal(StrEnum):
     """Why the workflow refused a command. The API maps each to an HTTP status."""
 
@@ -723,7 +731,15 @@ class PinnedCatalog(BaseModel):
 
 # Input fields added after signed starts existed: left out of the dump while unset, so the
 # canonical bytes of a start signed before them (``workflows.credentials``) stay the same.
-INPUT_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("controls", "eu_ai_act", "bundle")
+INPUT_FIELDS_OMITTED_WHEN_UNSET: tuple[str, ...] = ("controls", "eu_ai_act", "bundle", "generation")
+
+# The workflow code generation a run starts on, set by whatever starts it (a front door, the
+# run's own continue-as-new, a use case starting a change). It picks the run's code paths from
+# its input, which history holds, instead of ``workflow.patched`` markers (each costs two
+# history events per run). 1: one-trip shipping and every patch before it in force, deadline
+# timers kept across commands (``workflows.release``). None: a run started before
+# generations, whose paths are chosen by its patch markers.
+GENERATION = 1
 
 
 class UseCaseInput(BaseModel):
@@ -757,6 +773,8 @@ class UseCaseInput(BaseModel):
     eu_ai_act: EuAiActMarker | None = None
     # the bundle this run's gates approve (a use case's release, or a change request's new one)
     bundle: Bundle | None = None
+    # the workflow code generation this run started on (``GENERATION``; None: before them)
+    generation: int | None = Field(default=None, ge=1)
 
     @model_serializer(mode="wrap")
     def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -1203,7 +1221,7 @@ class RefusedAttempt(BaseModel):
     at: datetime
     actor: str
     channel: Channel
-    command: CommandName
+    command: CommandName | RunSignal
     refusal: Refusal
     detail: str
 

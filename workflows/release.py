@@ -24,7 +24,9 @@ fact to the ledger, hooks, notifications and the read model, in order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         StoreResult,
     )
     from workflows.model import (
+        GENERATION,
         AddEvidence,
         Approval,
         Cancel,
@@ -95,6 +98,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveIncident,
         Resume,
         Retire,
+        RunSignal,
         SetDeputies,
         Stage,
         Suspend,
@@ -160,6 +164,14 @@ ONE_TRIP = "one-trip-shipping"
 # workflow.patched id of notices' progress: a gate card notice that failed for good still
 # hands the run the cards its attempts posted (services/worker/notify.py), so they close too
 NOTIFY_PROGRESS = "notify-progress"
+
+
+@dataclass
+class _Timer:
+    """The deadline timer a run keeps across commands: when it fires, and its task."""
+
+    at: datetime
+    task: asyncio.Task[None]
 
 
 def _decide(run: Run, cmd: GateDecision, now: datetime) -> None:
@@ -232,8 +244,13 @@ def _refuse(exc: policy.PolicyViolation) -> ApplicationError:
 class UseCaseRelease:
     @workflow.init
     def __init__(self, inp: UseCaseInput) -> None:
-        # first, before any other patch is asked: whether this run started on ONE_TRIP code
-        self._one_trip = workflow.patched(ONE_TRIP)
+        # A run of a code generation takes its paths from its input (no patch markers); one
+        # started before generations asks, first of all, whether it started on ONE_TRIP code.
+        generation = inp.generation or 0
+        self._one_trip = generation >= 1 or workflow.patched(ONE_TRIP)
+        # deadline timers kept across commands (``_wait_for_work_or_deadline``)
+        self._steady_timer = generation >= 1
+        self._timer: _Timer | None = None
         wid = workflow.info().workflow_id
         # why this run was not started by a front door, the run itself, or its use case
         self.unauthenticated: str | None = None
@@ -325,6 +342,9 @@ class UseCaseRelease:
         deadline = clock.next_deadline(self.run_)
         if deadline is not None and deadline[0] <= workflow.now():
             return
+        if self._steady_timer:
+            await self._wait_on_steady_timer(deadline)
+            return
         try:
             await workflow.wait_condition(
                 lambda: (
@@ -337,6 +357,37 @@ class UseCaseRelease:
             )
         except TimeoutError:
             pass  # the deadline is due: the run loop fires it
+
+    async def _wait_on_steady_timer(self, deadline: clock.Deadline | None) -> None:
+        """The same wait on a timer kept across commands (generation 1).
+
+        A command that leaves the next deadline where it was, or moves it later (a gate closes
+        and the next opens, the run goes live), keeps the timer that is running: no timer is
+        cancelled and started again per command. The timer may then fire before anything is
+        due; the run loop finds nothing to do and arms the next. Only a deadline earlier than
+        the running timer replaces it.
+        """
+        timer = self._timer
+        if timer is not None and (timer.task.done() or (deadline and deadline[0] < timer.at)):
+            if not timer.task.done():
+                timer.task.cancel()
+            self._timer = timer = None
+        if timer is None and deadline is not None:
+            wait = deadline[0] - workflow.now()
+            task = asyncio.create_task(workflow.sleep(wait, summary=deadline[1]))
+            self._timer = timer = _Timer(deadline[0], task)
+
+        def woken() -> bool:
+            if self.state_.outbox.has_work() or self.state_.closed:
+                return True
+            if timer is None:
+                return clock.next_deadline(self.run_) is not None
+            if timer.task.done():
+                return True
+            due = clock.next_deadline(self.run_)
+            return due is not None and due[0] < timer.at
+
+        await workflow.wait_condition(woken)
 
     def _should_continue_as_new(self) -> bool:
         if self.state_.stage not in (Stage.LIVE, Stage.SUSPENDED) or self.run_.change is not None:
@@ -354,8 +405,9 @@ class UseCaseRelease:
             # (the ledger holds them all): the hand-over stays far below Temporal's limits
             state = bounded.handed_on(state, self.run_.policy.run_limits, workflow.now())
         state = state.model_copy(update={"runs": self.state_.runs + 1})
+        # the next run starts on this code's generation, whatever this one started on
         return self.run_.inp.model_copy(
-            update={"state": state.model_dump(mode="json"), "carry": None}
+            update={"state": state.model_dump(mode="json"), "carry": None, "generation": GENERATION}
         )
 
     # ------------------------------------------------------------------ work stages and gates
@@ -496,7 +548,7 @@ class UseCaseRelease:
         inp = self.run_.inp
         handle = await workflow.start_child_workflow(
             UseCaseRelease.run,
-            child_input,
+            child_input.model_copy(update={"generation": GENERATION}),
             id=ids.change_workflow_id(self.run_.workflow_id, info.change_id),
             task_queue=workflow.info().task_queue,
             parent_close_policy=ParentClosePolicy.ABANDON,
@@ -535,6 +587,15 @@ class UseCaseRelease:
     def seed_evidence(self, cmd: AddEvidence) -> None:
         """Evidence a change request was raised with, as runs before authenticated commands
         handed it over. Its sender cannot be verified: a run now takes it from its input."""
+        if self._steady_timer:  # generation 1: kept as a refused attempt
+            transitions.refuse_run_signal(
+                self.run_,
+                RunSignal.SEED_EVIDENCE,
+                cmd.actor,
+                "a change's evidence arrives with its start, never as a signal",
+                workflow.now(),
+            )
+            return
         if self._patched(AUTHENTICATED_COMMANDS):
             workflow.logger.warning("seed_evidence signal ignored: its sender is unverifiable")
             return
@@ -855,6 +916,7 @@ class UseCaseRelease:
             change = next((c for c in self.state_.changes if c.change_id == report.change_id), None)
             if change is None:
                 workflow.logger.warning("report of unknown change %s ignored", report.change_id)
+                self._refuse_change_report(report, "no change of this use case has that id")
                 continue
             check = ChangeCheck(
                 parent_id=self.run_.workflow_id,
@@ -876,8 +938,22 @@ class UseCaseRelease:
                     report.outcome,
                     result.reason or result.outcome,
                 )
+                self._refuse_change_report(
+                    report,
+                    f"its run does not confirm it ended {report.outcome.value}: "
+                    f"{result.reason or result.outcome}",
+                )
                 continue
             live.change_finished(self.run_, report, workflow.now())
+            self._sync()
+
+    def _refuse_change_report(self, report: ChangeOutcome, why: str) -> None:
+        """A change's end its own run does not confirm: kept as a refused attempt (generation
+        1; earlier runs only logged it)."""
+        if self._steady_timer:
+            transitions.refuse_run_signal(
+                self.run_, RunSignal.CHANGE_FINISHED, report.change_id, why, workflow.now()
+            )
             self._sync()
 
     async def _call_hooks(self) -> None:

@@ -31,9 +31,11 @@ from workflows.model import (
     GateDecision,
     GateOutcome,
     HookKind,
+    Refusal,
     RefusedAttempt,
     ReopenGate,
     RunOutcome,
+    RunSignal,
     Stage,
     UseCaseInput,
 )
@@ -286,6 +288,37 @@ def refuse(run: Run, cmd: GateDecision, err: policy.PolicyViolation, now: dateti
             "command": CommandName.DECIDE.value,
             "refusal": err.refusal.value,
             "detail": err.detail,
+        },
+    )
+
+
+def refuse_run_signal(
+    run: Run, signal: RunSignal, claimed_by: str, detail: str, now: datetime
+) -> None:
+    """A run-to-run Signal the run could not verify (a forged ``seed_evidence``, a change's
+    end its own run does not confirm): kept as a refused attempt, and changes nothing else."""
+    actor = _storable(f"unverified:{claimed_by}", limits.ACTOR_MAX)
+    detail = _storable(detail, limits.TEXT_MAX)
+    run.state.refused.append(
+        RefusedAttempt(
+            at=now,
+            actor=actor,
+            channel=Channel.SIGNAL,
+            command=signal,
+            refusal=Refusal.UNAUTHENTICATED,
+            detail=detail,
+        )
+    )
+    outbox.record(
+        run,
+        EventKind.REFUSED,
+        now,
+        actor=actor,
+        channel=Channel.SIGNAL,
+        extras={
+            "command": signal.value,
+            "refusal": Refusal.UNAUTHENTICATED.value,
+            "detail": detail,
         },
     )
 

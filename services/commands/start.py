@@ -20,6 +20,7 @@ from services.hook_targets import NO_HOOKS, HookAllowList, HookTargetRefused
 from workflows import policy, search
 from workflows.ids import key_refusal, use_case_workflow_id
 from workflows.model import (
+    GENERATION,
     Deputies,
     Hooks,
     Owners,
@@ -166,6 +167,7 @@ def plan_start(
         controls=catalog.pin() if catalog is not None else None,
         eu_ai_act=body.eu_ai_act,
         bundle=body.bundle,
+        generation=GENERATION,
     )
     return StartPlan(use_case_workflow_id(body.key), inp, digest)
 

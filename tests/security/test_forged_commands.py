@@ -182,6 +182,19 @@ async def test_a_forged_change_report_applies_nothing(
     child = release.client.get_workflow_handle(view.changes[-1].workflow_id)
     assert not (await child.query(UseCaseRelease.state)).evidence
     assert "change_applied" not in await ledger_kinds(release, handle.id)
+    # both forged signals are kept as refused attempts, by the actor they only claimed
+    refused = await handle.query(UseCaseRelease.refused_attempts)
+    assert [(r.command, r.actor, r.refusal) for r in refused] == [
+        ("change_finished", "unverified:change-1", "unauthenticated")
+    ]
+    assert "does not confirm it ended applied" in refused[0].detail
+    refused = await child.query(UseCaseRelease.refused_attempts)
+    assert [(r.command, r.actor, r.refusal) for r in refused] == [
+        ("seed_evidence", "unverified:dana", "unauthenticated")
+    ]
+    for wid in (handle.id, child.id):
+        kinds = await ledger_kinds(release, wid)
+        assert kinds.count("refused") == 1, (wid, kinds)
 
 
 async def test_a_run_started_without_a_credential_fails_at_once(

@@ -7,7 +7,16 @@ import uuid
 from pathlib import Path
 
 from workflows import policy
-from workflows.model import Evidence, Hooks, Owners, RiskTier, Role, RunLimits, UseCaseInput
+from workflows.model import (
+    GENERATION,
+    Evidence,
+    Hooks,
+    Owners,
+    RiskTier,
+    Role,
+    RunLimits,
+    UseCaseInput,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = policy.load_policy(ROOT / "config" / "policy.yaml")
@@ -63,6 +72,7 @@ def make_input(
         request_sha256="0" * 64,
         hooks=hooks,
         continue_as_new_after=continue_as_new_after,
+        generation=GENERATION,  # as a front door starts it (services.commands.start)
     )
 
 
