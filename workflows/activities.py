@@ -52,11 +52,19 @@ class LedgerBatch(BaseModel):
     records: list[LedgerRecord] = Field(min_length=1)
 
 
+class SideDecisionKind(StrEnum):
+    """What a side decision is (its values are what the read model and the inbox API carry)."""
+
+    # a break-glass override's retrospective review (``ref`` is the gate, ``override_review``)
+    OVERRIDE_REVIEW = "override_review"
+    WAIVER = "waiver"  # a pending exception (``ref`` is its id)
+
+
 class SideDecision(BaseModel):
     """A decision waiting beside the run's open gate: a break-glass override's retrospective
     review (``ref`` = ``override_review``) or a pending exception (``ref`` = the waiver id)."""
 
-    kind: str  # "override_review" or "waiver"
+    kind: SideDecisionKind
     ref: str
     pending: list[str] = Field(default_factory=list)
     quorum: int | None = None

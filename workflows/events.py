@@ -9,7 +9,7 @@ picking strings out of a dict. Unknown extra keys are kept (older runs may have 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,6 +26,7 @@ from workflows.model import (
     RunOutcome,
     Severity,
     Stage,
+    TriggerAction,
     WaiverRequirement,
 )
 
@@ -102,6 +103,44 @@ class GateEscalated(Extras):
 class IncidentReported(Extras):
     incident: str = ""
     severity: Severity | None = None
+
+
+class IncidentResolved(Extras):
+    """``incident_resolved``: an alert's open incident, and the alert that resolved it."""
+
+    incident: str = ""
+    fingerprint: str = ""
+
+
+class RuntimeReported(Extras):
+    """``runtime_reported``: the bundle running against the approved one, and the names of
+    the artifacts that differ (none when it matches)."""
+
+    bundle_digest: str = ""
+    approved_digest: str = ""
+    matches: bool = False
+    changed: list[str] = Field(default_factory=list)
+
+
+class TriggerFired(Extras):
+    """``trigger_fired``: a trigger rule fired on an incident (``action`` is the rule's, with
+    the rule's count and window, and a material change's ``deadline``), or its deadline passed
+    without a material change (``action`` ``suspend``, with the ``reason``)."""
+
+    trigger: str = ""
+    # the rule's action, or ``suspend``: its deadline passed without a material change
+    action: TriggerAction | Literal["suspend"] | None = None
+    incident: str | None = None
+    count: int | None = None
+    within_days: int | float | None = None  # as the rule holds it (JSON keeps 30 vs 30.0)
+    deadline: str | None = None  # ISO 8601, as the run wrote it
+    reason: str | None = None
+
+
+class TriggerSatisfied(Extras):
+    """``trigger_satisfied``: a material change was applied before the trigger's deadline."""
+
+    trigger: str = ""
 
 
 class ChangeRaised(Extras):
@@ -205,6 +244,10 @@ EXTRAS: dict[EventKind, type[Extras]] = {
     EventKind.REMINDER_SENT: ReminderSent,
     EventKind.GATE_ESCALATED: GateEscalated,
     EventKind.INCIDENT_REPORTED: IncidentReported,
+    EventKind.INCIDENT_RESOLVED: IncidentResolved,
+    EventKind.RUNTIME_REPORTED: RuntimeReported,
+    EventKind.TRIGGER_FIRED: TriggerFired,
+    EventKind.TRIGGER_SATISFIED: TriggerSatisfied,
     EventKind.CHANGE_RAISED: ChangeRaised,
     EventKind.CHANGE_AWAITING_RESUME: ChangeClosed,
     EventKind.CHANGE_APPLIED: ChangeClosed,
@@ -293,6 +336,10 @@ __all__ = [
     "EXTRAS",
     "EventBody",
     "Extras",
+    "IncidentResolved",
+    "RuntimeReported",
+    "TriggerFired",
+    "TriggerSatisfied",
     "WaiverExpired",
     "WaiverFact",
     "WaiverGranted",

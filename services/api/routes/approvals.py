@@ -11,6 +11,7 @@ from services.api.deps import CurrentPerson, DbSession, Res
 from services.api.schemas import PendingApproval, PendingPage
 from services.controls.service import gap_items
 from services.store.registry import RegistryRepository
+from workflows.activities import SideDecisionKind
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
@@ -55,7 +56,7 @@ async def pending_approvals(
     ]
     for r, side in await registry.side_pending_for(person.id, limit=limit):
         run = f"{base}/v1/use-cases/{r.workflow_id}"
-        waiver = side.kind == "waiver"
+        waiver = side.kind == SideDecisionKind.WAIVER
         items.append(
             PendingApproval(
                 id=r.workflow_id,

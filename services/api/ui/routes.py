@@ -52,9 +52,11 @@ from services.commands.evidence import state_etag
 from services.commands.idempotency import request_sha256
 from services.commands.service import CommandService, Sender, workflow_id
 from services.report import html as report
+from services.store.console import ConsoleRepository
 from services.store.models import UseCase
 from services.store.registry import RegistryRepository
 from workflows import policy
+from workflows.activities import SideDecisionKind
 from workflows.model import (
     Channel,
     CommandName,
@@ -267,7 +269,7 @@ async def inbox(request: Request, me: Viewer, res: Res, session: DbSession) -> R
     to them (past their SLA)."""
     now = datetime.now(UTC)
     mine = await RegistryRepository(session).pending_for(me.id, limit=INBOX_LIMIT)
-    escalated = await ConsoleQueries(session).escalated_to(me.id, now, limit=INBOX_LIMIT)
+    escalated = await ConsoleRepository(session).escalated_to(me.id, now, limit=INBOX_LIMIT)
     items = {r.workflow_id: _inbox_item(r, res, now, False) for r in mine if r.gate}
     for row in escalated:
         items.setdefault(row.workflow_id, _inbox_item(row, res, now, True))
@@ -277,7 +279,9 @@ async def inbox(request: Request, me: Viewer, res: Res, session: DbSession) -> R
             "key": row.key,
             "title": row.title,
             "risk_tier": row.risk_tier,
-            "what": "Break-glass review" if item.kind == "override_review" else "Exception",
+            "what": "Break-glass review"
+            if item.kind == SideDecisionKind.OVERRIDE_REVIEW
+            else "Exception",
             "ref": item.ref,
             "due_at": item.due_at,
             "seats_left": max((item.quorum or 0) - len(item.approvals or []), 0),
