@@ -11,7 +11,8 @@ This class is the Temporal shell around pure modules. Where to look:
 - what a command does to the run: ``transitions`` (stages, gates ending, work commands),
   ``gates`` (seats, approvals, evidence binding) and ``live`` (incidents, stop-ship, changes);
 - time (reminders, escalation, expiry, periodic review): ``clock``;
-- what the world sees: ``presentation``; what is shipped afterwards: ``outbox``.
+- what the world sees: ``presentation``; what is shipped afterwards: ``outbox``, and how it
+  is shipped: ``shipping``; which code paths a run takes: ``versions``.
 
 Every command is an Update whose validator runs ``policy.check_command`` (authorization, then
 the run's state); a refused command never enters history. Handlers change ``ReleaseState``
@@ -25,16 +26,14 @@ fact to the ledger, hooks, notifications and the read model, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -47,31 +46,11 @@ with workflow.unsafe.imports_passed_through():
         ids,
         limits,
         live,
-        outbox,
         policy,
         presentation,
         search,
         transitions,
         waivers,
-    )
-    from workflows.activities import (
-        CHANGE_OUTCOME,
-        HOOK_CALL,
-        LEDGER_APPEND,
-        NOTIFY,
-        REGISTRY_SYNC,
-        STORE_PERSIST,
-        ChangeCheck,
-        ChangeCheckResult,
-        HookFailure,
-        HookResult,
-        LedgerBatch,
-        MessageRef,
-        NotificationKind,
-        NotifyProgress,
-        NotifyResult,
-        StoreBatch,
-        StoreResult,
     )
     from workflows.model import (
         GENERATION,
@@ -83,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         CommandName,
         CompleteStage,
         DecideWaiver,
-        EventKind,
         Gate,
         GateDecision,
         HistoryEvent,
@@ -106,64 +84,14 @@ with workflow.unsafe.imports_passed_through():
         UseCaseOutcome,
         UseCaseView,
     )
+    from workflows.shipping import Shipper
     from workflows.state import ReleaseState, Run
-
-# Side effects retry until the store is back: losing a ledger entry is never an option.
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-)
-STORE_TIMEOUT = timedelta(seconds=30)
-# The fast path (``store.persist``, a local activity in the workflow task that recorded the
-# facts): a few quick attempts, bounded so a slow or absent store delays a command's answer by
-# seconds at most; then the same writes go to the activities above, which never give up.
-LOCAL_STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=50),
-    backoff_coefficient=4.0,
-    maximum_interval=timedelta(seconds=1),
-    maximum_attempts=3,
-)
-# Both stay below the point (8 s) where the SDK would have to heartbeat the workflow task.
-LOCAL_STORE_TIMEOUT = timedelta(seconds=3)
-LOCAL_STORE_DEADLINE = timedelta(seconds=6)
-# Notifications are worth retrying for a while, but a dead chat service never blocks the run.
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=8,
-)
-NOTIFY_TIMEOUT = timedelta(seconds=20)
-HOOK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=6,
-)
-HOOK_TIMEOUT = timedelta(seconds=30)
-# workflow.patched id of the bounded-run changes: continue-as-new carries the outbox, notices
-# are sent in turns behind the ledger
-BOUNDED_RUNS = "bounded-runs"
-# workflow.patched id of authenticated commands: starts, Updates and the decision Signal carry
-# a front door's credential; run-to-run facts come from the runs themselves
-AUTHENTICATED_COMMANDS = "authenticated-commands"
-# workflow.patched id of the prompt hand-over: once continue-as-new is due, shipping stops
-# between steps and the rest of the outbox crosses with the state
-PROMPT_HANDOVER = "prompt-handover"
-# workflow.patched id of the bounded hand-over: continue-as-new carries the latest incidents,
-# changes and history events (and counts), not all of them (workflows/bounded.py)
-BOUNDED_STATE = "bounded-state"
-# workflow.patched id of one-trip shipping: a workflow task's ledger records and read-model row
-# go to the store together in one local activity, search attributes are upserted only when
-# their values change, and the read model no longer waits behind notices. A run that starts
-# with it records no marker for the patches before it: they are all in force for such a run
-# (``UseCaseRelease._patched``), and each marker costs two history events (the marker and
-# the TemporalChangeVersion upsert the SDK adds).
-ONE_TRIP = "one-trip-shipping"
-# workflow.patched id of notices' progress: a gate card notice that failed for good still
-# hands the run the cards its attempts posted (services/worker/notify.py), so they close too
-NOTIFY_PROGRESS = "notify-progress"
+    from workflows.versions import (
+        AUTHENTICATED_COMMANDS,
+        BOUNDED_RUNS,
+        BOUNDED_STATE,
+        CodePaths,
+    )
 
 
 @dataclass
@@ -182,54 +110,6 @@ def _decide(run: Run, cmd: GateDecision, now: datetime) -> None:
         transitions.decide(run, cmd, now)
 
 
-def _hook_failure(err: ActivityError) -> HookFailure:
-    """The class of a failed hook call: what the ledger and notices may say about it."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type in set(HookFailure):
-        return HookFailure(cause.type)
-    if isinstance(cause, ActivityTimeout):  # the call's start-to-close ran out
-        return HookFailure.TIMEOUT
-    return HookFailure.FAILED
-
-
-def _posted_before_failing(err: ActivityError) -> list[MessageRef]:
-    """The messages a notice that failed for good had posted: its progress, carried by the
-    last attempt's heartbeat (a timeout) or by its error's details."""
-    cause = err.cause
-    details: Sequence[Any] = ()
-    if isinstance(cause, ActivityTimeout):
-        details = cause.last_heartbeat_details
-    elif isinstance(cause, ApplicationError):
-        details = cause.details
-    for detail in details[:1]:
-        try:
-            return NotifyProgress.model_validate(detail).refs()
-        except ValidationError:
-            workflow.logger.warning("unreadable notify progress ignored")
-    return []
-
-
-def _changed_search_attributes(values: presentation.SearchValues) -> list[Any]:
-    """The search attribute updates that change what the run carries (none: no upsert)."""
-    current = workflow.info().typed_search_attributes
-    changes: list[Any] = []
-    if current.get(search.STAGE) != values.stage:
-        changes.append(search.STAGE.value_set(values.stage))
-    if list(current.get(search.PENDING_APPROVERS) or []) != values.waiting_on:
-        changes.append(
-            search.PENDING_APPROVERS.value_set(values.waiting_on)
-            if values.waiting_on
-            else search.PENDING_APPROVERS.value_unset()
-        )
-    if current.get(search.GATE_DUE_AT) != values.gate_due_at:
-        changes.append(
-            search.GATE_DUE_AT.value_set(values.gate_due_at)
-            if values.gate_due_at
-            else search.GATE_DUE_AT.value_unset()
-        )
-    return changes
-
-
 def _deputy_memo(state: ReleaseState) -> dict[str, list[str]]:
     return {role.value: [d.person for d in ds] for role, ds in state.deputies.items()}
 
@@ -244,26 +124,23 @@ def _refuse(exc: policy.PolicyViolation) -> ApplicationError:
 class UseCaseRelease:
     @workflow.init
     def __init__(self, inp: UseCaseInput) -> None:
-        # A run of a code generation takes its paths from its input (no patch markers); one
-        # started before generations asks, first of all, whether it started on ONE_TRIP code.
-        generation = inp.generation or 0
-        self._one_trip = generation >= 1 or workflow.patched(ONE_TRIP)
-        # deadline timers kept across commands (``_wait_for_work_or_deadline``)
-        self._steady_timer = generation >= 1
-        self._timer: _Timer | None = None
+        # first of all: the run's code paths (its generation, or its patch markers)
+        self.paths = CodePaths(inp.generation)
+        self._timer: _Timer | None = None  # the deadline timer kept across commands
         wid = workflow.info().workflow_id
         # why this run was not started by a front door, the run itself, or its use case
         self.unauthenticated: str | None = None
-        self._prompt_handover = False
         carried = inp.state or inp.carry  # ``carry``: what runs before ReleaseState handed on
-        if self._patched(AUTHENTICATED_COMMANDS):
+        if self.paths.patched(AUTHENTICATED_COMMANDS):
             self.unauthenticated = self._start_refusal(inp, carried is not None)
-        if carried is not None and self.unauthenticated is None:
-            self.run_ = Run(inp, ReleaseState.model_validate(carried), wid)
+        resumed = carried is not None and self.unauthenticated is None
+        state = ReleaseState.model_validate(carried) if resumed else None
+        self.run_ = Run(inp, state or ReleaseState.fresh(inp, workflow.now()), wid)
+        self.ship = Shipper(self.run_, self.paths, self._should_continue_as_new)
+        if resumed:
             self.run_.state.outbox.read_model_stale = True
             gates.ensure_seats(self.run_)
             return
-        self.run_ = Run(inp, ReleaseState.fresh(inp, workflow.now()), wid)
         if self.unauthenticated is not None:
             workflow.logger.warning("refused to start %s: %s", wid, self.unauthenticated)
             return  # records nothing: the run fails at once
@@ -274,7 +151,7 @@ class UseCaseRelease:
                 actor=inp.change.raised_by, evidence=inp.change.evidence, channel=Channel.SYSTEM
             )
             live.seed_evidence(self.run_, seed, workflow.now())
-        self._sync()
+        self.ship.publish()
 
     @staticmethod
     def _start_refusal(inp: UseCaseInput, carried: bool) -> str | None:
@@ -298,11 +175,6 @@ class UseCaseRelease:
             return str(exc)
         return None
 
-    def _patched(self, patch_id: str) -> bool:
-        """``workflow.patched(patch_id)`` for a patch older than ``ONE_TRIP``: in force, and no
-        marker recorded, for a run that started on ONE_TRIP code; asked as before otherwise."""
-        return self._one_trip or workflow.patched(patch_id)
-
     @property
     def state_(self) -> ReleaseState:
         return self.run_.state
@@ -317,7 +189,7 @@ class UseCaseRelease:
         while True:
             await self._wait_for_work_or_deadline()
             clock.fire_due(self.run_, workflow.now())
-            self._sync()
+            self.ship.publish()
             await self._flush()
             if state.closed:
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -326,7 +198,7 @@ class UseCaseRelease:
                     break
             elif self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if self._patched(BOUNDED_RUNS):
+                if self.paths.patched(BOUNDED_RUNS):
                     # The outbox crosses with the state and the next run ships it: steady
                     # traffic that always leaves work never holds the hand-over back.
                     workflow.continue_as_new(self._next_run_input())
@@ -336,13 +208,17 @@ class UseCaseRelease:
         outcome = state.outcome.value if state.outcome else ""
         return UseCaseOutcome(key=inp.key, stage=state.stage, outcome=outcome, at=state.updated_at)
 
+    async def _flush(self) -> None:
+        """Ship what handlers recorded (``workflows/shipping.py``)."""
+        await self.ship.flush()
+
     async def _wait_for_work_or_deadline(self) -> None:
         """Sleep until a handler leaves work, the schedule changes, or the next deadline."""
         state = self.state_
         deadline = clock.next_deadline(self.run_)
         if deadline is not None and deadline[0] <= workflow.now():
             return
-        if self._steady_timer:
+        if self.paths.steady_timer:
             await self._wait_on_steady_timer(deadline)
             return
         try:
@@ -400,7 +276,7 @@ class UseCaseRelease:
 
     def _next_run_input(self) -> UseCaseInput:
         state = self.state_
-        if self._patched(BOUNDED_STATE):
+        if self.paths.patched(BOUNDED_STATE):
             # the lists that grow with the run's life cross cut to what the next run needs
             # (the ledger holds them all): the hand-over stays far below Temporal's limits
             state = bounded.handed_on(state, self.run_.policy.run_limits, workflow.now())
@@ -443,7 +319,7 @@ class UseCaseRelease:
         signed = cmd
         cmd = cmd.model_copy(update={"channel": Channel.SIGNAL})
         try:
-            if self._patched(AUTHENTICATED_COMMANDS):
+            if self.paths.patched(AUTHENTICATED_COMMANDS):
                 self._authenticate("decide_signal", signed)
             self._checked(CommandName.DECIDE, cmd)
         except policy.PolicyViolation as exc:
@@ -454,7 +330,7 @@ class UseCaseRelease:
             transitions.refuse(self.run_, cmd, exc, workflow.now())
             return
         _decide(self.run_, cmd, workflow.now())
-        self._sync()
+        self.ship.publish()
 
     @workflow.update
     def override_gate(self, cmd: OverrideGate) -> UseCaseView:
@@ -537,7 +413,7 @@ class UseCaseRelease:
         """A change request runs as a child of this use case, with its own id and the same
         verbs; the live version keeps running until the change passes."""
         update = workflow.current_update_info()
-        hand_over = self._patched(AUTHENTICATED_COMMANDS)
+        hand_over = self.paths.patched(AUTHENTICATED_COMMANDS)
         info, child_input = live.raise_change(
             self.run_,
             cmd,
@@ -587,7 +463,7 @@ class UseCaseRelease:
     def seed_evidence(self, cmd: AddEvidence) -> None:
         """Evidence a change request was raised with, as runs before authenticated commands
         handed it over. Its sender cannot be verified: a run now takes it from its input."""
-        if self._steady_timer:  # generation 1: kept as a refused attempt
+        if self.paths.refuses_run_signals:  # generation 1: kept as a refused attempt
             transitions.refuse_run_signal(
                 self.run_,
                 RunSignal.SEED_EVIDENCE,
@@ -596,21 +472,21 @@ class UseCaseRelease:
                 workflow.now(),
             )
             return
-        if self._patched(AUTHENTICATED_COMMANDS):
+        if self.paths.patched(AUTHENTICATED_COMMANDS):
             workflow.logger.warning("seed_evidence signal ignored: its sender is unverifiable")
             return
         live.seed_evidence(self.run_, cmd, workflow.now())
-        self._sync()
+        self.ship.publish()
 
     @workflow.signal
     def change_finished(self, result: ChangeOutcome) -> None:
         """A change request's run reports how it ended. Anyone can send a signal, so the report
         is only a hint: the run loop asks Temporal how that change's run really ended."""
-        if self._patched(AUTHENTICATED_COMMANDS):
+        if self.paths.patched(AUTHENTICATED_COMMANDS):
             self.state_.outbox.change_reports.append(result)
             return
         live.change_finished(self.run_, result, workflow.now())
-        self._sync()
+        self.ship.publish()
 
     @workflow.update
     def retire(self, cmd: Retire) -> UseCaseView:
@@ -639,7 +515,7 @@ class UseCaseRelease:
         """An exception to a policy requirement, asked for until a date; its grantors decide."""
         update = workflow.current_update_info()
         waivers.request(self.run_, cmd, workflow.now(), update_id=update.id if update else None)
-        self._sync()
+        self.ship.publish()
         return self._view()
 
     @request_waiver.validator
@@ -729,304 +605,8 @@ class UseCaseRelease:
 
     def _apply(self, change: Callable[[Run, Any, Any], None], cmd: Any) -> UseCaseView:
         change(self.run_, cmd, workflow.now())
-        self._sync()
+        self.ship.publish()
         return self._view()
-
-    def _sync(self) -> None:
-        """Bring search attributes and the UI's current details up to date with the state.
-
-        One upsert of the values that changed (``ONE_TRIP``); runs recorded before it replay
-        with one upsert per publish the pure modules asked for.
-        """
-        box = self.state_.outbox
-        if not box.publishes:
-            return
-        values = presentation.search_values(self.run_)
-        if self._one_trip:
-            changed = _changed_search_attributes(values)
-            if changed:
-                workflow.upsert_search_attributes(changed)
-            box.publishes = 0
-            workflow.set_current_details(presentation.details(self.run_))
-            return
-        for _ in range(box.publishes):
-            workflow.upsert_search_attributes(
-                [
-                    search.STAGE.value_set(values.stage),
-                    search.PENDING_APPROVERS.value_set(values.waiting_on)
-                    if values.waiting_on
-                    else search.PENDING_APPROVERS.value_unset(),
-                    search.GATE_DUE_AT.value_set(values.gate_due_at)
-                    if values.gate_due_at
-                    else search.GATE_DUE_AT.value_unset(),
-                ]
-            )
-        box.publishes = 0
-        workflow.set_current_details(presentation.details(self.run_))
-
-    # ------------------------------------------------------------------ side effects
-
-    async def _flush(self) -> None:
-        """Ship what handlers recorded, in order: ledger, hooks, notifications, read model."""
-        # One turn per call: what arrives while this turn ships waits for the run loop's next
-        # turn, so steady traffic never keeps the loop from its continue-as-new check.
-        one_turn = self._patched(BOUNDED_RUNS)
-        self._prompt_handover = self._patched(PROMPT_HANDOVER)
-        if self._handover_due():
-            return
-        if self._one_trip:
-            await self._ship()
-        else:
-            await self._ship_in_turns(one_turn)
-
-    async def _ship_in_turns(self, one_turn: bool) -> None:
-        """Shipping as runs recorded before ``ONE_TRIP`` did: an activity for each ledger batch,
-        then hooks, notices and run-to-run messages, and the read model last."""
-        box = self.state_.outbox
-        while box.ledger or box.hooks:
-            while box.ledger:
-                batch, box.ledger = box.ledger, []
-                kinds = ", ".join(dict.fromkeys(r.kind.value for r in batch))
-                await workflow.execute_activity(
-                    LEDGER_APPEND,
-                    LedgerBatch(records=batch),
-                    start_to_close_timeout=STORE_TIMEOUT,
-                    retry_policy=STORE_RETRY,
-                    summary=f"ledger: {kinds} ({self.state_.stage.value})",
-                )
-                if one_turn:
-                    break
-            if box.hooks and not self._handover_due():
-                await self._call_hooks()
-            if one_turn:
-                break
-        if self._handover_due():
-            return
-        await self._confirm_change_reports()
-        await self._send_notices()
-        if self._handover_due():
-            return
-        await self._message_runs()
-        if box.read_model_stale:
-            box.read_model_stale = False
-            await workflow.execute_activity(
-                REGISTRY_SYNC,
-                presentation.registry_row(self.run_),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-                summary=f"read model: {self.state_.stage.value}",
-            )
-
-    async def _ship(self) -> None:
-        """One turn of shipping (``ONE_TRIP``): the store first (ledger and read model in one
-        local activity, within the workflow task that recorded the facts), then hooks, change
-        reports, notices and run-to-run messages. Facts these record (hook outcomes, applied
-        changes) are stored by the run loop's next turn."""
-        box = self.state_.outbox
-        await self._persist()
-        if box.hooks and not self._handover_due():
-            await self._call_hooks()
-        if self._handover_due():
-            return
-        await self._confirm_change_reports()
-        if box.notices:  # (the log-only worker's store step took them)
-            await self._send_notices()
-        if self._handover_due():
-            return
-        await self._message_runs()
-
-    async def _message_runs(self) -> None:
-        """Run-to-run messages: cancel the change runs a retirement ended; a change's run tells
-        its use case how it ended."""
-        box = self.state_.outbox
-        while box.cancel_runs:
-            run_id = box.cancel_runs.pop(0)
-            await workflow.get_external_workflow_handle(run_id).cancel()
-        change = self.run_.change
-        if box.parent_report is not None and change is not None:
-            report, box.parent_report = box.parent_report, None
-            parent = workflow.get_external_workflow_handle(change.parent_id)
-            await parent.signal(UseCaseRelease.change_finished, report)
-
-    async def _persist(self) -> None:
-        """Store the outbox's ledger records and the read-model row as of them, together.
-
-        The fast path is one local activity: no server round trip and no workflow task of its
-        own, and the command's answer leaves only once its facts are stored. When it fails
-        (the store is down, slow, or refuses a value), the same records go to ``ledger.append``
-        and the row to ``registry.sync``, activities that retry with backoff until the store
-        takes them: a ledger entry is never lost, and each is written once (both sides are
-        idempotent on the event id).
-        """
-        box = self.state_.outbox
-        if not box.ledger and not box.read_model_stale:
-            return
-        batch, box.ledger = box.ledger, []
-        box.read_model_stale = False
-        stage = self.state_.stage.value
-        kinds = ", ".join(dict.fromkeys(r.kind.value for r in batch)) or "read model"
-        notices = list(box.notices)
-        try:
-            result: StoreResult = await workflow.execute_local_activity(
-                STORE_PERSIST,
-                StoreBatch(
-                    records=batch, row=presentation.registry_row(self.run_), notices=notices
-                ),
-                result_type=StoreResult,
-                start_to_close_timeout=LOCAL_STORE_TIMEOUT,
-                schedule_to_close_timeout=LOCAL_STORE_DEADLINE,
-                retry_policy=LOCAL_STORE_RETRY,
-                summary=f"store: {kinds} ({stage})",
-            )
-            if result.notices_logged:
-                # the worker's log was their only channel: nothing is left to send
-                del box.notices[: len(notices)]
-            return
-        except (ActivityError, ApplicationError) as err:
-            # a local activity's own failure (persist_fallback) arrives as the ApplicationError
-            # itself, not wrapped in an ActivityError: uncaught, it failed the whole run
-            cause = err.cause if isinstance(err, ActivityError) else err
-            workflow.logger.warning("store.persist failed, retrying as activities: %s", cause)
-        if batch:
-            await workflow.execute_activity(
-                LEDGER_APPEND,
-                LedgerBatch(records=batch),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-                summary=f"ledger: {kinds} ({stage})",
-            )
-        # the row as of what the ledger now holds (records queued meanwhile follow next turn)
-        await workflow.execute_activity(
-            REGISTRY_SYNC,
-            presentation.registry_row(self.run_),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-            summary=f"read model: {self.state_.stage.value}",
-        )
-
-    def _handover_due(self) -> bool:
-        """Continue-as-new is due and the rest of the outbox may cross with the state."""
-        return self._prompt_handover and self._should_continue_as_new()
-
-    async def _confirm_change_reports(self) -> None:
-        """Apply a change's end only as its own run recorded it (its parent is this run)."""
-        box = self.state_.outbox
-        while box.change_reports:
-            report = box.change_reports.pop(0)
-            change = next((c for c in self.state_.changes if c.change_id == report.change_id), None)
-            if change is None:
-                workflow.logger.warning("report of unknown change %s ignored", report.change_id)
-                self._refuse_change_report(report, "no change of this use case has that id")
-                continue
-            check = ChangeCheck(
-                parent_id=self.run_.workflow_id,
-                workflow_id=change.workflow_id,
-                change_id=change.change_id,
-            )
-            result: ChangeCheckResult = await workflow.execute_activity(
-                CHANGE_OUTCOME,
-                check,
-                result_type=ChangeCheckResult,
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
-                summary=f"confirm {change.change_id} with its run",
-            )
-            if result.outcome is None or result.outcome != report.outcome:
-                workflow.logger.warning(
-                    "report of %s as %s not confirmed: %s",
-                    report.change_id,
-                    report.outcome,
-                    result.reason or result.outcome,
-                )
-                self._refuse_change_report(
-                    report,
-                    f"its run does not confirm it ended {report.outcome.value}: "
-                    f"{result.reason or result.outcome}",
-                )
-                continue
-            live.change_finished(self.run_, report, workflow.now())
-            self._sync()
-
-    def _refuse_change_report(self, report: ChangeOutcome, why: str) -> None:
-        """A change's end its own run does not confirm: kept as a refused attempt (generation
-        1; earlier runs only logged it)."""
-        if self._steady_timer:
-            transitions.refuse_run_signal(
-                self.run_, RunSignal.CHANGE_FINISHED, report.change_id, why, workflow.now()
-            )
-            self._sync()
-
-    async def _call_hooks(self) -> None:
-        box = self.state_.outbox
-        while box.hooks:
-            request = box.hooks.pop(0)
-            extras: dict[str, Any] = {"hook": request.hook, "url": request.url}
-            try:
-                result: HookResult = await workflow.execute_activity(
-                    HOOK_CALL,
-                    request,
-                    result_type=HookResult,
-                    start_to_close_timeout=HOOK_TIMEOUT,
-                    retry_policy=HOOK_RETRY,
-                    summary=f"{request.hook.value} hook: {request.url}",
-                )
-            except ActivityError as err:
-                failure = _hook_failure(err)
-                extras["error"] = failure.value
-                now = workflow.now()
-                outbox.record(
-                    self.run_, EventKind.HOOK_FAILED, now, actor=outbox.SYSTEM, extras=extras
-                )
-                outbox.live_notice(
-                    self.run_, f"{request.hook.value} hook failed: {failure.value}", now
-                )
-                continue
-            extras |= {"status_code": result.status_code, "ok": result.ok}
-            outbox.record(
-                self.run_, EventKind.HOOK_CALLED, workflow.now(), actor=outbox.SYSTEM, extras=extras
-            )
-
-    async def _send_notices(self) -> None:
-        box, cards = self.state_.outbox, self.state_.cards
-        # Notices queued while these are sent wait for the next turn, behind the ledger: a
-        # stream of notices never starves the facts recorded meanwhile.
-        turn = len(box.notices) if workflow.patched(BOUNDED_RUNS) else None
-        while box.notices and (turn is None or turn > 0) and not self._handover_due():
-            if turn is not None:
-                turn -= 1
-            notice = box.notices.pop(0)
-            card_key = f"{notice.gate.gate}:{notice.gate.round}" if notice.gate else None
-            if notice.kind == NotificationKind.GATE_UPDATED and any(
-                n.gate and f"{n.gate.gate}:{n.gate.round}" == card_key for n in box.notices
-            ):
-                continue  # a newer card for the same gate is queued: send only that one
-            if card_key and notice.kind in (
-                NotificationKind.GATE_UPDATED,
-                NotificationKind.GATE_CLOSED,
-            ):
-                notice.message_refs = list(cards.get(card_key, []))
-            try:
-                result: NotifyResult = await workflow.execute_activity(
-                    NOTIFY,
-                    notice,
-                    result_type=NotifyResult,
-                    start_to_close_timeout=NOTIFY_TIMEOUT,
-                    retry_policy=NOTIFY_RETRY,
-                    summary=f"notify: {notice.kind.value} "
-                    f"{notice.gate.gate if notice.gate else notice.stage}",
-                )
-            except ActivityError as err:
-                workflow.logger.warning("notification %s not delivered: %s", notice.kind, err)
-                if (
-                    card_key
-                    and notice.kind == NotificationKind.GATE_OPENED
-                    and workflow.patched(NOTIFY_PROGRESS)
-                ):
-                    # cards its attempts did post are this gate's all the same: they close with it
-                    cards[card_key] = _posted_before_failing(err)
-                continue
-            if card_key and notice.kind == NotificationKind.GATE_OPENED:
-                cards[card_key] = result.message_refs
 
 
 __all__ = ["UseCaseRelease"]

@@ -44,11 +44,17 @@ from workflows.state import Run
 # ----------------------------------------------------------------------------- the path
 
 
+def enter(run: Run, stage: Stage, now: datetime) -> None:
+    """The one place a run's stage changes: ``move_to`` along the path, ``close``, stop-ship
+    and resume, and a stalled gate all enter their stage here."""
+    run.state.stage = stage
+    run.state.stage_entered_at = now
+
+
 def move_to(run: Run, stage: Stage, *, actor: str, now: datetime) -> None:
     """Enter ``stage``: open its gate if it is one; at ``live``, go live."""
     state = run.state
-    state.stage = stage
-    state.stage_entered_at = now
+    enter(run, stage, now)
     state.gate = None
     if stage in GATE_STAGES:
         gates.open_gate(run, Gate(stage.value), now)
@@ -115,8 +121,7 @@ def _went_live(run: Run, actor: str, now: datetime) -> None:
 
 def close(run: Run, stage: Stage, outcome: RunOutcome, *, actor: str, now: datetime) -> None:
     state = run.state
-    state.stage = stage
-    state.stage_entered_at = now
+    enter(run, stage, now)
     state.gate = None
     state.closed = True
     state.outcome = outcome
@@ -139,8 +144,7 @@ def open_beside(
 def suspend(run: Run, *, actor: str, channel: Channel, reason: str, now: datetime) -> None:
     """Stop-ship: the live version is pulled (rollback hook) until resume is approved."""
     state = run.state
-    state.stage = Stage.SUSPENDED
-    state.stage_entered_at = now
+    enter(run, Stage.SUSPENDED, now)
     if state.gate is not None:
         outbox.gate_notice(
             run, NotificationKind.GATE_CLOSED, now, outcome=GateOutcome.CANCELLED, by=actor
@@ -192,8 +196,7 @@ def _live_gate_ended(
     state.gate = None
     review_period = timedelta(days=run.policy.rules.review_period_days)
     if outcome == GateOutcome.PASSED and gate == Gate.RESUME_APPROVAL:
-        state.stage = Stage.LIVE
-        state.stage_entered_at = now
+        enter(run, Stage.LIVE, now)
         outbox.record(run, EventKind.RESUMED, now, actor=cmd.actor)
         deploy: dict[str, object] = {"live_version": state.live_version, "resumed": True}
         held = _apply_held_changes(run, now)
@@ -246,8 +249,7 @@ def expire(run: Run, now: datetime) -> None:
     state.gate = None
     if gate.gate not in GATES_BESIDE_STAGE:
         state.stalled_gate = gate.gate
-        state.stage = Stage.STALLED
-        state.stage_entered_at = now
+        enter(run, Stage.STALLED, now)
         outbox.record(run, EventKind.STAGE_ENTERED, now, actor=outbox.SYSTEM)
     outbox.publish(run)
 
