@@ -70,6 +70,7 @@ from services.settings import Settings  # noqa: E402
 from services.store.migrate import upgrade_head_sync  # noqa: E402
 from services.temporal import connect  # noqa: E402
 from workflows import search  # noqa: E402
+from workflows.ids import use_case_workflow_id  # noqa: E402
 from workflows.model import (  # noqa: E402
     Channel,
     Decision,
@@ -360,7 +361,7 @@ class MinimalDriver:
 
 
 def workflow_id_of(path: str, key: str) -> str:
-    return MinimalDriver.workflow_id(key) if path == "minimal" else f"usecase-{key}"
+    return MinimalDriver.workflow_id(key) if path == "minimal" else use_case_workflow_id(key)
 
 
 # --------------------------------------------------------------------------- a phase
@@ -393,7 +394,7 @@ async def drained(db_path: Path, keys: list[str], timeout: float = 300.0) -> flo
     written; returns the seconds waited."""
     if not keys:
         return 0.0
-    wids = [f"usecase-{k}" for k in keys]
+    wids = [use_case_workflow_id(k) for k in keys]
     marks = ",".join("?" * len(wids))
     t0 = time.perf_counter()
     while True:

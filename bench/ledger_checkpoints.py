@@ -46,6 +46,7 @@ from services.tlog.checkpoints import CheckpointPolicy, DirectorySink  # noqa: E
 from services.tlog.note import NoteSigner, new_seed  # noqa: E402
 from services.tlog.publish import Publisher  # noqa: E402
 from workflows.activities import LedgerBatch, LedgerRecord  # noqa: E402
+from workflows.ids import key_of, use_case_workflow_id  # noqa: E402
 from workflows.model import Channel, EventKind  # noqa: E402
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -64,7 +65,7 @@ def records(workflow_id: str, events: int, tier: str, decision_every: int) -> li
         out.append(
             LedgerRecord(
                 workflow_id=workflow_id,
-                use_case_key=workflow_id.removeprefix("usecase-"),
+                use_case_key=key_of(workflow_id),
                 event_id=n,
                 at=T0 + timedelta(seconds=n),
                 kind=kind,
@@ -88,7 +89,12 @@ async def one_mode(
     policy = None if mode == "off" else CheckpointPolicy(signer, every=args.every, seconds=3600)
     tier = "high" if mode == "high-tier" else "low"
     runs = [
-        records(f"usecase-bench-{uuid.uuid4().hex[:12]}", args.events, tier, args.decision_every)
+        records(
+            use_case_workflow_id(f"bench-{uuid.uuid4().hex[:12]}"),
+            args.events,
+            tier,
+            args.decision_every,
+        )
         for _ in range(args.runs)
     ]
     signed = 0

@@ -46,6 +46,8 @@ from services.store.tempdb import (  # noqa: E402
     temporary_sqlite_database,
 )
 from workflows.activities import RegistryRow  # noqa: E402
+from workflows.ids import use_case_workflow_id  # noqa: E402
+from workflows.model import GATE_STAGES, TERMINAL_STAGES  # noqa: E402
 
 TARGET_P99_MS = 100.0
 PEOPLE = [f"person-{n:02d}" for n in range(1, 31)]
@@ -66,8 +68,6 @@ STAGE_WEIGHTS = {
     "cancelled": 7,
     "retired": 6,
 }
-GATE_STAGES = {"scope_approval", "risk_signoff", "ops_handoff", "go_live"}
-TERMINAL = {"rejected", "cancelled", "retired"}
 CHUNK = 5_000
 
 
@@ -90,12 +90,12 @@ def generate_rows(count: int, rng: random.Random) -> Iterator[RegistryRow]:
             gate = "resume_approval"
         updated_at = now - timedelta(seconds=rng.uniform(0, 365 * 86400))
         yield RegistryRow(
-            workflow_id=f"usecase-bench-{n:06d}",
+            workflow_id=use_case_workflow_id(f"bench-{n:06d}"),
             key=f"bench-{n:06d}",
             title=f"Bench use case {n}",
             risk_tier=rng.choices(tiers, tier_weights)[0],
             stage=stage,
-            closed=stage in TERMINAL,
+            closed=stage in TERMINAL_STAGES,
             business_owner=business,
             owners={
                 "delivery_lead": lead,

@@ -436,18 +436,36 @@ def evidence(
     show_state(state, as_json)
 
 
+def digests_to_approve(state: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+    """The evidence set an approval binds to now, as the state names it (what its ``ETag``
+    covers, ``services.commands.evidence.bound_digests``): the open gate's digests, or, while
+    no gate is open, the run's ``evidence_digests`` (all its evidence and its bundle, where
+    ``evidence`` lists only the latest items); a state that names none (an older worker's,
+    which lists every item) binds to the items listed."""
+    open_gate = state.get("open_gate") or {}
+    if open_gate:
+        named = open_gate.get("evidence_digests") or []
+    else:
+        named = state.get("evidence_digests") or [e.get("sha256", "") for e in items]
+    return sorted({str(d).lower() for d in named if d})
+
+
 def show_evidence_to_approve(api: Api, key: str, gate: str) -> list[str]:
     """Read the run, show (on stderr) the evidence an approval of ``gate`` binds to, and
     return its digests: what the approval names, so it records what was shown or nothing
-    (the workflow refuses it when the evidence changed since)."""
+    (the workflow refuses it when the evidence changed since). Digests the state's latest
+    items do not list (the bundle's, earlier items') are shown by digest."""
     state = api.get(use_case_path(key))
-    open_gate = state.get("open_gate") or {}
     items = [e for e in state.get("evidence") or [] if isinstance(e, dict)]
-    if open_gate:
-        digests = sorted({str(d).lower() for d in open_gate.get("evidence_digests") or []})
-    else:  # no gate open (yet): what one binds to when it opens, the run's evidence
-        digests = sorted({str(e.get("sha256", "")).lower() for e in items})
+    digests = digests_to_approve(state, items)
     shown = [e for e in items if str(e.get("sha256", "")).lower() in digests]
+    listed = {str(e.get("sha256", "")).lower() for e in shown}
+    bundle = str(state.get("bundle_digest") or "").lower()
+    shown += [
+        {"kind": "bundle" if d == bundle else "(earlier item)", "name": "", "sha256": d}
+        for d in digests
+        if d not in listed
+    ]
     render.stderr().print(render.evidence_table(shown, f"Approving {gate} of {key} on:"))
     return digests
 

@@ -143,12 +143,14 @@ GATE_STATE = {
 }
 
 
-def recording_server(sent: list[httpx.Request]) -> httpx.MockTransport:
-    """Answers a use case's state with ``GATE_STATE`` and records every request."""
+def recording_server(
+    sent: list[httpx.Request], state: dict[str, Any] | None = None
+) -> httpx.MockTransport:
+    """Answers a use case's state with ``state`` (``GATE_STATE``) and records every request."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         sent.append(request)
-        return httpx.Response(200, json=GATE_STATE)
+        return httpx.Response(200, json=state or GATE_STATE)
 
     return httpx.MockTransport(handle)
 
@@ -196,3 +198,50 @@ def test_other_decisions_read_and_show_nothing_first(recorded: list[httpx.Reques
     [decided] = recorded
     assert json.loads(decided.content) == {"decision": "reject", "comment": "no"}
     assert "eval.pdf" not in result.output
+
+
+# no gate open: the state lists only the latest item (C) but names every digest its ETag covers:
+# an earlier item (A), the latest (C) and the bundle's (B)
+NO_GATE_STATE = {
+    "key": "kyc",
+    "stage": "validation",
+    "open_gate": None,
+    "evidence": [{"kind": "dpia", "name": "dpia.pdf", "sha256": C}],
+    "evidence_count": 2,
+    "evidence_digests": [C, B, A],
+    "bundle_digest": B,
+}
+
+
+@pytest.mark.parametrize(
+    ("state", "sent_digests"),
+    [
+        (NO_GATE_STATE, [A, B, C]),
+        # an older worker's state names no digests and lists every item
+        ({**NO_GATE_STATE, "evidence_digests": []}, [C]),
+    ],
+)
+def test_with_no_gate_open_an_approval_names_the_state_s_digest_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state: dict[str, Any], sent_digests: list[str]
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def api(base_url: str, token: str | None, **kwargs: Any) -> Api:
+        return Api(base_url, token, transport=recording_server(sent, state))
+
+    monkeypatch.setattr(cli_main, "Api", api)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("RELEASEGATE_TOKEN", "dev-rita")
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(cli_main.app, ["decide", "kyc", "risk_signoff", "approve"])
+    assert result.exit_code == 0, result.output
+    _, decided = sent
+    assert json.loads(decided.content)["evidence_digests"] == sent_digests
+    # what the approval names is what it showed: the listed item, then the others by digest
+    assert "dpia.pdf" in result.output
+    for digest in sent_digests:
+        assert digest[:12] in result.output
+    if B in sent_digests:
+        assert "bundle" in result.output
+        assert "(earlier item)" in result.output

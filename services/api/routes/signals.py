@@ -40,6 +40,7 @@ from workflows.model import (
     AlertFingerprint,
     Bundle,
     Channel,
+    CommandName,
     Labels,
     Refusal,
     ReportIncident,
@@ -255,12 +256,19 @@ def _summary(labels: dict[str, str], annotations: dict[str, str], fingerprint: s
     return both.replace("\x00", "\ufffd")[: limits.TEXT_MAX]
 
 
-def _update_id(command: str, source: str, fingerprint: str, starts_at: datetime | None) -> str:
+def _command_of(status: str) -> CommandName:
+    """The command an alert's status sends: a firing alert reports, a resolved one resolves."""
+    return CommandName.REPORT_INCIDENT if status == "firing" else CommandName.RESOLVE_INCIDENT
+
+
+def _update_id(
+    command: CommandName, source: str, fingerprint: str, starts_at: datetime | None
+) -> str:
     """One Update per alert episode: a repeated delivery is the same Update (Temporal answers
     it with its first outcome); the run's own dedupe covers everything else."""
     if starts_at is None:
         return str(uuid.uuid4())
-    return f"{command}:{SIGNAL_ACTOR_PREFIX}{source}:{fingerprint}:{starts_at.isoformat()}"
+    return f"{command.value}:{SIGNAL_ACTOR_PREFIX}{source}:{fingerprint}:{starts_at.isoformat()}"
 
 
 async def _run_of(commands: CommandService, source: str, use_case: str | None, fp: str) -> str:
@@ -386,7 +394,7 @@ async def alertmanager(request: Request, res: Res) -> SignalReceipt:
         use_case = alert.labels.get(label) or payload.common_labels.get(label)
         if use_case not in runs:
             runs[use_case or ""] = await _run_of(res.commands, source, use_case, alert.fingerprint)
-        command = "report_incident" if alert.status == "firing" else "resolve_incident"
+        command = _command_of(alert.status)
         plan = PlannedAlert(
             workflow_id=runs[use_case or ""],
             use_case=use_case or "",
@@ -422,7 +430,7 @@ async def generic_signal(request: Request, res: Res) -> SignalReceipt:
     severity = signal.severity or policy.alert_severity(
         res.policy.document.live.alert_severity_rule, signal.labels
     )
-    command = "report_incident" if signal.status == "firing" else "resolve_incident"
+    command = _command_of(signal.status)
     plan = PlannedAlert(
         workflow_id=wid,
         use_case=signal.use_case,
