@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from workflows import bundles, policy
-from workflows.activities import GateCard, NotificationKind, RegistryRow, SideDecision
+from workflows.activities import (
+    GateCard,
+    NotificationKind,
+    RegistryRow,
+    SideDecision,
+    SideDecisionKind,
+)
 from workflows.model import (
     WORK_STAGES,
     ChangeStatus,
@@ -249,7 +255,7 @@ def side_decisions(override: Override | None, waivers: Iterable[Waiver]) -> list
         review = override.review
         out.append(
             SideDecision(
-                kind="override_review",
+                kind=SideDecisionKind.OVERRIDE_REVIEW,
                 ref=review.gate.value,
                 pending=list(review.pending),
                 quorum=review.quorum,
@@ -260,7 +266,7 @@ def side_decisions(override: Override | None, waivers: Iterable[Waiver]) -> list
         )
     out += [
         SideDecision(
-            kind="waiver",
+            kind=SideDecisionKind.WAIVER,
             ref=w.id,
             pending=list(w.pending),
             quorum=w.quorum,
