@@ -52,7 +52,7 @@ test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	@for b in bench/gated_path.py bench/dbos_path.py bench/cached_runs.py bench/registry_queries.py bench/bounded_run.py bench/ledger_checkpoints.py; do \
+	@for b in bench/gated_path.py bench/store_persist.py bench/dbos_path.py bench/cached_runs.py bench/registry_queries.py bench/bounded_run.py bench/ledger_checkpoints.py; do \
 	  if [ -f $$b ]; then $(BIN)/python $$b $(BENCH_ARGS) || exit $$?; fi; \
 	done
 

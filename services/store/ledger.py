@@ -18,16 +18,30 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.store.models import EvidenceItem, LedgerEntry, UseCase
+from services.store.models import EvidenceItem, LedgerBlock, LedgerEntry, UseCase
 from services.store.transparency import TransparencyLogRepository
 from services.tlog.checkpoints import CheckpointPolicy, SignedCheckpoint
 from workflows.activities import LedgerBatch, LedgerRecord
@@ -39,6 +53,63 @@ GENESIS_HASH = "0" * 64
 # Two attempts of the same activity racing is the only expected source of a unique-constraint
 # violation, and one re-check resolves it; the bound stops a pathological loop.
 _MAX_RACE_ATTEMPTS = 5
+
+
+# The append path's tables and statements, built once (Core: no ORM unit of work; building and
+# cache-keying statements per call cost more CPU than running them, bench/store_persist.py)
+_ENTRIES = cast(Table, LedgerEntry.__table__)
+_EVIDENCE = cast(Table, EvidenceItem.__table__)
+_BLOCKS = cast(Table, LedgerBlock.__table__)
+_INSERT_ENTRIES = insert(_ENTRIES)
+_INSERT_EVIDENCE = insert(_EVIDENCE)
+_CLEAR_BLOCKS = delete(_BLOCKS).where(
+    _BLOCKS.c.workflow_id.in_(bindparam("workflow_ids", expanding=True))
+)
+# a ``ledger_blocked`` row in the tail statement's result (no entry has a seq below 1)
+_BLOCK_MARK = -1
+_TAILS: dict[tuple[int, bool], Any] = {}
+
+
+def _tail_statement(runs: int, blocks: bool) -> Any:
+    """For ``runs`` runs (parameters ``w<i>``, ``p<i>``): every entry from the run's batch's
+    predecessor on, and with ``blocks`` the runs' ``ledger_blocked`` rows (seq ``-1``), in one
+    statement: one snapshot, one round trip."""
+    statement = _TAILS.get((runs, blocks))
+    if statement is None:
+        e = _ENTRIES.c
+        statement = select(e.workflow_id, e.seq, e.prev_hash, e.hash).where(
+            or_(
+                *(
+                    and_(e.workflow_id == bindparam(f"w{i}"), e.seq >= bindparam(f"p{i}"))
+                    for i in range(runs)
+                )
+            )
+        )
+        if blocks:
+            b = _BLOCKS.c
+            statement = union_all(
+                statement,
+                select(
+                    b.workflow_id,
+                    literal_column(str(_BLOCK_MARK), BigInteger).label("seq"),
+                    null().label("prev_hash"),
+                    null().label("hash"),
+                ).where(b.workflow_id.in_(bindparam("workflow_ids", expanding=True))),
+            )
+        if len(_TAILS) < 256:  # batches span few runs; an odd one is built afresh
+            _TAILS[(runs, blocks)] = statement
+    return statement
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """An entry this append wrote: what the transparency log needs of it."""
+
+    workflow_id: str
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+    hash: str
 
 
 class LedgerGapError(RuntimeError):
@@ -187,6 +258,90 @@ def _group_batch(batch: LedgerBatch) -> dict[str, builtins.list[LedgerRecord]]:
     return {wf: [recs[k] for k in sorted(recs)] for wf, recs in groups.items()}
 
 
+def _link(
+    workflow_id: str,
+    records: Sequence[LedgerRecord],
+    tail: Sequence[Row[Any]],
+    entries: list[dict[str, Any]],
+    evidence: list[dict[str, Any]],
+) -> list[Written]:
+    """Chain ``records`` (one run's, in event_id order) onto ``tail`` (the run's stored
+    entries from the batch's predecessor on, in seq order): the rows of the new entries and
+    of the evidence they introduce go to ``entries`` and ``evidence``. Records already stored
+    are skipped (a retry), with a warning when their content differs."""
+    predecessor = records[0].event_id - 1
+    stored = {row.seq: row for row in tail}
+    for record in records:
+        if (link := stored.get(record.event_id)) is not None:
+            LedgerRepository._warn_if_different(
+                record, prev_hash=link.prev_hash, stored_hash=link.hash
+            )
+    new = [r for r in records if r.event_id not in stored]
+    if not new:
+        return []
+
+    if tail:
+        head_seq, prev_hash = tail[-1].seq, tail[-1].hash
+    elif predecessor == 0:
+        head_seq, prev_hash = 0, GENESIS_HASH
+    else:
+        raise LedgerGapError(
+            f"{workflow_id}: event {records[0].event_id} arrived before event {predecessor}"
+        )
+    written = []
+    for record in new:
+        if record.event_id != head_seq + 1:
+            raise LedgerGapError(
+                f"{workflow_id}: event {record.event_id} arrived but the ledger ends at "
+                f"seq {head_seq}"
+            )
+        payload = _normalized_payload(record)
+        digest = _record_hash(record, payload, prev_hash)
+        kind = record.kind.value
+        entries.append(
+            {
+                "workflow_id": workflow_id,
+                "use_case_key": record.use_case_key,
+                "event_id": record.event_id,
+                "seq": record.event_id,
+                "at": record.at,
+                "kind": kind,
+                "actor": record.actor,
+                "channel": str(record.channel.value),
+                "payload": payload,
+                "policy_version": record.policy_version,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        evidence.extend(_evidence_rows(record))
+        written.append(Written(workflow_id, record.event_id, kind, payload, digest))
+        head_seq, prev_hash = record.event_id, digest
+    return written
+
+
+def _evidence_rows(record: LedgerRecord) -> Iterable[dict[str, Any]]:
+    seen: set[tuple[str, str]] = set()
+    for item in record.evidence:
+        key = (item.sha256.lower(), item.name)
+        if key in seen:  # the same item listed twice in one event is one fact
+            continue
+        seen.add(key)
+        yield {
+            "workflow_id": record.workflow_id,
+            "use_case_key": record.use_case_key,
+            "scope": item.scope,
+            "round": item.round,
+            "kind": item.kind,
+            "name": item.name,
+            "uri": item.uri,
+            "sha256": key[0],
+            "submitted_by": item.submitted_by,
+            "at": item.at,
+            "event_id": record.event_id,
+        }
+
+
 # --------------------------------------------------------------------------- repository
 
 
@@ -202,29 +357,47 @@ class LedgerRepository:
         self.session = session
         self.checkpoints = checkpoints
         self.signed: SignedCheckpoint | None = None
+        # the last ``append``: entries newly written per run
+        self.written_runs: dict[str, int] = {}
 
-    async def append(self, batch: LedgerBatch) -> int:
+    async def append(self, batch: LedgerBatch, *, clear_blocks: bool = False) -> int:
         """Write the batch's records not yet in the ledger; return how many were new.
 
         Idempotent on (workflow_id, event_id). Two attempts racing on the same records are
-        settled by the unique constraints: the loser's flush fails, and re-reading finds the
+        settled by the unique constraints: the loser's insert fails, and re-reading finds the
         winner's rows and skips them. That recovery rolls the session back, so ``append``
-        must be the only write in its unit of work.
+        must be the first write in its unit of work.
 
         New entries get their transparency-log leaves in the same transaction
         (``TransparencyLogRepository.assign``), so an entry and its leaf exist together or not
         at all, and a retried batch adds neither again.
+
+        ``clear_blocks``: the append succeeding lifts the ``ledger_blocked`` rows of the
+        batch's runs (read with the chains' tails, deleted only where there are any).
         """
         groups = _group_batch(batch)
         for attempt in range(1, _MAX_RACE_ATTEMPTS + 1):
             try:
                 self.signed = None
-                written: list[LedgerEntry] = []
+                tails, blocked = await self._tails(groups, blocks=clear_blocks)
+                entries: builtins.list[dict[str, Any]] = []
+                evidence: builtins.list[dict[str, Any]] = []
+                written: builtins.list[Written] = []
                 for workflow_id, records in groups.items():
-                    written += await self._append_chain(workflow_id, records)
-                await self.session.flush()
+                    written += _link(
+                        workflow_id, records, tails.get(workflow_id, []), entries, evidence
+                    )
+                await self._insert(entries, evidence)
                 if written:
                     await self._log(written)
+                if blocked:
+                    connection = await self.session.connection()
+                    await connection.execute(_CLEAR_BLOCKS, {"workflow_ids": sorted(blocked)})
+                self.written_runs = {}
+                for entry in written:
+                    self.written_runs[entry.workflow_id] = (
+                        self.written_runs.get(entry.workflow_id, 0) + 1
+                    )
                 return len(written)
             except IntegrityError:
                 await self.session.rollback()
@@ -233,7 +406,7 @@ class LedgerRepository:
                 logger.info("ledger append raced another writer; re-checking (attempt %d)", attempt)
         raise AssertionError("unreachable")
 
-    async def _log(self, written: Sequence[LedgerEntry]) -> None:
+    async def _log(self, written: Sequence[Written]) -> None:
         log = TransparencyLogRepository(self.session)
         # read before the log lock is taken, to hold it as briefly as possible
         high = self.checkpoints is not None and await log.high_tier_decision(written)
@@ -243,86 +416,51 @@ class LedgerRepository:
                 self.checkpoints, decision_of_high_tier=high, lock=False
             )
 
+    async def _tails(
+        self, groups: dict[str, builtins.list[LedgerRecord]], *, blocks: bool
+    ) -> tuple[dict[str, builtins.list[Row[Any]]], set[str]]:
+        """Each run's entries from its batch's predecessor on, in seq order, and (``blocks``)
+        the runs whose ledger is blocked. One statement reads them all, so the "already
+        written" sets and the chain heads come from the same snapshot; separate reads could
+        straddle another writer's commit and see an inconsistent ledger."""
+        params: dict[str, Any] = {}
+        for i, (workflow_id, records) in enumerate(groups.items()):
+            params[f"w{i}"] = workflow_id
+            params[f"p{i}"] = records[0].event_id - 1
+        if blocks:
+            params["workflow_ids"] = list(groups)
+        connection = await self.session.connection()
+        result = await connection.execute(_tail_statement(len(groups), blocks), params)
+        tails: dict[str, builtins.list[Row[Any]]] = {}
+        blocked: set[str] = set()
+        for row in result:
+            if row.seq == _BLOCK_MARK:
+                blocked.add(row.workflow_id)
+            else:
+                tails.setdefault(row.workflow_id, []).append(row)
+        for tail in tails.values():
+            tail.sort(key=lambda row: int(row.seq))
+        return tails, blocked
+
+    async def _insert(
+        self, entries: builtins.list[dict[str, Any]], evidence: builtins.list[dict[str, Any]]
+    ) -> None:
+        connection = await self.session.connection()
+        if entries:
+            await connection.execute(_INSERT_ENTRIES, entries)
+        if evidence:
+            await connection.execute(_INSERT_EVIDENCE, evidence)
+
     async def _append_chain(
         self, workflow_id: str, records: Sequence[LedgerRecord]
-    ) -> builtins.list[LedgerEntry]:
-        # One statement reads the predecessor of the batch and everything after it, so the
-        # "already written" set and the chain head come from the same snapshot. Two separate
-        # reads could straddle another writer's commit and see an inconsistent ledger.
-        predecessor = records[0].event_id - 1
-        tail = (
-            await self.session.execute(
-                select(LedgerEntry.seq, LedgerEntry.prev_hash, LedgerEntry.hash)
-                .where(LedgerEntry.workflow_id == workflow_id, LedgerEntry.seq >= predecessor)
-                .order_by(LedgerEntry.seq)
-            )
-        ).all()
-        stored = {row.seq: row for row in tail}
-        for record in records:
-            if (link := stored.get(record.event_id)) is not None:
-                self._warn_if_different(record, prev_hash=link.prev_hash, stored_hash=link.hash)
-        new = [r for r in records if r.event_id not in stored]
-        if not new:
-            return []
-
-        if tail:
-            head_seq, prev_hash = tail[-1].seq, tail[-1].hash
-        elif predecessor == 0:
-            head_seq, prev_hash = 0, GENESIS_HASH
-        else:
-            raise LedgerGapError(
-                f"{workflow_id}: event {records[0].event_id} arrived before event {predecessor}"
-            )
-        rows = []
-        for record in new:
-            if record.event_id != head_seq + 1:
-                raise LedgerGapError(
-                    f"{workflow_id}: event {record.event_id} arrived but the ledger ends at "
-                    f"seq {head_seq}"
-                )
-            payload = _normalized_payload(record)
-            digest = _record_hash(record, payload, prev_hash)
-            row = LedgerEntry(
-                workflow_id=workflow_id,
-                use_case_key=record.use_case_key,
-                event_id=record.event_id,
-                seq=record.event_id,
-                at=record.at,
-                kind=record.kind.value,
-                actor=record.actor,
-                channel=str(record.channel.value),
-                payload=payload,
-                policy_version=record.policy_version,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
-            self.session.add(row)
-            rows.append(row)
-            self.session.add_all(self._evidence_rows(record))
-            head_seq, prev_hash = record.event_id, digest
-        return rows
-
-    @staticmethod
-    def _evidence_rows(record: LedgerRecord) -> Iterable[EvidenceItem]:
-        seen: set[tuple[str, str]] = set()
-        for item in record.evidence:
-            key = (item.sha256.lower(), item.name)
-            if key in seen:  # the same item listed twice in one event is one fact
-                continue
-            seen.add(key)
-            yield EvidenceItem(
-                workflow_id=record.workflow_id,
-                use_case_key=record.use_case_key,
-                scope=item.scope,
-                round=item.round,
-                kind=item.kind,
-                name=item.name,
-                uri=item.uri,
-                sha256=key[0],
-                submitted_by=item.submitted_by,
-                at=item.at,
-                event_id=record.event_id,
-            )
+    ) -> builtins.list[Written]:
+        """One run's records, chained and written, without their transparency-log leaves."""
+        tails, _ = await self._tails({workflow_id: builtins.list(records)}, blocks=False)
+        entries: builtins.list[dict[str, Any]] = []
+        evidence: builtins.list[dict[str, Any]] = []
+        written = _link(workflow_id, records, tails.get(workflow_id, []), entries, evidence)
+        await self._insert(entries, evidence)
+        return written
 
     @staticmethod
     def _warn_if_different(record: LedgerRecord, *, prev_hash: str, stored_hash: str) -> None:

@@ -25,9 +25,9 @@ import builtins
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, delete, insert, or_, select
+from sqlalchemy import Table, bindparam, case, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +48,79 @@ from workflows.model import EventKind
 GROUP_PREFIX = "group:"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+
+
+# The write path's tables and statements, built once: building the upsert (a CASE per column)
+# and cache-keying it per call cost more CPU than running it (bench/store_persist.py). Values
+# go in as parameters; Core statements, so no ORM bookkeeping either.
+_USE_CASES = cast(Table, UseCase.__table__)
+_PEOPLE = cast(Table, UseCasePerson.__table__)
+_ROSTER = cast(Table, RosterEntry.__table__)
+_PENDING = cast(Table, PendingApproval.__table__)
+_SIDE = cast(Table, SideApproval.__table__)
+# the row's columns, in the order of RegistryRow's fields
+_ROW_COLUMNS = [n for n in RegistryRow.model_fields if n != "side_decisions"]
+_CONTENT = [n for n in _ROW_COLUMNS if n not in ("workflow_id", "event_id")]
+_UPSERTS: dict[tuple[str, bool], Any] = {}
+
+
+def _delete_of(table: Table) -> Any:
+    return delete(table).where(table.c.workflow_id == bindparam("workflow_id"))
+
+
+_REWRITES = {
+    table.name: (_delete_of(table), insert(table)) for table in (_PEOPLE, _ROSTER, _PENDING, _SIDE)
+}
+# the side tables' rows of several runs at once
+_DELETES_OF_RUNS = {
+    table.name: delete(table).where(
+        table.c.workflow_id.in_(bindparam("workflow_ids", expanding=True))
+    )
+    for table in (_PENDING, _SIDE)
+}
+_UPSERTS_OF_RUNS: dict[str, Any] = {}
+
+
+def _upsert_statement(dialect: str, *, reflected: bool) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE … WHERE of a row, RETURNING the stored ``updated_at``."""
+    statement = _UPSERTS.get((dialect, reflected))
+    if statement is not None:
+        return statement
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    proposed = dialect_insert(_USE_CASES)
+    stored = _USE_CASES.c
+    if reflected:
+        # a command's answer: newer content only, and never the ledger's count
+        statement = proposed.on_conflict_do_update(
+            index_elements=[stored.workflow_id],
+            set_={name: proposed.excluded[name] for name in _CONTENT},
+            where=stored.updated_at < proposed.excluded.updated_at,
+        ).returning(stored.updated_at)
+    else:
+        # a newer snapshot always advances event_id; its content replaces the stored one
+        # unless a command's answer already showed newer (the SET sees the old row)
+        fresher = stored.updated_at <= proposed.excluded.updated_at
+        changes: dict[str, Any] = {
+            name: case((fresher, proposed.excluded[name]), else_=stored[name]) for name in _CONTENT
+        }
+        changes["event_id"] = proposed.excluded.event_id
+        statement = proposed.on_conflict_do_update(
+            index_elements=[stored.workflow_id],
+            set_=changes,
+            where=stored.event_id < proposed.excluded.event_id,
+        ).returning(stored.updated_at)
+    _UPSERTS[(dialect, reflected)] = statement
+    return statement
+
+
+def _upsert_of_runs(dialect: str) -> Any:
+    """The snapshot upsert for several rows (one executemany: a multi-row INSERT), RETURNING
+    the ``workflow_id`` and stored ``updated_at`` of each row it applied."""
+    statement = _UPSERTS_OF_RUNS.get(dialect)
+    if statement is None:
+        statement = _upsert_statement(dialect, reflected=False).returning(_USE_CASES.c.workflow_id)
+        _UPSERTS_OF_RUNS[dialect] = statement
+    return statement
 
 
 # Bounds the retry after a lost insert race (see ``upsert``); one retry settles a real race.
@@ -162,6 +235,47 @@ class RegistryRepository:
         raises and the caller retries the whole unit instead of losing its other writes."""
         return await self._upsert(row, people_changed=people_changed)
 
+    async def upsert_runs_in_unit(self, rows: Sequence[tuple[RegistryRow, bool]]) -> list[bool]:
+        """``upsert_in_unit`` of several runs' rows at once, each with its ``people_changed``:
+        the same version checks and side-table rewrites per row, in a few statements for all
+        of them. The workflow ids must be distinct. Returns whether each row was applied."""
+        if len(rows) == 1:
+            row, people_changed = rows[0]
+            return [await self._upsert(row, people_changed=people_changed)]
+        if len({row.workflow_id for row, _ in rows}) != len(rows):
+            raise ValueError("upsert_runs_in_unit takes one row per run")
+        # in workflow id order: two writers lock the rows they share in the same order
+        ordered = sorted(rows, key=lambda pair: pair[0].workflow_id)
+        connection = await self.session.connection()
+        result = await connection.execute(
+            _upsert_of_runs(connection.dialect.name),
+            [row.model_dump(exclude={"side_decisions"}) for row, _ in ordered],
+        )
+        stored = {r.workflow_id: r.updated_at for r in result}
+        # not applied, or only event_id advanced under newer content: the side tables stay
+        applied = [
+            (row, people)
+            for row, people in ordered
+            if stored.get(row.workflow_id) == row.updated_at
+        ]
+        for row, people_changed in applied:
+            if people_changed:
+                await self._rewrite_people(row)
+        if applied:
+            workflow_ids = {"workflow_ids": [row.workflow_id for row, _ in applied]}
+            pending = [
+                {"workflow_id": row.workflow_id, "person_id": p}
+                for row, _ in applied
+                for p in pending_of(row)
+            ]
+            side = [item for row, _ in applied for item in side_approvals_of(row)]
+            for table, new_rows in ((_PENDING, pending), (_SIDE, side)):
+                await connection.execute(_DELETES_OF_RUNS[table.name], workflow_ids)
+                if new_rows:
+                    await connection.execute(_REWRITES[table.name][1], new_rows)
+        done = {row.workflow_id for row, _ in applied}
+        return [row.workflow_id in done for row, _ in rows]
+
     async def _upsert(
         self, row: RegistryRow, *, reflected: bool = False, people_changed: bool = True
     ) -> bool:
@@ -170,75 +284,41 @@ class RegistryRepository:
         as they are instead of rewritten (and the roster's two ledger reads are saved)."""
         values = row.model_dump(exclude={"side_decisions"})
         connection = await self.session.connection()
-        dialect_insert = (
-            postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-        )
-        proposed = dialect_insert(UseCase).values(**values)
-        content = [n for n in values if n not in ("workflow_id", "event_id")]
-        if reflected:
-            # a command's answer: newer content only, and never the ledger's count
-            statement = proposed.on_conflict_do_update(
-                index_elements=[UseCase.workflow_id],
-                set_={name: proposed.excluded[name] for name in content},
-                where=UseCase.updated_at < proposed.excluded.updated_at,
-            ).returning(UseCase.updated_at)
-        else:
-            # a newer snapshot always advances event_id; its content replaces the stored one
-            # unless a command's answer already showed newer (the SET sees the old row)
-            fresher = UseCase.updated_at <= proposed.excluded.updated_at
-            changes: dict[str, Any] = {
-                name: case((fresher, proposed.excluded[name]), else_=getattr(UseCase, name))
-                for name in content
-            }
-            changes["event_id"] = proposed.excluded.event_id
-            statement = proposed.on_conflict_do_update(
-                index_elements=[UseCase.workflow_id],
-                set_=changes,
-                where=UseCase.event_id < proposed.excluded.event_id,
-            ).returning(UseCase.updated_at)
-        stored = (await self.session.execute(statement)).scalar_one_or_none()
+        statement = _upsert_statement(connection.dialect.name, reflected=reflected)
+        stored = (await connection.execute(statement, values)).scalar_one_or_none()
         if stored is None or stored != row.updated_at:
             return False  # not applied, or only event_id advanced under newer content
 
+        workflow_id = row.workflow_id
         if people_changed:
-            await self.session.execute(
-                delete(UseCasePerson).where(UseCasePerson.workflow_id == row.workflow_id)
-            )
-            await self.session.execute(
-                insert(UseCasePerson),
-                [
-                    {"workflow_id": row.workflow_id, "person_id": person, "role": role}
-                    for person, role in sorted(people_of(row))
-                ],
-            )
-            await self.session.execute(
-                delete(RosterEntry).where(RosterEntry.workflow_id == row.workflow_id)
-            )
-            roster = roster_of(row, await self._pinned_roster(row.workflow_id))
-            if roster:
-                await self.session.execute(
-                    insert(RosterEntry),
-                    [
-                        {"workflow_id": row.workflow_id, "person_id": person, "role": role}
-                        for person, role in sorted(roster)
-                    ],
-                )
-        await self.session.execute(
-            delete(PendingApproval).where(PendingApproval.workflow_id == row.workflow_id)
-        )
-        pending = pending_of(row)
-        if pending:
-            await self.session.execute(
-                insert(PendingApproval),
-                [{"workflow_id": row.workflow_id, "person_id": p} for p in pending],
-            )
-        await self.session.execute(
-            delete(SideApproval).where(SideApproval.workflow_id == row.workflow_id)
-        )
-        side = side_approvals_of(row)
-        if side:
-            await self.session.execute(insert(SideApproval), side)
+            await self._rewrite_people(row)
+        pending = [{"workflow_id": workflow_id, "person_id": p} for p in pending_of(row)]
+        await self._rewrite(_PENDING, workflow_id, pending)
+        await self._rewrite(_SIDE, workflow_id, side_approvals_of(row))
         return True
+
+    async def _rewrite_people(self, row: RegistryRow) -> None:
+        """The run's people and pinned roster, as ``row`` and the run's ledger give them."""
+        workflow_id = row.workflow_id
+        people = [
+            {"workflow_id": workflow_id, "person_id": person, "role": role}
+            for person, role in sorted(people_of(row))
+        ]
+        await self._rewrite(_PEOPLE, workflow_id, people)
+        roster = roster_of(row, await self._pinned_roster(workflow_id))
+        pinned = [
+            {"workflow_id": workflow_id, "person_id": person, "role": role}
+            for person, role in sorted(roster)
+        ]
+        await self._rewrite(_ROSTER, workflow_id, pinned)
+
+    async def _rewrite(self, table: Table, workflow_id: str, rows: list[dict[str, Any]]) -> None:
+        """Replace the run's rows of a side table with ``rows``."""
+        remove, add = _REWRITES[table.name]
+        connection = await self.session.connection()
+        await connection.execute(remove, {"workflow_id": workflow_id})
+        if rows:
+            await connection.execute(add, rows)
 
     async def _pinned_roster(self, workflow_id: str) -> dict[str, list[str]] | None:
         """The roster the run's ``run_started`` ledger entry recorded (the one pinned at start,

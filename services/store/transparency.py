@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,14 +33,90 @@ from services.tlog.merkle import Frontier, Tree
 from workflows.model import EventKind
 
 LOG_ROW = 1
-# the state row's table, for Core statements with RETURNING
+# the tables, for Core statements (no ORM bookkeeping on the append path)
 _LOG = cast(Table, LedgerLog.__table__)
+_LEAVES = cast(Table, LedgerLeaf.__table__)
+_HEADS = cast(Table, LedgerRunHead.__table__)
 # decisions at a gate: a high-tier run's checkpoint is due at each of them
 _GATE_DECISIONS = {EventKind.DECISION.value, EventKind.GATE_PASSED.value}
 
 
 class LogIncomplete(RuntimeError):
     """The leaves table lacks an index the tree needs (rows were deleted)."""
+
+
+class Appended(Protocol):
+    """What the log needs of a ledger entry just written (a ``LedgerEntry`` has it)."""
+
+    @property
+    def workflow_id(self) -> str: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+    @property
+    def hash(self) -> str: ...
+
+
+# The append path's statements, built once: building and cache-keying them per call cost more
+# CPU than running them (bench/store_persist.py). Values go in as parameters.
+# the serialization point: grow the log and lock its state row (see ``_take``)
+_TAKE = (
+    update(_LOG)
+    .where(_LOG.c.id == LOG_ROW)
+    .values(size=_LOG.c.size + bindparam("count"))
+    .returning(
+        _LOG.c.size,
+        _LOG.c.frontier,
+        _LOG.c.checkpoint_size,
+        _LOG.c.checkpoint_root,
+        _LOG.c.checkpoint_at,
+    )
+)
+_SET_FRONTIER = update(_LOG).where(_LOG.c.id == LOG_ROW).values(frontier=bindparam("nodes"))
+_INSERT_LEAVES = insert(_LEAVES)
+# the run_started payloads of runs (their tier)
+_ENTRIES = cast(Table, LedgerEntry.__table__)
+_STARTS = select(_ENTRIES.c.payload).where(
+    _ENTRIES.c.workflow_id.in_(bindparam("workflow_ids", expanding=True)), _ENTRIES.c.seq == 1
+)
+
+
+def _heads_upsert(dialect: str) -> Any:
+    statement = _HEADS_UPSERTS.get(dialect)
+    if statement is None:
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        proposed = dialect_insert(_HEADS)
+        statement = proposed.on_conflict_do_update(
+            index_elements=[_HEADS.c.workflow_id],
+            set_={
+                "seq": proposed.excluded.seq,
+                "leaf_index": proposed.excluded.leaf_index,
+                "leaf_hash": proposed.excluded.leaf_hash,
+            },
+        )
+        _HEADS_UPSERTS[dialect] = statement
+    return statement
+
+
+_HEADS_UPSERTS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class _State:
+    """The log's state row as the append transaction left it (it holds the row's lock)."""
+
+    size: int
+    frontier: list[str]
+    checkpoint_size: int | None
+    checkpoint_root: str | None
+    checkpoint_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -69,15 +145,19 @@ def heads_tree(heads: Sequence[RunHead]) -> Tree:
 class TransparencyLogRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # the state row after ``assign``: this transaction holds its lock, so a checkpoint
+        # decided in the same transaction reads it from here instead of the database
+        self._assigned: _State | None = None
 
     # ------------------------------------------------------------------ append path
 
-    async def assign(self, entries: Sequence[LedgerEntry]) -> int:
-        """Give ``entries`` (new, flushed, in append order) their leaves; returns the new size.
+    async def assign(self, entries: Sequence[Appended]) -> int:
+        """Give ``entries`` (new, written, in append order) their leaves; returns the new size.
 
         Takes the log lock for the rest of the transaction: call it after the ledger rows are
-        flushed, so the lock is held as briefly as possible and never while waiting on them.
+        written, so the lock is held as briefly as possible and never while waiting on them.
         """
+        self._assigned = None
         state = await self._take(len(entries))
         if state is None:
             await self._create_state()
@@ -101,25 +181,20 @@ class TransparencyLogRepository:
             leaves.append(row)
             newest[entry.workflow_id] = row
             frontier.append(leaf)
-        await self.session.execute(insert(LedgerLeaf), leaves)
-        await self._upsert_heads(list(newest.values()))
-        await self.session.execute(
-            update(_LOG)
-            .where(_LOG.c.id == LOG_ROW)
-            .values(frontier=[n.hex() for n in frontier.nodes])
+        connection = await self.session.connection()
+        await connection.execute(_INSERT_LEAVES, leaves)
+        await connection.execute(_heads_upsert(connection.dialect.name), list(newest.values()))
+        written = [n.hex() for n in frontier.nodes]
+        await connection.execute(_SET_FRONTIER, {"nodes": written})
+        self._assigned = _State(
+            size, written, state.checkpoint_size, state.checkpoint_root, state.checkpoint_at
         )
         return size
 
     async def _take(self, count: int) -> Any:
         """Grow the log by ``count`` and lock its state row: the serialization point."""
-        return (
-            await self.session.execute(
-                update(_LOG)
-                .where(_LOG.c.id == LOG_ROW)
-                .values(size=_LOG.c.size + count)
-                .returning(_LOG.c.size, _LOG.c.frontier)
-            )
-        ).one_or_none()
+        connection = await self.session.connection()
+        return (await connection.execute(_TAKE, {"count": count})).one_or_none()
 
     async def _create_state(self) -> None:
         """The state row of an empty log (a store emptied by hand: the migration makes it).
@@ -133,42 +208,23 @@ class TransparencyLogRepository:
             .on_conflict_do_nothing(index_elements=[LedgerLog.id])
         )
 
-    async def _upsert_heads(self, rows: list[dict[str, Any]]) -> None:
-        dialect = (await self.session.connection()).dialect.name
-        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = dialect_insert(LedgerRunHead)
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[LedgerRunHead.workflow_id],
-                set_={
-                    "seq": statement.excluded.seq,
-                    "leaf_index": statement.excluded.leaf_index,
-                    "leaf_hash": statement.excluded.leaf_hash,
-                },
-            ),
-            rows,
-        )
-
-    async def high_tier_decision(self, entries: Sequence[LedgerEntry]) -> bool:
+    async def high_tier_decision(self, entries: Sequence[Appended]) -> bool:
         """Whether ``entries`` hold a gate decision of a high-tier run (tier from the run's
         own ``run_started`` entry)."""
         deciding = {e.workflow_id for e in entries if e.kind in _GATE_DECISIONS}
-        for workflow_id in deciding:
-            started = next(
-                (e for e in entries if e.workflow_id == workflow_id and e.seq == 1), None
-            )
-            payload = (
-                started.payload
-                if started is not None
-                else await self.session.scalar(
-                    select(LedgerEntry.payload).where(
-                        LedgerEntry.workflow_id == workflow_id, LedgerEntry.seq == 1
-                    )
-                )
-            )
-            if isinstance(payload, dict) and payload.get("risk_tier") == cp.HIGH_TIER:
-                return True
-        return False
+        if not deciding:
+            return False
+        started = {e.workflow_id: e.payload for e in entries if e.seq == 1}
+        payloads = [started[wf] for wf in deciding if wf in started]
+        earlier = sorted(wf for wf in deciding if wf not in started)
+        if earlier:  # runs started in an earlier batch: one read for all of them
+            connection = await self.session.connection()
+            rows = await connection.execute(_STARTS, {"workflow_ids": earlier})
+            payloads += [row.payload for row in rows]
+        return any(
+            isinstance(payload, dict) and payload.get("risk_tier") == cp.HIGH_TIER
+            for payload in payloads
+        )
 
     async def checkpoint_if_due(
         self,
@@ -181,6 +237,7 @@ class TransparencyLogRepository:
         """Sign a checkpoint of the current tree when the policy says it is due. ``lock``:
         take the log lock first (the append path already holds it)."""
         table = _LOG
+        state: Any
         if lock:
             # a no-op write: the row lock on PostgreSQL, the database's write lock on SQLite
             # (a read first would not serialize with appends there)
@@ -190,9 +247,13 @@ class TransparencyLogRepository:
                 .values(size=table.c.size)
                 .returning(table)
             )
+            state = (await self.session.execute(read)).first()
+        elif self._assigned is not None:
+            # this transaction's own append left the row so, and holds its lock
+            state = self._assigned
         else:
             read = select(table).where(table.c.id == LOG_ROW)
-        state = (await self.session.execute(read)).first()
+            state = (await self.session.execute(read)).first()
         if state is None:
             return None
         now = now or datetime.now(UTC)
@@ -236,6 +297,7 @@ class TransparencyLogRepository:
                 checkpoint_at=now,
             )
         )
+        self._assigned = None  # the row has changed
         return signed
 
     # ------------------------------------------------------------------ reads

@@ -41,6 +41,7 @@ from services.store.db import is_sqlite, session_scope
 from services.store.errors import Permanent, classify, describe
 from services.store.ledger import LedgerBatchError, LedgerGapError, LedgerRepository
 from services.store.registry import RegistryKeyConflict, RegistryRepository
+from services.tlog.checkpoints import SignedCheckpoint
 from services.tlog.publish import Checkpointing
 from services.worker.notify import Adapter
 from workflows.activities import (
@@ -79,6 +80,8 @@ class StoreActivities:
         sessionmaker: async_sessionmaker[AsyncSession],
         checkpointing: Checkpointing | None = None,
         notice_log: Adapter | None = None,
+        *,
+        max_group: int = 16,
     ) -> None:
         self._sessionmaker = sessionmaker
         # signs transparency-log checkpoints in the append transaction, publishes them after
@@ -95,6 +98,12 @@ class StoreActivities:
         self._writes: asyncio.Lock | contextlib.nullcontext[None] = (
             asyncio.Lock() if sqlite else contextlib.nullcontext()
         )
+        # group commit of ``persist``: the batches that queued while a transaction ran go
+        # into the next one together (see ``_commit``); at most ``max_group`` (1: none).
+        # Every append takes the log's one lock anyway (ledger_log), on both backends.
+        self._max_group = max(1, max_group)
+        self._persists = self._writes if isinstance(self._writes, asyncio.Lock) else asyncio.Lock()
+        self._queued: list[_Queued] = []
 
     @activity.defn(name=LEDGER_APPEND)
     async def append_ledger(self, batch: LedgerBatch) -> int:
@@ -103,10 +112,8 @@ class StoreActivities:
         try:
             async with self._writes, session_scope(self._sessionmaker) as session:
                 ledger = LedgerRepository(session, policy)
-                written = await ledger.append(batch)
                 # a write that succeeds lifts any block an earlier batch left
-                for workflow_id in dict.fromkeys(r.workflow_id for r in batch.records):
-                    await BlockedRepository(session).clear(workflow_id)
+                written = await ledger.append(batch, clear_blocks=True)
             if ledger.signed is not None and self._checkpointing is not None:
                 await self._checkpointing.publisher.publish(ledger.signed)
             return written
@@ -131,20 +138,13 @@ class StoreActivities:
         """Append ``batch.records`` and store ``batch.row`` in one transaction, then log the
         batch's notices when the log is the worker's only channel. Both writes are idempotent,
         so a retry (or a replay after a worker died before its workflow task completed) writes
-        nothing twice; a notice may be logged twice."""
-        policy = self._checkpointing.policy if self._checkpointing else None
+        nothing twice; a notice may be logged twice.
+
+        The transaction may hold other runs' batches too (group commit, ``_commit``): the
+        answer still comes only after it committed, and a batch that makes a group fail is
+        written alone, like every other batch of that group, so it fails only itself."""
         try:
-            async with self._writes, session_scope(self._sessionmaker) as session:
-                # the ledger first: its race recovery rolls back the unit, which holds nothing
-                # else yet; the row is the unit's last write and retries with it
-                ledger = LedgerRepository(session, policy)
-                written = 0
-                if batch.records:
-                    written = await ledger.append(LedgerBatch(records=batch.records))
-                    await BlockedRepository(session).clear(batch.row.workflow_id)
-                await RegistryRepository(session).upsert_in_unit(
-                    batch.row, people_changed=_people_changed(batch.records)
-                )
+            written = await self._commit(batch)
         except (LedgerBatchError, RegistryKeyConflict) as exc:
             raise _fallback(type(exc).__name__, retry=False) from None
         except LedgerGapError as exc:
@@ -159,13 +159,104 @@ class StoreActivities:
         except Exception as exc:  # e.g. the driver's connect error: its text names the host
             log.warning("store.persist of %s failed", batch.row.workflow_id, exc_info=True)
             raise _fallback(type(exc).__name__, retry=True) from None
-        if ledger.signed is not None and self._checkpointing is not None:
-            await self._checkpointing.publisher.publish(ledger.signed)
         if self._notice_log is None:
             return StoreResult(written=written)
         for notice in batch.notices:
             await self._notice_log.send(notice, [])
         return StoreResult(written=written, notices_logged=True)
+
+    async def _commit(self, batch: StoreBatch) -> int:
+        """Store ``batch``; returns the ledger entries it newly wrote.
+
+        Group commit: callers queue, and whoever holds the lock writes its own batch with the
+        batches queued behind it (first come first served, one per run, at most
+        ``max_group``) in one transaction, then answers them all. A run's batches come one
+        at a time (its workflow awaits each), so a group never reorders a run's writes; a
+        stale attempt of a run already in the group waits for the next transaction. When the
+        group's transaction fails, nobody is answered from it: each of its batches is
+        written again alone, by its own caller, and fails or succeeds by itself."""
+        me = _Queued(batch)
+        self._queued.append(me)
+        try:
+            async with self._persists:
+                written, signed = await self._turn(me)
+        finally:
+            if me in self._queued:  # cancelled while waiting: nobody writes it now
+                self._queued.remove(me)
+        # after the lock: publishing reads the log and may call the witness
+        if signed is not None and self._checkpointing is not None:
+            await self._checkpointing.publisher.publish(signed)
+        return written
+
+    async def _turn(self, me: _Queued) -> tuple[int, SignedCheckpoint | None]:
+        """``me``'s turn at the lock: its answer, and a checkpoint to publish."""
+        if me.written is not None:
+            return me.written, None  # a group before ours stored it
+        if me in self._queued:  # (not when a group that failed had taken it)
+            self._queued.remove(me)
+        group = [me] if me.alone else self._group(me)
+        if len(group) > 1:
+            try:
+                answers, signed = await self._write_group([q.batch for q in group])
+            except Exception:
+                log.info("group commit of %d batches failed; writing each alone", len(group))
+                for queued in group:
+                    queued.alone = True
+            else:
+                for queued, written in zip(group, answers, strict=True):
+                    queued.written = written
+                return answers[0], signed
+        return await self._write_alone(me.batch)
+
+    def _group(self, leader: _Queued) -> list[_Queued]:
+        """``leader`` and the batches queued behind it that may share its transaction."""
+        group = [leader]
+        runs = leader.runs()
+        for queued in list(self._queued):
+            if len(group) >= self._max_group:
+                break
+            if queued.alone or not runs.isdisjoint(queued.runs()):
+                continue  # a run's next batch goes into the next transaction
+            self._queued.remove(queued)
+            group.append(queued)
+            runs |= queued.runs()
+        return group
+
+    async def _write_alone(self, batch: StoreBatch) -> tuple[int, SignedCheckpoint | None]:
+        """The batch's transaction; the checkpoint it signed, to publish."""
+        policy = self._checkpointing.policy if self._checkpointing else None
+        async with session_scope(self._sessionmaker) as session:
+            # the ledger first: its race recovery rolls back the unit, which holds nothing
+            # else yet; the row is the unit's last write and retries with it
+            ledger = LedgerRepository(session, policy)
+            written = 0
+            if batch.records:
+                written = await ledger.append(LedgerBatch(records=batch.records), clear_blocks=True)
+            await RegistryRepository(session).upsert_in_unit(
+                batch.row, people_changed=_people_changed(batch.records)
+            )
+        return written, ledger.signed
+
+    async def _write_group(
+        self, batches: list[StoreBatch]
+    ) -> tuple[list[int], SignedCheckpoint | None]:
+        """Several runs' batches in one transaction: what ``_write_alone`` does for each."""
+        policy = self._checkpointing.policy if self._checkpointing else None
+        async with session_scope(self._sessionmaker) as session:
+            ledger = LedgerRepository(session, policy)
+            records = [r for batch in batches for r in batch.records]
+            if records:
+                await ledger.append(LedgerBatch(records=records), clear_blocks=True)
+            await RegistryRepository(session).upsert_runs_in_unit(
+                [(batch.row, _people_changed(batch.records)) for batch in batches]
+            )
+        if not records:
+            return [0] * len(batches), ledger.signed
+        answers = [
+            sum(ledger.written_runs.get(run, 0) for run in {r.workflow_id for r in b.records})
+            for b in batches
+        ]
+        return answers, ledger.signed
 
     async def _block(self, batch: LedgerBatch, reason: Permanent, detail: str) -> ApplicationError:
         first = min(batch.records, key=lambda r: r.event_id)
@@ -228,6 +319,20 @@ class StoreActivities:
             activity.logger.debug(
                 "registry snapshot %s@%d superseded by a newer one", row.workflow_id, row.event_id
             )
+
+
+class _Queued:
+    """A ``persist`` call waiting for its transaction."""
+
+    __slots__ = ("alone", "batch", "written")
+
+    def __init__(self, batch: StoreBatch) -> None:
+        self.batch = batch
+        self.written: int | None = None  # set once a group's transaction stored it
+        self.alone = False  # its group failed: it is written by itself
+
+    def runs(self) -> set[str]:
+        return {self.batch.row.workflow_id, *(r.workflow_id for r in self.batch.records)}
 
 
 # the facts after which a run's people or pinned roster may differ from what is stored

@@ -7,6 +7,8 @@ the workflow hands the same writes to the activities that retry until the store 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import delete, func, select
 from temporalio.exceptions import ApplicationError
@@ -102,7 +104,9 @@ class _Log:
     def __init__(self) -> None:
         self.sent: list[Notification] = []
 
-    async def send(self, notice: Notification, refs: list[MessageRef]) -> list[MessageRef]:
+    async def send(
+        self, notice: Notification, refs: list[MessageRef], progress: object = None
+    ) -> list[MessageRef]:
         self.sent.append(notice)
         return []
 
@@ -177,3 +181,119 @@ async def test_the_runs_people_are_rewritten_only_after_facts_that_change_them(
     )
     await ActivityEnvironment().run(activities.persist, changed)
     assert await roster_rows() > 0  # written again with the fact that changes them
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+async def _grouped(activities: StoreActivities, batches: list[StoreBatch]) -> list[object]:
+    """Persist ``batches`` at once, queued behind a held lock so that they share transactions;
+    each outcome is the result or the exception of its own call."""
+    async with activities._persists:
+        calls = [asyncio.create_task(activities.persist(b)) for b in batches]
+        while len(activities._queued) < len(batches):
+            await asyncio.sleep(0)
+    return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
+def _count_groups(monkeypatch: pytest.MonkeyPatch, activities: StoreActivities) -> list[int]:
+    sizes: list[int] = []
+    write_group = activities._write_group
+
+    async def counting(batches: list[StoreBatch]) -> object:
+        sizes.append(len(batches))
+        return await write_group(batches)
+
+    monkeypatch.setattr(activities, "_write_group", counting)
+    return sizes
+
+
+async def test_concurrent_batches_of_several_runs_share_one_transaction(
+    sessionmaker: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    activities = StoreActivities(sessionmaker)
+    groups = _count_groups(monkeypatch, activities)
+    runs = [new_workflow_id() for _ in range(4)]
+    for wf in runs[:2]:  # two runs already under way, two new
+        await activities.persist(_batch(wf, [1, 2]))
+
+    first = [_batch(wf, [3, 4] if wf in runs[:2] else [1, 2, 3]) for wf in runs]
+    results = await _grouped(activities, first)
+
+    assert groups == [4]
+    assert [r.written for r in results] == [2, 2, 3, 3]  # type: ignore[attr-defined]
+    # the same batches again (a retry after a worker died): nothing written twice
+    again = await _grouped(activities, first)
+    assert [r.written for r in again] == [0, 0, 0, 0]  # type: ignore[attr-defined]
+    async with session_scope(sessionmaker) as session:
+        for wf in runs:
+            verified = await LedgerRepository(session).verify(wf)
+            row = await RegistryRepository(session).get(wf)
+            assert verified.ok, verified
+            assert row is not None
+            assert row.event_id == verified.entries
+
+
+async def test_a_batch_that_fails_its_group_fails_only_itself(
+    sessionmaker: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch of a failed group is written again alone: the refused one (another run's
+    key, a gap) fails with its own reason, the others land exactly once."""
+    activities = StoreActivities(sessionmaker)
+    groups = _count_groups(monkeypatch, activities)
+    holder = registry_row()
+    await ActivityEnvironment().run(activities.sync_registry, holder)
+    good, clash, gap = new_workflow_id(), new_workflow_id(), new_workflow_id()
+
+    results = await _grouped(
+        activities,
+        [_batch(good, [1, 2]), _batch(clash, [1], key=holder.key), _batch(gap, [3])],
+    )
+
+    assert groups == [3]
+    ok, refused, early = results
+    assert getattr(ok, "written", None) == 2
+    assert isinstance(refused, ApplicationError)
+    assert (refused.type, refused.non_retryable) == (PERSIST_FALLBACK, True)
+    assert isinstance(early, ApplicationError)
+    assert (early.type, early.non_retryable) == (PERSIST_FALLBACK, False)
+    assert "ledger gap" in str(early)
+    assert (await _entries(sessionmaker, good), await _entries(sessionmaker, clash)) == (2, 0)
+    assert await _entries(sessionmaker, gap) == 0
+
+
+async def test_a_runs_batches_never_share_a_transaction(
+    sessionmaker: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stale attempt of a run beside its current one: each goes into a transaction of its
+    own, in the order they came, and the chain takes each event once."""
+    activities = StoreActivities(sessionmaker)
+    groups = _count_groups(monkeypatch, activities)
+    wf, other = new_workflow_id(), new_workflow_id()
+
+    results = await _grouped(
+        activities, [_batch(wf, [1, 2]), _batch(other, [1]), _batch(wf, [1, 2]), _batch(wf, [3])]
+    )
+
+    assert [getattr(r, "written", r) for r in results] == [2, 1, 0, 1]
+    assert groups == [2]  # wf's first batch with other's; wf's later ones alone, in order
+    async with session_scope(sessionmaker) as session:
+        verified = await LedgerRepository(session).verify(wf)
+    assert (verified.ok, verified.entries) == (True, 3)
+
+
+async def test_a_cancelled_caller_leaves_the_queue(sessionmaker: Sessions) -> None:
+    activities = StoreActivities(sessionmaker)
+    wf, other = new_workflow_id(), new_workflow_id()
+    async with activities._persists:
+        gone = asyncio.create_task(activities.persist(_batch(wf, [1])))
+        kept = asyncio.create_task(activities.persist(_batch(other, [1])))
+        while len(activities._queued) < 2:
+            await asyncio.sleep(0)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert len(activities._queued) == 1
+    assert (await kept).written == 1
+    assert await _entries(sessionmaker, wf) == 0
+    assert not activities._queued
