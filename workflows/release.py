@@ -135,7 +135,12 @@ class UseCaseRelease:
             self.unauthenticated = self._start_refusal(inp, carried is not None)
         resumed = carried is not None and self.unauthenticated is None
         state = ReleaseState.model_validate(carried) if resumed else None
-        self.run_ = Run(inp, state or ReleaseState.fresh(inp, workflow.now()), wid)
+        started = (
+            workflow.info().workflow_start_time
+            if self.paths.start_at_start_event
+            else workflow.now()
+        )
+        self.run_ = Run(inp, state or ReleaseState.fresh(inp, started), wid)
         self.ship = Shipper(self.run_, self.paths, self._should_continue_as_new)
         if resumed:
             self.run_.state.outbox.read_model_stale = True
@@ -145,12 +150,12 @@ class UseCaseRelease:
             workflow.logger.warning("refused to start %s: %s", wid, self.unauthenticated)
             return  # records nothing: the run fails at once
         # Start here, not in run(): an update may be delivered before run() first executes.
-        transitions.start(self.run_, workflow.now())
+        transitions.start(self.run_, started)
         if inp.change is not None and inp.change.evidence:
             seed = AddEvidence(
                 actor=inp.change.raised_by, evidence=inp.change.evidence, channel=Channel.SYSTEM
             )
-            live.seed_evidence(self.run_, seed, workflow.now())
+            live.seed_evidence(self.run_, seed, started)
         self.ship.publish()
 
     @staticmethod

@@ -44,6 +44,11 @@ class CodePaths:
         # Generation 1: the deadline timer is kept across commands, and run-to-run signals
         # that cannot be verified are kept as refused attempts.
         self.steady_timer = self.generation >= 1
+        # A fresh run's first facts are dated by its start event, not its first workflow
+        # task: that task may be completed empty while the store step runs (nothing else to
+        # say yet), and a replay then sees the start in the next task, at a later time.
+        # Runs before generations always recorded a patch marker in their first task.
+        self.start_at_start_event = self.generation >= 1
         self.refuses_run_signals = self.generation >= 1
 
     def patched(self, patch_id: str) -> bool:
