@@ -1,12 +1,14 @@
 """Read-your-writes: the read model shows a command's effect as soon as the command answers.
 
-The registry (listing, the approvals inbox) is kept by the workflow's ``registry.sync``
-activity, which runs after the command's facts reach the ledger — about half a second later.
-A caller who decides a gate and reads their inbox at once must not see the gate still waiting
-on them, so the command layer also writes the row from the command's answer, the run's state
-right after it (``RegistryRepository.reflect``: newer content only, ordered by the time of the
-run's latest fact; the ledger's count, ``event_id``, stays the workflow's to set). A row that
-cannot be written is only logged: the command did happen, and the workflow's sync follows.
+The registry (listing, the approvals inbox) is kept by the workflow's store step, which
+writes a command's row before the command answers; when that step falls back to its retrying
+activities (the store slow or down), the row follows later. A caller who decides a gate and
+reads their inbox at once must not see the gate still waiting on them, so the command layer
+checks the row against the command's answer, the run's state right after it, and writes the
+row from the answer when the store shows something older (``RegistryRepository.reflect``:
+newer content only, ordered by the time of the run's latest fact; the ledger's count,
+``event_id``, stays the workflow's to set). A row that cannot be written is only logged: the
+command did happen, and the workflow's sync follows.
 """
 
 from __future__ import annotations
@@ -67,7 +69,13 @@ class StoredReadModel:
     async def reflect(self, view: UseCaseView) -> None:
         try:
             async with session_scope(self.sessionmaker) as session:
-                await RegistryRepository(session).reflect(row_from_view(view))
+                registry = RegistryRepository(session)
+                # Usually the run's one trip to the store wrote this row before the command
+                # answered: a read, not a write, then (a write transaction is what costs).
+                stored = await registry.shows_as_of(view.id)
+                if stored is not None and stored >= view.updated_at:
+                    return
+                await registry.reflect(row_from_view(view))
         except (SQLAlchemyError, OSError, RegistryKeyConflict) as exc:
             log.warning(
                 "read model not updated from the answer for %s (the run's sync follows): %s",

@@ -206,6 +206,15 @@ class RegistryRepository:
         Like ``upsert``, the only write in its unit of work."""
         return await self._retrying(row, reflected=True)
 
+    async def shows_as_of(self, workflow_id: str) -> datetime | None:
+        """The time of the run's latest fact the stored row shows (None: no row yet). A
+        command's answer as old or older is there already: the run's store step wrote it
+        before the command answered, unless that step fell back to its retrying activities."""
+        stored: datetime | None = await self.session.scalar(
+            select(UseCase.updated_at).where(UseCase.workflow_id == workflow_id)
+        )
+        return stored
+
     async def _retrying(self, row: RegistryRow, *, reflected: bool) -> bool:
         for attempt in range(1, _MAX_RACE_ATTEMPTS + 1):
             try:

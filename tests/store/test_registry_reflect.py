@@ -5,14 +5,21 @@ snapshots: newer content wins by the time of the run's latest fact, and ``event_
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.commands.read_model import StoredReadModel
 from services.store.db import session_scope
 from services.store.models import UseCase
 from services.store.registry import RegistryRepository
 from tests.store.factories import T0, new_workflow_id, registry_row
+from tests.workflows.test_pure_modules import T0 as RUN_T0
+from tests.workflows.test_pure_modules import approve, new_run, to_gate
+from workflows import presentation
 from workflows.activities import RegistryRow
+from workflows.model import Gate
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -97,3 +104,33 @@ async def test_an_answer_for_a_run_not_stored_yet_claims_no_ledger_entries(
     assert (await stored(sessionmaker, wf)).event_id == 0
     assert await write(sessionmaker, registry_row(wf, stage="scoping", event_id=2), reflected=False)
     assert (await stored(sessionmaker, wf)).event_id == 2
+
+
+async def test_an_answer_the_store_step_already_wrote_costs_a_read_not_a_write(
+    sessionmaker: Sessions, engine: AsyncEngine
+) -> None:
+    """The run's store step writes a command's row before the command answers; the command
+    layer then only reads it. When that step fell back (the row is older), it writes."""
+    run = new_run("low")
+    to_gate(run)
+    await write(sessionmaker, presentation.registry_row(run), reflected=False)  # the store step
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await StoredReadModel(sessionmaker).reflect(presentation.view(run))
+        assert statements == ["SELECT"]
+        # the decision's answer: the store step fell back, the row still shows the gate open
+        approve(run, "rita", Gate.RISK_SIGNOFF, now=RUN_T0 + timedelta(minutes=5))
+        statements.clear()
+        await StoredReadModel(sessionmaker).reflect(presentation.view(run))
+        assert statements[0] == "SELECT"
+        assert "INSERT" in statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    row = await stored(sessionmaker, run.workflow_id)
+    assert row.stage == "ops_handoff"
+    assert run.workflow_id not in await inbox(sessionmaker, "rita")
