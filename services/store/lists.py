@@ -249,7 +249,12 @@ async def _suspensions(
 ) -> list[tuple[int, str]]:
     """(seq, reason) of the suspensions the run recorded right after sev1 incidents of the
     page (the reason of a suspension by policy names the incident)."""
-    sev1 = [r.seq for r in incidents if r.payload.get("severity") == Severity.SEV1.value]
+    sev1 = [
+        r.seq
+        for r in incidents
+        if extras_as(IncidentReported, parse_payload(r.kind, r.payload)[1]).severity
+        == Severity.SEV1
+    ]
     if not sev1:
         return []
     rows = await session.scalars(
