@@ -41,6 +41,13 @@ async def test_incident_suspend_resume_over_http(api: httpx.AsyncClient) -> None
     )
     assert r.status_code == 201
     assert r.json()["stage"] == "suspended"
+    # the paged list, read from the ledger, says which incident suspended the run
+    r = await api.get(f"{base}/incidents", params={"limit": 10}, headers=auth("olga"))
+    assert r.status_code == 200, r.text
+    assert [(i["severity"], i["suspended"]) for i in r.json()["items"]] == [
+        ("sev2", False),
+        ("sev1", True),
+    ]
 
     # whoever asks to resume never decides it: tom asks, a risk approver and bo decide
     r = await api.post(f"{base}/resume", json={"reason": "fixed"}, headers=auth("tom"))
