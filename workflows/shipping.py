@@ -357,7 +357,6 @@ class Shipper:
             transitions.refuse_run_signal(
                 self.run, RunSignal.CHANGE_FINISHED, report.change_id, why, workflow.now()
             )
-            self.publish()
 
     async def _call_hooks(self) -> None:
         box = self.run.state.outbox

@@ -262,6 +262,8 @@ async def test_minor_change_by_technical_owner_is_approved_by_business_owner(
     assert view.live_version == 2
     assert view.stage == Stage.LIVE
     assert await events_of(handle, "change_applied")
+    # the change's own report, confirmed with its run, is never kept as a refused attempt
+    assert await handle.query(UseCaseRelease.refused_attempts) == []
 
 
 async def test_minor_change_by_delivery_lead_goes_to_technical_owner(
