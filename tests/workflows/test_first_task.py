@@ -2,11 +2,12 @@
 replay of it, even when its first workflow task was completed empty.
 
 The first task records the run's start and hands it to the store step (a local activity). A
-query that arrives meanwhile (the API reads the state right after a start) makes the SDK
-complete that task at once, with no command, so the query can be answered; the facts are
-stored in the next task. A worker replaying the run later merges those two tasks, so the
-first activation it sees carries the second task's time. The start's facts are therefore
-dated by the run's start event (generation 1), which every replay sees the same.
+query sent right after the start (the API reads the state at once) reaches the worker with
+that first task; the SDK answers it by completing the task at once, with no command, while the
+store step still runs, and the facts are stored in the next task. A worker replaying the run
+later merges those two tasks, so the first activation it sees carries the second task's time.
+The start's facts are therefore dated by the run's start event (generation 1), which every
+replay sees the same.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from workflows.activities import STORE_PERSIST, StoreBatch, StoreResult
 from workflows.release import UseCaseRelease
 
 
-def slow_first_store(activities: list[Any], release: asyncio.Event) -> list[Any]:
-    """The worker's activities, with a store step that holds its first call until ``release``."""
+def slow_first_store(
+    activities: list[Any], holding: asyncio.Event, release: asyncio.Event
+) -> list[Any]:
+    """The worker's activities, with a store step that holds its first call (``holding`` is
+    set once it does) until ``release``."""
     persist = next(
         a for a in activities if activity._Definition.must_from_callable(a).name == STORE_PERSIST
     )
@@ -44,6 +48,7 @@ def slow_first_store(activities: list[Any], release: asyncio.Event) -> list[Any]
         nonlocal held
         if not held:
             held = True
+            holding.set()
             await release.wait()
         result: StoreResult = await persist(batch)
         return result
@@ -68,24 +73,29 @@ async def test_the_start_keeps_its_time_across_an_empty_first_task_and_a_replay(
     engine = make_engine(store_url)
     sessionmaker = make_sessionmaker(engine)
     task_queue = f"first-task-{uuid.uuid4().hex[:8]}"
-    release = asyncio.Event()
+    holding, release = asyncio.Event(), asyncio.Event()
     client = temporal_env.client
     try:
+        inp = make_input("high")
+        # started as the API starts it: with its search attributes, so the first task has
+        # nothing to upsert; no worker polls yet
+        handle = await client.start_workflow(
+            UseCaseRelease.run,
+            inp,
+            id=f"usecase-{inp.key}",
+            task_queue=task_queue,
+            search_attributes=search_attributes(inp),
+        )
+        # a read right after the start, as the API's: the server hands it to the worker with
+        # the first task, which must answer it while the store step still runs
+        query = asyncio.create_task(handle.query(UseCaseRelease.events))
+        await asyncio.sleep(0.5)
         async with httpx.AsyncClient() as http:
             activities = release_activities(sessionmaker, [LogAdapter()], http, None)
-            async with release_worker(client, task_queue, slow_first_store(activities, release)):
-                inp = make_input("high")
-                # started as the API starts it: with its search attributes, so the first
-                # task has nothing to upsert
-                handle = await client.start_workflow(
-                    UseCaseRelease.run,
-                    inp,
-                    id=f"usecase-{inp.key}",
-                    task_queue=task_queue,
-                    search_attributes=search_attributes(inp),
-                )
-                # a read while the store step holds the first task (as the API's after a start)
-                query = asyncio.create_task(handle.query(UseCaseRelease.events))
+            async with release_worker(
+                client, task_queue, slow_first_store(activities, holding, release)
+            ):
+                await asyncio.wait_for(holding.wait(), timeout=30)
                 await asyncio.sleep(0.5)
                 release.set()
                 await query
